@@ -1,0 +1,73 @@
+"""pusher-farm: exact open-loop load, from one laptop to fifty hosts.
+
+The whole public API is re-exported here (``__all__``); everything else is internal.
+"""
+
+from pusher_farm.core.config import (
+    Config,
+    Offer,
+    with_gossips,
+    with_overtime,
+    with_profile,
+    with_timeout,
+    with_window,
+)
+from pusher_farm.core.executor import Context, inline
+from pusher_farm.core.gossip import Gossip, Gossiper, GossipStream, When
+from pusher_farm.core.report import Counts, Report
+from pusher_farm.core.schedule import Constant, Stage, Stages, parse_duration, parse_stages
+from pusher_farm.core.stats import Histogram
+from pusher_farm.core.worker import Worker, hire
+from pusher_farm.errors import (
+    FarmError,
+    InvalidOption,
+    InvalidOvertime,
+    InvalidRPS,
+    MissingTarget,
+    ProtocolError,
+    PusherError,
+    TargetError,
+    WorkerBusy,
+)
+from pusher_farm.pusher import farm, farm_async, force, work
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Config",
+    "Constant",
+    "Context",
+    "Counts",
+    "FarmError",
+    "Gossip",
+    "GossipStream",
+    "Gossiper",
+    "Histogram",
+    "InvalidOption",
+    "InvalidOvertime",
+    "InvalidRPS",
+    "MissingTarget",
+    "Offer",
+    "ProtocolError",
+    "PusherError",
+    "Report",
+    "Stage",
+    "Stages",
+    "TargetError",
+    "When",
+    "Worker",
+    "WorkerBusy",
+    "farm",
+    "farm_async",
+    "force",
+    "hire",
+    "inline",
+    "parse_duration",
+    "parse_stages",
+    "with_gossips",
+    "with_overtime",
+    "with_profile",
+    "with_timeout",
+    "with_window",
+    "work",
+]

@@ -1,0 +1,474 @@
+"""The executor: fires one worker's slots on the event loop and counts every outcome once.
+
+Wake, launch every slot that is due, sleep until the next one. A slot that finds ``overtime``
+calls in flight is canceled (counted, never queued). Coroutine targets run on the loop, plain
+functions in a thread pool sized to overtime, and targets marked ``inline`` (cheap,
+non-blocking functions such as the built-in ``noop``) are called right on the loop.
+
+Every call is stamped in one place with its slot's intended time, its actual start and its
+end; the three timings (latency = end - intended, service = end - start, lag = start -
+intended) are recorded in batches into the current report window's histograms. Windows close
+on the run's clock every ``window`` seconds; each closed window goes to ``on_window`` and into
+the executor's ``Tally``.
+
+Resource handling: ``run`` owns the pacer task, the flusher task, every call's task and the
+thread pool; when it returns (or is cancelled) none of them is left running, except threads of
+plain-function targets that ignored their timeout (they cannot be killed; their slot is already
+counted as ``Timeout`` and their late result is discarded).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import math
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+from pusher_farm.core.gossip import Gossip, GossipHub, When
+from pusher_farm.core.schedule import Profile, Shard, slot_batches
+from pusher_farm.core.window import Tally, Window
+from pusher_farm.errors import TargetError
+
+__all__ = ["Context", "Executor", "TIMEOUT", "INTERRUPTED", "target_kind", "inline"]
+
+#: error kind of a call that ran past its timeout
+TIMEOUT = "Timeout"
+#: error kind of a call still in flight when the run was aborted
+INTERRUPTED = "Interrupted"
+
+_FATAL = (KeyboardInterrupt, SystemExit)
+_LAUNCHES_BEFORE_YIELD = 512
+
+
+def inline(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Mark a cheap, non-blocking plain function to be called right on the event loop."""
+    fn.__pusher_inline__ = True  # type: ignore[attr-defined]
+    return fn
+
+
+def target_kind(target: Callable[..., Any]) -> str:
+    """'inline', 'async' or 'sync': how the executor will call ``target``."""
+    if getattr(target, "__pusher_inline__", False):
+        return "inline"
+    if inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(
+        getattr(target, "__call__", None)  # noqa: B004 - an object with an async __call__
+    ):
+        return "async"
+    return "sync"
+
+
+class Context:
+    """What a target gets for one call.
+
+    ``seq`` is the slot's number; ``intended`` its due time, ``started`` the time the executor
+    launched it and ``deadline`` the time the call times out (``None``: never), all on
+    ``time.monotonic``'s clock; ``worker`` the worker's
+    ident. ``cancelled`` becomes true once the call has timed out or the run was aborted: a
+    plain function should check it (or ``remaining()``) in long loops; a coroutine is cancelled.
+    """
+
+    __slots__ = ("seq", "intended", "started", "deadline", "worker", "cancelled", "_done", "_task", "_timer")
+
+    def __init__(self, seq: int, intended: float, started: float, deadline: float | None, worker: str) -> None:
+        self.seq = seq
+        self.intended = intended
+        self.started = started
+        self.deadline = deadline
+        self.worker = worker
+        self.cancelled = False
+        self._done = False
+        self._task: asyncio.Future[Any] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+
+    def remaining(self) -> float | None:
+        """Seconds left before the timeout, ``None`` without one."""
+        return None if self.deadline is None else self.deadline - time.monotonic()
+
+    def __repr__(self) -> str:
+        return f"Context(seq={self.seq}, worker={self.worker!r})"
+
+
+def _kind_of(exc: BaseException) -> str:
+    if isinstance(exc, TargetError):
+        return exc.kind
+    return type(exc).__name__
+
+
+class Executor:
+    """One run of one target on the running event loop (see the module docstring)."""
+
+    def __init__(
+        self,
+        target: Callable[[Context], Any],
+        profile: Profile,
+        *,
+        ident: str = "",
+        overtime: int,
+        timeout: float | None,
+        window: float = 1.0,
+        until: float | None = None,
+        shard: Shard | None = None,
+        first_slot: int = 0,
+        start_at: float | None = None,
+        hub: GossipHub | None = None,
+        on_window: Callable[[Window], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.target = target
+        self.kind = target_kind(target)
+        self.profile = profile
+        self.ident = ident
+        self.overtime = overtime
+        self.timeout = timeout
+        self.window = window
+        self.until = until
+        self.shard = shard
+        self.first_slot = first_slot
+        self.start_at = start_at
+        self.hub = hub if hub else None
+        self.on_window = on_window
+        self.clock = clock
+        self.tally = Tally(window)
+        self.t0 = math.nan
+        self.in_flight = 0
+        self.scheduled_end = math.nan
+        self.stopped_early = False
+        self._pacer: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Future[Any]] = set()
+        self._idle: asyncio.Event | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._next_window = 0
+        # Buffers of outcomes not yet folded into a window (swapped out by the flusher).
+        self._launches: list[float] = []
+        self._ok: tuple[list[float], list[float], list[float]] = ([], [], [])
+        self._ko: tuple[list[float], list[float], list[float], list[str]] = ([], [], [], [])
+        self._cx: list[float] = []
+
+    # -- running ----------------------------------------------------------------------------
+
+    async def run(self) -> Tally:
+        loop = asyncio.get_running_loop()
+        self._idle = asyncio.Event()
+        if self.kind == "sync" and self.overtime > 0:
+            self._pool = ThreadPoolExecutor(max_workers=self.overtime, thread_name_prefix=f"target:{self.ident}")
+        self.t0 = self.start_at if self.start_at is not None else self.clock()
+        flusher = loop.create_task(self._flush_every_window())
+        self._pacer = loop.create_task(self._pace())
+        try:
+            try:
+                await self._pacer
+            except asyncio.CancelledError:
+                if not self.stopped_early:
+                    raise
+            self.scheduled_end = self.clock()
+            await self._drain()
+        except BaseException:
+            self._pacer.cancel()
+            self._abort_in_flight()
+            raise
+        finally:
+            flusher.cancel()
+            self._flush(final=True)
+            if self._pool is not None:
+                self._pool.shutdown(wait=False, cancel_futures=True)
+        return self.tally
+
+    def stop(self) -> None:
+        """Schedule no further slot; calls in flight finish (bounded by the timeout)."""
+        if self._pacer is not None and not self._pacer.done():
+            self.stopped_early = True
+            self._pacer.cancel()
+
+    async def _drain(self) -> None:
+        assert self._idle is not None
+        if self.in_flight == 0:
+            return
+        self._idle.clear()
+        grace = None if self.timeout is None else self.timeout + 1.0
+        try:
+            await asyncio.wait_for(self._idle.wait(), grace)
+        except TimeoutError:
+            self._abort_in_flight(TIMEOUT)
+
+    def _abort_in_flight(self, kind: str = INTERRUPTED) -> None:
+        """Count every call still in flight as failed with ``kind`` and cancel it."""
+        for task in list(self._tasks):
+            ctx = getattr(task, "_pusher_ctx", None)
+            if ctx is not None and not ctx._done:
+                now = self.clock()
+                ctx.cancelled = True
+                self._failed(ctx, now, now, kind)
+            task.cancel()
+
+    async def _pace(self) -> None:
+        clock = self.clock
+        t0 = self.t0
+        launch = self._launch
+        sleep = asyncio.sleep
+        burst = 0
+        for ks, ts in slot_batches(self.profile, until=self.until, shard=self.shard, first=self.first_slot):
+            for k, t in zip(ks, ts, strict=True):
+                due = t0 + t
+                now = clock()
+                while now < due:
+                    burst = 0
+                    await sleep(due - now)
+                    now = clock()
+                launch(k, due, now)
+                burst += 1
+                if burst >= _LAUNCHES_BEFORE_YIELD:
+                    # Far behind schedule: let calls, I/O and the flusher run now and then.
+                    burst = 0
+                    await sleep(0)
+
+    def _launch(self, k: int, due: float, now: float) -> None:
+        hub = self.hub
+        if self.in_flight >= self.overtime:
+            self._cx.append(now)
+            if hub:
+                hub.publish(Gossip(When.CANCELED, self.ident, k, due, ended=now))
+            return
+        self.in_flight += 1
+        self._launches.append(now)
+        timeout = self.timeout
+        ctx = Context(k, due, now, None if timeout is None else now + timeout, self.ident)
+        if hub:
+            hub.publish(Gossip(When.BEFORE_TARGET, self.ident, k, due, started=now))
+        kind = self.kind
+        if kind == "inline":
+            try:
+                result = self.target(ctx)
+            except _FATAL:
+                self._failed(ctx, now, self.clock(), "Interrupted")
+                self._release()
+                raise
+            except BaseException as exc:  # every failure is counted, none escapes
+                self._failed(ctx, now, self.clock(), _kind_of(exc))
+            else:
+                self._succeeded(ctx, now, self.clock(), result)
+            self._release()
+            return
+        loop = asyncio.get_running_loop()
+        if kind == "async":
+            task: asyncio.Future[Any] = loop.create_task(self._call_async(ctx, now))
+        else:
+            assert self._pool is not None
+            task = loop.run_in_executor(self._pool, self._call_sync, ctx)
+            task.add_done_callback(self._sync_done)
+        task._pusher_ctx = ctx  # type: ignore[attr-defined]
+        ctx._task = task
+        self._tasks.add(task)
+        if timeout is not None:
+            ctx._timer = loop.call_at(loop.time() + timeout, self._expire, ctx)
+
+    def _release(self) -> None:
+        self.in_flight -= 1
+        if self.in_flight == 0 and self._idle is not None:
+            self._idle.set()
+
+    def _expire(self, ctx: Context) -> None:
+        if ctx._done:
+            return
+        ctx.cancelled = True
+        now = self.clock()
+        self._failed(ctx, ctx.started, now, TIMEOUT)
+        if self.kind == "async" and ctx._task is not None:
+            ctx._task.cancel()
+
+    async def _call_async(self, ctx: Context, start: float) -> None:
+        try:
+            result = await self.target(ctx)
+        except asyncio.CancelledError:
+            if not ctx._done:  # cancelled by someone else than our timeout: the run is ending
+                self._failed(ctx, start, self.clock(), INTERRUPTED)
+            task = asyncio.current_task()
+            if task is not None and ctx.cancelled and task.cancelling():
+                task.uncancel()
+        except _FATAL:
+            self._failed(ctx, start, self.clock(), INTERRUPTED)
+            raise
+        except BaseException as exc:
+            self._failed(ctx, start, self.clock(), _kind_of(exc))
+        else:
+            self._succeeded(ctx, start, self.clock(), result)
+        finally:
+            if ctx._timer is not None:
+                ctx._timer.cancel()
+            self._tasks.discard(ctx._task)  # type: ignore[arg-type]
+            self._release()
+
+    def _call_sync(self, ctx: Context) -> tuple[bool, Any, float, float]:
+        start = self.clock()
+        try:
+            result = self.target(ctx)
+        except BaseException as exc:
+            return False, _kind_of(exc), start, self.clock()
+        return True, result, start, self.clock()
+
+    def _sync_done(self, task: asyncio.Future[Any]) -> None:
+        ctx: Context = task._pusher_ctx  # type: ignore[attr-defined]
+        self._tasks.discard(task)
+        if ctx._timer is not None:
+            ctx._timer.cancel()
+        if not task.cancelled():
+            ok, value, start, end = task.result()
+            if not ctx._done:
+                if ok:
+                    self._succeeded(ctx, start, end, value)
+                else:
+                    self._failed(ctx, start, end, value)
+        elif not ctx._done:
+            now = self.clock()
+            self._failed(ctx, now, now, INTERRUPTED)
+        self._release()
+
+    # -- recording --------------------------------------------------------------------------
+
+    def _succeeded(self, ctx: Context, start: float, end: float, result: Any) -> None:
+        ctx._done = True
+        ok = self._ok
+        ok[0].append(ctx.intended)
+        ok[1].append(start)
+        ok[2].append(end)
+        if self.hub:
+            self.hub.publish(Gossip(When.AFTER_TARGET, self.ident, ctx.seq, ctx.intended, start, end, result=result))
+
+    def _failed(self, ctx: Context, start: float, end: float, kind: str) -> None:
+        ctx._done = True
+        ko = self._ko
+        ko[0].append(ctx.intended)
+        ko[1].append(start)
+        ko[2].append(end)
+        ko[3].append(kind)
+        if self.hub:
+            self.hub.publish(Gossip(When.AFTER_TARGET, self.ident, ctx.seq, ctx.intended, start, end, error=kind))
+
+    async def _flush_every_window(self) -> None:
+        while True:
+            boundary = self.t0 + (self._next_window + 1) * self.window
+            await asyncio.sleep(max(0.0, boundary - self.clock()) + 0.001)
+            self._flush(final=False)
+
+    def _flush(self, *, final: bool) -> None:
+        """Fold buffered outcomes into windows; close every window whose end has passed."""
+        now = self.clock()
+        last_closed = math.floor((now - self.t0) / self.window) - 1
+        launches, self._launches = self._launches, []
+        ok, self._ok = self._ok, ([], [], [])
+        ko, self._ko = self._ko, ([], [], [], [])
+        cx, self._cx = self._cx, []
+        windows: dict[int, Window] = {}
+        inv = 1.0 / self.window
+        t0 = self.t0
+
+        def window_of(times: list[float]) -> np.ndarray:
+            return np.floor((np.asarray(times, dtype=np.float64) - t0) * inv).astype(np.int64)
+
+        def get(i: int) -> Window:
+            w = windows.get(i)
+            if w is None:
+                w = windows[i] = Window(i, i * self.window, self.window)
+            return w
+
+        carry_launches: list[float] = []
+        for i, n, keep in _grouped(window_of(launches), launches, last_closed, final):
+            if keep is not None:
+                carry_launches.extend(keep)
+            else:
+                get(i).started += n
+        carry_cx: list[float] = []
+        for i, n, keep in _grouped(window_of(cx), cx, last_closed, final):
+            if keep is not None:
+                carry_cx.extend(keep)
+            else:
+                get(i).canceled += n
+        carry_ok = self._fold(ok, None, window_of(ok[2]), last_closed, final, get)
+        carry_ko = self._fold(ko[:3], ko[3], window_of(ko[2]), last_closed, final, get)
+        # Outcomes stamped after the last closed window wait for the next flush.
+        self._launches[:0] = carry_launches
+        self._cx[:0] = carry_cx
+        for buf, carried in zip(self._ok, carry_ok, strict=True):
+            buf[:0] = carried
+        for buf, carried in zip(self._ko, carry_ko, strict=True):
+            buf[:0] = carried
+        top = max(windows) if final and windows else last_closed
+        for i in range(self._next_window, top + 1):
+            w = windows.pop(i, None) or Window(i, i * self.window, self.window)
+            self._emit(w)
+        for i in sorted(windows):  # late outcomes for windows already emitted
+            self._emit(windows[i])
+        self._next_window = max(self._next_window, top + 1)
+
+    def _fold(
+        self,
+        stamps: tuple[list[float], ...],
+        kinds: list[str] | None,
+        index: np.ndarray,
+        last_closed: int,
+        final: bool,
+        get: Callable[[int], Window],
+    ) -> list[list[Any]]:
+        n_fields = len(stamps) + (kinds is not None)
+        if index.size == 0:
+            return [[] for _ in range(n_fields)]
+        intended = np.asarray(stamps[0], dtype=np.float64)
+        start = np.asarray(stamps[1], dtype=np.float64)
+        end = np.asarray(stamps[2], dtype=np.float64)
+        ready = np.ones(index.size, dtype=bool) if final else index <= last_closed
+        carry: list[list[Any]] = [[] for _ in range(n_fields)]
+        if not ready.all():
+            later = np.flatnonzero(~ready).tolist()
+            for f, values in enumerate(stamps):
+                carry[f] = [values[j] for j in later]
+            if kinds is not None:
+                carry[3] = [kinds[j] for j in later]
+        sel = np.flatnonzero(ready)
+        idx = index[sel]
+        lat = np.rint((end[sel] - intended[sel]) * 1e6).astype(np.int64)
+        svc = np.rint((end[sel] - start[sel]) * 1e6).astype(np.int64)
+        lag = np.rint((start[sel] - intended[sel]) * 1e6).astype(np.int64)
+        for i in np.unique(idx).tolist():
+            mask = idx == i
+            w = get(int(i))
+            w.latency.record_many(lat[mask])
+            w.service.record_many(svc[mask])
+            w.lag.record_many(lag[mask])
+            n = int(mask.sum())
+            if kinds is None:
+                w.succeeded += n
+            else:
+                w.failed += n
+                for j in sel[mask].tolist():
+                    w.errors[kinds[j]] += 1
+        return carry
+
+    def _emit(self, window: Window) -> None:
+        self.tally.add(window)
+        self.tally.close_before(window.index)
+        if self.on_window is not None:
+            self.on_window(window)
+
+
+def _grouped(
+    index: np.ndarray, times: list[float], last_closed: int, final: bool
+) -> list[tuple[int, int, list[float] | None]]:
+    """(window, count, None) per closed window, and (-1, 0, times) for those to carry over."""
+    if index.size == 0:
+        return []
+    out: list[tuple[int, int, list[float] | None]] = []
+    if not final:
+        later = index > last_closed
+        if later.any():
+            out.append((-1, 0, [times[j] for j in np.flatnonzero(later).tolist()]))
+            index = index[~later]
+    values, counts = np.unique(index, return_counts=True)
+    out.extend((int(i), int(n), None) for i, n in zip(values.tolist(), counts.tolist(), strict=True))
+    return out
+
+
+Target = Callable[[Context], Any] | Callable[[Context], Awaitable[Any]]

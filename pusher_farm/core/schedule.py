@@ -1,0 +1,282 @@
+"""The schedule: when every slot is due. Pure functions of the rate profile, no clock.
+
+A rate profile r(t) is piecewise linear. Slot k is due at the time t_k at which the integral of
+r from the start reaches k (slot 0 at t = 0). Times are absolute offsets from one common start,
+never "sleep one period", so nothing drifts and fractional rates are exact: 0.5 rps fires at
+0 s, 2 s, 4 s, ...
+
+A shard owns a subset of the farm's global slot numbers (``Shard``); every process computes the
+same t_k for the same k, so the farm's combined arrivals interleave exactly.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+
+import numpy as np
+
+from pusher_farm.errors import InvalidOption, InvalidRPS
+
+__all__ = [
+    "Constant",
+    "Profile",
+    "Shard",
+    "Stage",
+    "Stages",
+    "parse_duration",
+    "parse_stages",
+    "slot_batches",
+]
+
+
+@dataclass(frozen=True)
+class Stage:
+    """``duration`` seconds during which the rate moves linearly from ``start`` to ``end``."""
+
+    duration: float
+    start: float
+    end: float
+
+    @property
+    def slots(self) -> float:
+        return self.duration * (self.start + self.end) / 2
+
+
+class Profile:
+    """A piecewise-linear rate profile. ``Constant`` and ``Stages`` are the two shapes."""
+
+    stages: tuple[Stage, ...]
+    #: total length in seconds; ``math.inf`` for an open-ended constant rate.
+    duration: float
+
+    def __init__(self, stages: Sequence[Stage]) -> None:
+        if not stages:
+            raise InvalidOption("a rate profile needs at least one stage")
+        for s in stages:
+            for rate in (s.start, s.end):
+                if not (math.isfinite(rate) and rate >= 0):
+                    raise InvalidRPS(f"stage rates must be finite and >= 0, got {rate:g}")
+            if not (s.duration > 0):
+                raise InvalidOption(f"stage durations must be positive, got {s.duration:g}s")
+        if all(s.start == 0 and s.end == 0 for s in stages):
+            raise InvalidRPS("every stage has rate 0: nothing would ever be sent")
+        self.stages = tuple(stages)
+        self.duration = sum(s.duration for s in stages)
+        starts = np.cumsum([0.0] + [s.duration for s in stages])
+        areas = np.cumsum([0.0] + [s.slots for s in stages])
+        self._t0 = starts[:-1]
+        self._n0 = areas[:-1]
+        self._n_end = areas[1:]
+        self._r0 = np.array([s.start for s in stages])
+        self._slope = np.array([(s.end - s.start) / s.duration for s in stages])
+
+    def slots_until(self, t: float) -> float:
+        """The integral of the rate over [0, t]: how many slots are due before ``t``."""
+        t = min(t, self.duration)
+        i = max(int(np.searchsorted(self._t0, t, side="right")) - 1, 0)
+        tau = t - self._t0[i]
+        return float(self._n0[i] + self._r0[i] * tau + self._slope[i] * tau * tau / 2)
+
+    def rate_at(self, t: float) -> float:
+        if t < 0 or t >= self.duration:
+            return 0.0
+        i = max(int(np.searchsorted(self._t0, t, side="right")) - 1, 0)
+        return float(self._r0[i] + self._slope[i] * (t - self._t0[i]))
+
+    def times(self, ks: np.ndarray) -> np.ndarray:
+        """Due time t_k (seconds from start) of each slot number; ``inf`` past the profile."""
+        ks = np.asarray(ks, dtype=np.float64)
+        i = np.searchsorted(self._n_end, ks, side="right")
+        past = i >= len(self.stages)
+        i = np.minimum(i, len(self.stages) - 1)
+        m = ks - self._n0[i]
+        b = self._r0[i]
+        a = self._slope[i] / 2
+        # Solve a*tau^2 + b*tau = m in the stable form 2m / (b + sqrt(b^2 + 4am)).
+        disc = np.sqrt(np.maximum(b * b + 4 * a * m, 0.0))
+        denom = b + disc
+        with np.errstate(divide="ignore", invalid="ignore"):
+            tau = np.where(m > 0, 2 * m / denom, 0.0)
+        out = self._t0[i] + tau
+        out[past] = np.inf
+        return out
+
+    def slot_count(self, until: float | None = None) -> int:
+        """Number of slots due in [0, until) (the whole profile by default)."""
+        end = self.duration if until is None else min(until, self.duration)
+        if math.isinf(end):
+            raise InvalidOption("an open-ended profile has no slot count; give a duration")
+        n = self.slots_until(end)
+        k = math.ceil(n)
+        # Float rounding can put slot k a hair on either side of ``end``; the times decide.
+        while k > 0 and self.times(np.array([k - 1]))[0] >= end:
+            k -= 1
+        while self.times(np.array([k]))[0] < end:
+            k += 1
+        return k
+
+    def describe(self) -> str:
+        if isinstance(self, Constant):
+            return f"{self.rate:g} rps"
+        return ", ".join(
+            f"{s.duration:g}s:{s.start:g}" + ("" if s.start == s.end else f"-{s.end:g}") for s in self.stages
+        )
+
+
+class Constant(Profile):
+    """A constant rate, for ``duration`` seconds (or open-ended with ``None``)."""
+
+    def __init__(self, rate: float, duration: float | None = None) -> None:
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)):
+            raise InvalidRPS(f"must be a number, got {rate!r}")
+        if not (math.isfinite(rate) and rate > 0):
+            raise InvalidRPS(f"must be positive and finite, got {rate:g}")
+        if duration is not None and not (duration > 0):
+            raise InvalidOption(f"duration must be positive, got {duration:g}s")
+        self.rate = float(rate)
+        super().__init__([Stage(math.inf if duration is None else duration, rate, rate)])
+
+    def times(self, ks: np.ndarray) -> np.ndarray:
+        out = np.asarray(ks, dtype=np.float64) / self.rate
+        out[out >= self.duration] = np.inf
+        return out
+
+    def slots_until(self, t: float) -> float:
+        return min(t, self.duration) * self.rate
+
+
+class Stages(Profile):
+    """Piecewise-linear stages, e.g. ramp 0→1000 over 30 s, hold 60 s, ramp down over 10 s."""
+
+
+@dataclass(frozen=True)
+class Shard:
+    """The part of the farm's global slots one agent fires.
+
+    ``weights`` are the agents' shares (any positive numbers); ``index`` is this agent's.
+    Slots are dealt in cycles by smooth weighted round robin, so arrivals interleave evenly:
+    two equal agents alternate slot by slot. Every global slot has exactly one owner.
+    """
+
+    index: int
+    weights: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        if not self.weights or any(not (w > 0 and math.isfinite(w)) for w in self.weights):
+            raise InvalidOption("shard weights must be positive numbers")
+        if not 0 <= self.index < len(self.weights):
+            raise InvalidOption(f"shard index {self.index} out of range")
+
+    def cycle(self) -> tuple[int, np.ndarray]:
+        """(cycle length, this shard's offsets within a cycle)."""
+        return _cycle(self.weights, self.index)
+
+
+def _integer_weights(weights: Sequence[float]) -> list[int]:
+    fractions = [Fraction(w).limit_denominator(1000) for w in weights]
+    lcm = math.lcm(*(f.denominator for f in fractions))
+    ints = [int(f * lcm) for f in fractions]
+    g = math.gcd(*ints)
+    ints = [i // g for i in ints]
+    if sum(ints) > 100_000:  # keep the cycle table small; shares stay within 0.1%
+        scale = 100_000 / sum(ints)
+        ints = [max(1, round(i * scale)) for i in ints]
+    return ints
+
+
+def _cycle(weights: Sequence[float], index: int) -> tuple[int, np.ndarray]:
+    ints = _integer_weights(weights)
+    total = sum(ints)
+    current = [0] * len(ints)
+    owned = []
+    for pos in range(total):
+        for j, w in enumerate(ints):
+            current[j] += w
+        best = max(range(len(ints)), key=lambda j: (current[j], -j))
+        current[best] -= total
+        if best == index:
+            owned.append(pos)
+    return total, np.array(owned, dtype=np.int64)
+
+
+def slot_batches(
+    profile: Profile,
+    *,
+    until: float | None = None,
+    shard: Shard | None = None,
+    first: int = 0,
+    batch: int = 4096,
+) -> Iterator[tuple[list[int], list[float]]]:
+    """Yield (slot numbers, due times) in order, in batches, for slots due before ``until``.
+
+    ``first`` is the first global slot number considered; ``shard`` keeps only owned slots.
+    """
+    end = profile.duration if until is None else min(until, profile.duration)
+    if shard is not None:
+        period, offsets = shard.cycle()
+    else:
+        period, offsets = 1, np.zeros(1, dtype=np.int64)
+    per_batch = max(1, batch // max(len(offsets), 1))
+    cycle = first // period
+    while True:
+        ks = (np.arange(cycle, cycle + per_batch, dtype=np.int64)[:, None] * period + offsets).ravel()
+        ks = ks[ks >= first]
+        ts = profile.times(ks)
+        keep = ts < end
+        if not keep.all():
+            cut = int(np.argmin(keep))
+            if cut:
+                yield ks[:cut].tolist(), ts[:cut].tolist()
+            return
+        yield ks.tolist(), ts.tolist()
+        cycle += per_batch
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|us|h|m|s)")
+_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str | float | int) -> float:
+    """'30s', '1m30s', '500ms', '2h' or a plain number of seconds → seconds (> 0)."""
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        seconds = float(text)
+    else:
+        s = str(text).strip().lower()
+        try:
+            seconds = float(s)
+        except ValueError:
+            pos, seconds = 0, 0.0
+            for m in _DURATION.finditer(s):
+                if m.start() != pos:
+                    break
+                seconds += float(m.group(1)) * _UNITS[m.group(2)]
+                pos = m.end()
+            if pos != len(s) or not s:
+                raise InvalidOption(f"cannot read duration {text!r}: use e.g. 30s, 1m30s, 500ms or 2h") from None
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise InvalidOption(f"duration must be positive, got {text!r}")
+    return seconds
+
+
+def parse_stages(text: str) -> Stages:
+    """'30s:0-1000,60s:1000,10s:1000-0' → Stages (duration:rate or duration:from-to)."""
+    stages = []
+    for part in str(text).split(","):
+        part = part.strip()
+        dur, sep, rates = part.partition(":")
+        if not sep or not rates:
+            raise InvalidOption(
+                f"cannot read stage {part!r}: use DURATION:RATE or DURATION:FROM-TO, e.g. 30s:0-1000,60s:1000"
+            )
+        lo, dash, hi = rates.partition("-")
+        try:
+            start = float(lo)
+            end = float(hi) if dash else start
+        except ValueError:
+            raise InvalidOption(f"cannot read the rate in stage {part!r}: use e.g. 30s:0-1000") from None
+        stages.append(Stage(parse_duration(dur), start, end))
+    return Stages(stages)

@@ -1,0 +1,154 @@
+"""Report windows: what one process measured in one slice of time, and their sum.
+
+A ``Window`` holds counters and three ``Histogram``s (latency from the intended start, service
+time from the actual start, schedule lag) for the outcomes that *ended* in
+[start, start + length) on the run's clock; ``started`` counts the calls launched in it.
+Windows are plain data: they travel as msgpack maps (``to_wire``/``from_wire``) and merge
+exactly (``merge``), so one process's report and a farm's are built the same way (``Tally``).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from pusher_farm.core.stats import Histogram
+
+__all__ = ["Tally", "Window"]
+
+
+@dataclass
+class Window:
+    index: int
+    start: float
+    length: float
+    started: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    canceled: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+    latency: Histogram = field(default_factory=Histogram)
+    service: Histogram = field(default_factory=Histogram)
+    lag: Histogram = field(default_factory=Histogram)
+
+    @property
+    def ended(self) -> int:
+        return self.succeeded + self.failed + self.canceled
+
+    def merge(self, other: Window) -> None:
+        self.started += other.started
+        self.succeeded += other.succeeded
+        self.failed += other.failed
+        self.canceled += other.canceled
+        self.errors.update(other.errors)
+        self.latency.add(other.latency)
+        self.service.add(other.service)
+        self.lag.add(other.lag)
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "i": self.index,
+            "t": self.start,
+            "w": self.length,
+            "st": self.started,
+            "ok": self.succeeded,
+            "ko": self.failed,
+            "cx": self.canceled,
+            "err": dict(self.errors),
+            "lat": self.latency.to_sparse(),
+            "svc": self.service.to_sparse(),
+            "lag": self.lag.to_sparse(),
+        }
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> Window:
+        errors = data["err"]
+        if not isinstance(errors, dict) or not all(
+            isinstance(k, str) and isinstance(v, int) and v >= 0 for k, v in errors.items()
+        ):
+            raise ValueError("window errors must map kinds to counts")
+        counts = [data[k] for k in ("i", "st", "ok", "ko", "cx")]
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in counts):
+            raise ValueError("window counters must be whole numbers >= 0")
+        return cls(
+            index=data["i"],
+            start=float(data["t"]),
+            length=float(data["w"]),
+            started=data["st"],
+            succeeded=data["ok"],
+            failed=data["ko"],
+            canceled=data["cx"],
+            errors=Counter(errors),
+            latency=Histogram.from_sparse(data["lat"]),
+            service=Histogram.from_sparse(data["svc"]),
+            lag=Histogram.from_sparse(data["lag"]),
+        )
+
+
+class _Row:
+    __slots__ = ("start", "started", "succeeded", "failed", "canceled", "latency")
+
+    def __init__(self, start: float) -> None:
+        self.start = start
+        self.started = self.succeeded = self.failed = self.canceled = 0
+        #: a Histogram while the window is open, its sparse form once closed
+        self.latency: Histogram | dict[str, Any] = Histogram()
+
+    def histogram(self) -> Histogram:
+        if isinstance(self.latency, dict):
+            self.latency = Histogram.from_sparse(self.latency)
+        return self.latency
+
+
+class Tally:
+    """The sum of windows: totals, merged histograms and a compact per-window series.
+
+    Memory stays bounded per window: a closed window keeps counters and its latency buckets in
+    sparse form (a late window of the same index still merges exactly); the three total
+    histograms are merged as windows arrive.
+    """
+
+    def __init__(self, length: float = 1.0) -> None:
+        self.length = length
+        self.total = Window(index=-1, start=0.0, length=length)
+        self._rows: dict[int, _Row] = {}
+
+    def add(self, window: Window) -> None:
+        """Fold one window in (windows of the same index from several sources merge)."""
+        self.total.merge(window)
+        row = self._rows.get(window.index)
+        if row is None:
+            row = self._rows[window.index] = _Row(window.start)
+        row.started += window.started
+        row.succeeded += window.succeeded
+        row.failed += window.failed
+        row.canceled += window.canceled
+        row.histogram().add(window.latency)
+
+    def close_before(self, index: int) -> None:
+        """Compact every window with an index below ``index`` (frees its dense histogram)."""
+        for i, row in self._rows.items():
+            if i < index and isinstance(row.latency, Histogram):
+                row.latency = row.latency.to_sparse()
+
+    def series(self) -> list[dict[str, Any]]:
+        """One row per window, in time order: t, rps, succeeded, failed, canceled, p50/p99."""
+        rows = []
+        for index in sorted(self._rows):
+            row = self._rows[index]
+            lat = row.latency if isinstance(row.latency, Histogram) else Histogram.from_sparse(row.latency)
+            p = lat.percentiles((50.0, 99.0))
+            rows.append(
+                {
+                    "t": round(row.start, 6),
+                    "rps": round((row.started + row.canceled) / self.length, 3),
+                    "started": row.started,
+                    "succeeded": row.succeeded,
+                    "failed": row.failed,
+                    "canceled": row.canceled,
+                    "p50_ms": p[50.0] / 1000,
+                    "p99_ms": p[99.0] / 1000,
+                }
+            )
+        return rows

@@ -1,0 +1,202 @@
+"""The Worker: a target, an identity and settings; ``work`` runs it at a rate and reports."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from pusher_farm.core import loop as _loop
+from pusher_farm.core.config import Config, Offer
+from pusher_farm.core.executor import Context, Executor, target_kind
+from pusher_farm.core.gossip import GossipHub
+from pusher_farm.core.report import Report
+from pusher_farm.core.schedule import Constant, Profile
+from pusher_farm.core.window import Window
+from pusher_farm.errors import InvalidOption, InvalidRPS, MissingTarget, PusherError, WorkerBusy
+
+__all__ = ["Worker", "hire", "resolve_profile", "target_name"]
+
+
+def target_name(target: Callable[..., Any]) -> str:
+    name = getattr(target, "__pusher_name__", None)
+    if name:
+        return str(name)
+    module = getattr(target, "__module__", None) or ""
+    qual = getattr(target, "__qualname__", None) or type(target).__qualname__
+    return f"{module}:{qual}" if module else qual
+
+
+def resolve_profile(rps: float | None, duration: float | None, profile: Profile | None) -> Profile:
+    """The rate profile a run follows: ``with_profile``'s, or a constant ``rps``."""
+    if profile is not None:
+        if rps is not None:
+            raise InvalidOption("give either rps or a profile (with_profile), not both")
+        return profile
+    if rps is None:
+        raise InvalidRPS("not provided: give rps, or a profile with with_profile(...)")
+    if duration is not None:
+        _check_duration(duration)
+    return Constant(rps, duration)
+
+
+def _check_duration(duration: float | None) -> None:
+    if duration is None:
+        return
+    if isinstance(duration, bool) or not isinstance(duration, (int, float)):
+        raise InvalidOption(f"duration must be a number of seconds, got {duration!r}")
+    if not (math.isfinite(duration) and duration > 0):
+        raise InvalidOption(f"duration must be positive, got {duration!r}")
+
+
+class Worker:
+    """Calls one target on an exact open-loop schedule. Create it with ``hire``.
+
+    ``await worker.work(rps, duration)`` (or ``worker.work_sync``) runs it and returns the
+    ``Report``; a worker runs one ``work`` at a time (``WorkerBusy`` otherwise) and can be
+    reused afterwards. ``stop()`` ends the current run early and still reports it.
+    """
+
+    def __init__(self, ident: str, target: Callable[[Context], Any], config: Config) -> None:
+        self._ident = ident
+        self._target = target
+        self._config = config
+        self._busy = False
+        self._executor: Executor | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop_requested = False
+
+    def __str__(self) -> str:
+        return self._ident
+
+    def __repr__(self) -> str:
+        return f"Worker({self._ident!r}, target={target_name(self._target)!r})"
+
+    @property
+    def ident(self) -> str:
+        return self._ident
+
+    @property
+    def target(self) -> Callable[[Context], Any]:
+        return self._target
+
+    def config(self) -> Config:
+        """A public copy of this worker's settings (``busy`` says whether it is working)."""
+        return replace(self._config, busy=self._busy)
+
+    async def work(
+        self,
+        rps: float | None = None,
+        duration: float | None = None,
+        *,
+        on_window: Callable[[Window], None] | None = None,
+        close_target: bool = True,
+    ) -> Report:
+        """Call the target ``rps`` times a second for ``duration`` seconds (``None``: until
+        ``stop()``), then wait for the calls in flight (bounded by the timeout) and report.
+
+        With ``with_profile(...)`` give no ``rps``: the profile sets the rate and, unless
+        ``duration`` is shorter, the length. ``on_window`` receives each closed report window.
+        A target with an ``aclose()`` coroutine (the http target's pool) is closed at the end
+        unless ``close_target`` is false (several workers sharing one target).
+        """
+        profile = resolve_profile(rps, duration, self._config.profile)
+        _check_duration(duration)
+        if self._busy:
+            raise WorkerBusy(f"{self._ident!r} is already working: try again when it is done")
+        self._busy = True
+        self._stop_requested = False
+        cfg = self._config
+        hub = GossipHub(self, cfg.listeners, cfg.gossip_capacity)
+        executor = Executor(
+            self._target,
+            profile,
+            ident=self._ident,
+            overtime=cfg.overtime,
+            timeout=cfg.timeout,
+            window=cfg.window,
+            until=duration,
+            hub=hub,
+            on_window=on_window,
+        )
+        self._executor = executor
+        self._loop = asyncio.get_running_loop()
+        started = time.monotonic()
+        hub.start()
+        try:
+            if self._stop_requested:
+                executor.stopped_early = True
+            else:
+                await executor.run()
+        finally:
+            self._executor = None
+            self._loop = None
+            aclose = getattr(self._target, "aclose", None)
+            if close_target and aclose is not None:
+                await aclose()  # e.g. the http target's connection pool
+            await asyncio.to_thread(hub.close, 10.0)
+            self._busy = False
+        end = executor.scheduled_end if not math.isnan(executor.scheduled_end) else time.monotonic()
+        length = profile.duration if duration is None else min(duration, profile.duration)
+        schedule_s = end - executor.t0 if (executor.stopped_early or math.isinf(length)) else length
+        return Report.from_tally(
+            executor.tally,
+            target=target_name(self._target),
+            requested_rps=_average_rate(profile, schedule_s),
+            duration_s=max(schedule_s, 0.0),
+            elapsed_s=time.monotonic() - started,
+            profile=profile.describe(),
+            overtime=cfg.overtime,
+            timeout_s=cfg.timeout,
+            stopped_early=executor.stopped_early,
+            gossip_dropped=hub.dropped,
+            notes=list(hub.errors),
+            workers=[{"ident": self._ident, "kind": target_kind(self._target)}],
+        )
+
+    def work_sync(self, rps: float | None = None, duration: float | None = None) -> Report:
+        """The blocking twin of ``work`` (runs its own event loop, uvloop when installed)."""
+        return _loop.run(self.work(rps, duration))
+
+    def stop(self) -> None:
+        """End the current run early: no further slot is scheduled, calls in flight finish.
+        Safe to call from any thread."""
+        self._stop_requested = True
+        loop, executor = self._loop, self._executor
+        if loop is None or executor is None:
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            executor.stop()
+        else:
+            loop.call_soon_threadsafe(executor.stop)
+
+
+def _average_rate(profile: Profile, seconds: float) -> float:
+    if isinstance(profile, Constant):
+        return profile.rate
+    if seconds <= 0:
+        return 0.0
+    return profile.slots_until(seconds) / seconds
+
+
+def hire(ident: str, target: Callable[[Context], Any] | None, *offers: Offer) -> Worker:
+    """A new worker called ``ident`` that calls ``target`` with the settings ``offers`` make."""
+    if target is None:
+        raise MissingTarget("not provided")
+    if not callable(target):
+        raise MissingTarget(f"{target!r} is not callable")
+    config = Config(ident=str(ident))
+    for offer in offers:
+        if not callable(offer):
+            raise InvalidOption(f"{offer!r} is not an offer: use with_overtime(...), with_timeout(...), ...")
+        config = offer(config)
+        if not isinstance(config, Config):
+            raise PusherError("an offer must return a Config")
+    return Worker(str(ident), target, config)

@@ -1,0 +1,90 @@
+"""An HTTP server for the demo and the tests: runs on 127.0.0.1 in a thread of its own.
+
+``GET /`` answers 200 after a short, varied delay; ``GET /?fail=P`` answers 503 with
+probability P; ``GET /status/N`` answers N. Its own thread and event loop keep its work apart
+from the generator's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+from types import TracebackType
+
+from aiohttp import web
+
+
+async def _index(request: web.Request) -> web.Response:
+    delay_ms = float(request.query.get("ms", "0") or 0)
+    if delay_ms > 0:
+        await asyncio.sleep(random.uniform(0.5, 1.5) * delay_ms / 1000)
+    if random.random() < float(request.query.get("fail", "0") or 0):
+        return web.Response(status=503, text="busy\n")
+    return web.Response(text="ok\n")
+
+
+async def _status(request: web.Request) -> web.Response:
+    return web.Response(status=int(request.match_info["code"]), text="status\n")
+
+
+def make_app() -> web.Application:
+    app = web.Application()
+    app.router.add_get("/", _index)
+    app.router.add_get("/status/{code:\\d{3}}", _status)
+    return app
+
+
+class DemoServer:
+    """``with DemoServer() as server: server.url`` — a local HTTP server in a thread."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.host = host
+        self.port = port
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner: web.AppRunner | None = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}/"
+
+    def start(self) -> DemoServer:
+        self._thread = threading.Thread(target=self._serve, name="demo-server", daemon=True)
+        self._thread.start()
+        self._ready.wait(10)
+        if self._error is not None:
+            raise self._error
+        return self
+
+    def _serve(self) -> None:
+        loop = self._loop = asyncio.new_event_loop()
+        try:
+            runner = self._runner = web.AppRunner(make_app(), access_log=None)
+            loop.run_until_complete(runner.setup())
+            site = web.TCPSite(runner, self.host, self.port)
+            loop.run_until_complete(site.start())
+            server = site._server
+            assert server is not None and server.sockets
+            self.port = server.sockets[0].getsockname()[1]
+        except BaseException as exc:
+            self._error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        loop.run_forever()
+        loop.run_until_complete(runner.cleanup())
+        loop.close()
+
+    def stop(self) -> None:
+        if self._loop is not None and self._thread is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+
+    def __enter__(self) -> DemoServer:
+        return self.start()
+
+    def __exit__(self, *exc: object | TracebackType | None) -> None:
+        self.stop()

@@ -1,0 +1,59 @@
+"""The summary table printed at the end of a run, and the live line printed per window."""
+
+from __future__ import annotations
+
+from pusher_farm.core.report import Report
+from pusher_farm.core.window import Window
+
+
+def _ms(v: float) -> str:
+    return f"{v:.3f}" if v < 10 else f"{v:.1f}"
+
+
+def render_summary(report: Report) -> str:
+    d = report.to_dict()
+    c = d["counts"]
+    lines = [
+        f"target      {d['target']}",
+        f"rate        requested {d['requested_rps']:g}/s ({d['profile']}), "
+        f"achieved {d['achieved_rps']:g}/s over {d['duration_s']:.2f}s"
+        + (" (stopped early)" if d["stopped_early"] else ""),
+        f"slots       scheduled {c['scheduled']}  succeeded {c['succeeded']}  "
+        f"failed {c['failed']}  canceled {c['canceled']}",
+    ]
+    if d["errors"]:
+        lines.append("errors      " + "  ".join(f"{k}: {v}" for k, v in d["errors"].items()))
+    header = f"{'':12}{'p50':>10}{'p90':>10}{'p99':>10}{'p99.9':>10}{'max':>10}{'mean':>10}"
+    lines += ["", header + "   (ms)"]
+    for label, key in (
+        ("latency", "latency_ms"),
+        ("service", "service_time_ms"),
+        ("sched. lag", "schedule_lag_ms"),
+    ):
+        s = d[key]
+        lines.append(f"{label:12}" + "".join(f"{_ms(s[k]):>10}" for k in ("p50", "p90", "p99", "p99.9", "max", "mean")))
+    if d["agents"]:
+        lines += [
+            "",
+            f"{'agent':20}{'host':>16}{'share':>8}{'scheduled':>11}{'ok':>10}{'failed':>8}"
+            f"{'canceled':>10}{'offset ms':>11}",
+        ]
+        for a in d["agents"]:
+            ac = a["counts"]
+            lines.append(
+                f"{a['id'][:20]:20}{str(a.get('host', ''))[:16]:>16}{a.get('share', 0):>8.3f}"
+                f"{ac['scheduled']:>11}{ac['succeeded']:>10}{ac['failed']:>8}{ac['canceled']:>10}"
+                f"{a.get('clock_offset_ms', 0.0):>11.3f}" + ("  LOST" if a.get("lost") else "")
+            )
+    for w in d["warnings"]:
+        lines.append(f"WARNING: {w}")
+    return "\n".join(lines)
+
+
+def progress_line(window: Window) -> str:
+    lat = window.latency.percentiles((50.0, 99.0))
+    return (
+        f"[{window.start + window.length:7.1f}s] started {window.started:>7}  ok {window.succeeded:>7}  "
+        f"failed {window.failed:>5}  canceled {window.canceled:>5}  "
+        f"p50 {lat[50.0] / 1000:8.3f} ms  p99 {lat[99.0] / 1000:8.3f} ms"
+    )

@@ -1,0 +1,117 @@
+"""Targets by name: the built-ins (``noop``, ``sleep``, ``http``) and ``package.module:attr``.
+
+A target is a callable taking a ``Context``. A ``Plugin`` is a target factory with declared
+parameters (``--param k=v`` on the command line); a module attribute may be either. Nothing
+here ever runs code that arrived from elsewhere: a name is resolved by importing it on this
+host.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pusher_farm.errors import InvalidOption, MissingTarget
+
+__all__ = ["Param", "Plugin", "builtin_names", "resolve"]
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter of a plugin: its type converts the text given on the command line."""
+
+    type: Callable[[str], Any]
+    default: Any = None
+    help: str = ""
+    required: bool = False
+    multiple: bool = False
+
+
+@dataclass(frozen=True)
+class Plugin:
+    """A target factory with declared parameters; ``make(**params)`` returns the target."""
+
+    name: str
+    make: Callable[..., Callable[..., Any]]
+    params: Mapping[str, Param] = field(default_factory=dict)
+    help: str = ""
+
+    def build(self, params: Mapping[str, Any]) -> Callable[..., Any]:
+        unknown = sorted(set(params) - set(self.params))
+        if unknown:
+            known = ", ".join(sorted(self.params)) or "none"
+            raise InvalidOption(f"target {self.name!r} has no parameter {unknown[0]!r} (it takes: {known})")
+        values: dict[str, Any] = {}
+        for key, spec in self.params.items():
+            if key in params:
+                raw = params[key]
+                try:
+                    if spec.multiple:
+                        items = raw if isinstance(raw, (list, tuple)) else [raw]
+                        values[key] = [spec.type(v) if isinstance(v, str) else v for v in items]
+                    else:
+                        values[key] = spec.type(raw) if isinstance(raw, str) else raw
+                except (TypeError, ValueError) as exc:
+                    raise InvalidOption(f"parameter {key}={raw!r} of target {self.name!r}: {exc}") from None
+            elif spec.required:
+                raise InvalidOption(f"target {self.name!r} needs the parameter {key!r} ({spec.help})")
+            else:
+                values[key] = spec.default
+        target = self.make(**values)
+        if not hasattr(target, "__pusher_name__"):
+            try:
+                target.__pusher_name__ = self.name
+            except (AttributeError, TypeError):
+                pass
+        return target
+
+
+def builtin_names() -> list[str]:
+    return sorted(_builtins())
+
+
+def _builtins() -> dict[str, Plugin]:
+    from pusher_farm.targets.basic import NOOP, SLEEP
+    from pusher_farm.targets.http import HTTP
+
+    return {p.name: p for p in (NOOP, SLEEP, HTTP)}
+
+
+def resolve(spec: str, params: Mapping[str, Any] | None = None) -> Callable[..., Any]:
+    """The target named ``spec`` (a built-in or ``package.module:attr``), built with ``params``."""
+    params = dict(params or {})
+    builtins = _builtins()
+    if spec in builtins:
+        return builtins[spec].build(params)
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise MissingTarget(
+            f"{spec!r} is neither a built-in ({', '.join(sorted(builtins))}) nor package.module:function"
+        )
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise MissingTarget(f"cannot import module {module_name!r} for target {spec!r}: {exc}") from None
+    except Exception as exc:  # the module itself raised while importing
+        raise MissingTarget(f"importing {module_name!r} failed: {type(exc).__name__}: {exc}") from None
+    obj: Any = module
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise MissingTarget(f"module {module_name!r} has no attribute {attr!r}") from None
+    if isinstance(obj, Plugin):
+        return obj.build(params)
+    if params:
+        raise InvalidOption(
+            f"target {spec!r} takes no parameters (make it a pusher_farm.targets.Plugin to accept --param)"
+        )
+    if not callable(obj):
+        raise MissingTarget(f"{spec!r} is not callable")
+    try:
+        obj.__pusher_name__ = spec
+    except (AttributeError, TypeError):
+        pass
+    return obj
