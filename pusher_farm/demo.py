@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import random
 import threading
+from collections.abc import Callable
 from types import TracebackType
 
 from aiohttp import web
@@ -38,7 +39,8 @@ def make_app() -> web.Application:
 class DemoServer:
     """``with DemoServer() as server: server.url`` — a local HTTP server in a thread."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, app: Callable[[], web.Application] = make_app) -> None:
+        self.app = app
         self.host = host
         self.port = port
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -62,7 +64,7 @@ class DemoServer:
     def _serve(self) -> None:
         loop = self._loop = asyncio.new_event_loop()
         try:
-            runner = self._runner = web.AppRunner(make_app(), access_log=None)
+            runner = self._runner = web.AppRunner(self.app(), access_log=None)
             loop.run_until_complete(runner.setup())
             site = web.TCPSite(runner, self.host, self.port)
             loop.run_until_complete(site.start())

@@ -40,22 +40,32 @@ class PusherError(Exception):
 
 
 class InvalidRPS(PusherError):
+    """A rate that is not a positive, finite number."""
+
     kind = "invalid rps"
 
 
 class MissingTarget(PusherError):
+    """No target, or one that cannot be called or imported."""
+
     kind = "missing target"
 
 
 class WorkerBusy(PusherError):
+    """``work`` on a worker that is already working."""
+
     kind = "worker busy"
 
 
 class InvalidOvertime(PusherError):
+    """A cap on calls in flight that is negative or not a whole number."""
+
     kind = "invalid overtime"
 
 
 class InvalidOption(PusherError):
+    """Any other setting that makes no sense (durations, stages, parameters, ...)."""
+
     kind = "invalid option"
 
 
@@ -73,8 +83,12 @@ class TargetError(PusherError):
 
 
 class FarmError(PusherError):
+    """The distributed part could not do what was asked."""
+
     kind = "farm error"
 
 
 class ProtocolError(FarmError):
+    """A message on the wire that is not ours or not valid."""
+
     kind = "protocol error"

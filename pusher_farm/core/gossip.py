@@ -25,6 +25,8 @@ _END = object()
 
 
 class When(enum.Enum):
+    """The moment of a slot a gossip tells about."""
+
     BEFORE_TARGET = "before-target"
     AFTER_TARGET = "after-target"
     CANCELED = "canceled"
@@ -67,6 +69,7 @@ class GossipStream:
         self._slots = threading.BoundedSemaphore(capacity)
         self.dropped = 0
         self.delivered = 0
+        self.ended = False
 
     def offer(self, gossip: Gossip) -> None:
         """Put without ever blocking; count the gossip as dropped when the stream is full."""
@@ -82,6 +85,7 @@ class GossipStream:
         while True:
             item = self._queue.get()
             if item is _END:
+                self.ended = True
                 return
             self._slots.release()
             self.delivered += 1
@@ -112,8 +116,9 @@ class GossipHub:
             listener.listen(self.worker, stream)
         except Exception as exc:  # a broken listener must not break the run
             self.errors.append(f"{type(listener).__name__}.listen: {type(exc).__name__}: {exc}")
-        for _ in stream:  # drain so the stream's end is reached even if listen returned early
-            pass
+        if not stream.ended:  # listen returned early: keep draining so offers never pile up
+            for _ in stream:
+                pass
 
     def publish(self, gossip: Gossip) -> None:
         for stream in self.streams:

@@ -1,0 +1,3 @@
+from pusher_farm.cli import main
+
+main()

@@ -1,0 +1,124 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+FARM = [sys.executable, "-m", "pusher_farm"]
+
+
+def farm(*args, timeout=60):
+    return subprocess.run([*FARM, *args], capture_output=True, text=True, timeout=timeout)
+
+
+BAD = [
+    (["run", "noop", "--rps", "0", "-d", "1s"], "invalid rps"),
+    (["run", "noop", "--rps", "-5", "-d", "1s"], "invalid rps"),
+    (["run", "noop", "--rps", "nan", "-d", "1s"], "invalid rps"),
+    (["run", "noop", "--rps", "abc", "-d", "1s"], "not a valid float"),
+    (["run", "noop", "--rps", "10", "-d", "soon"], "cannot read duration"),
+    (["run", "noop", "--rps", "10", "-d", "-3s"], "cannot read duration"),
+    (["run", "noop", "--rps", "10"], "give --duration"),
+    (["run", "noop", "-d", "1s"], "give a rate"),
+    (["run", "noop", "--rps", "10", "-d", "1s", "--overtime", "-1"], "invalid overtime"),
+    (["run", "noop", "--rps", "10", "-d", "1s", "--overtime", "x"], "not a valid integer"),
+    (["run", "noop", "--rps", "10", "-d", "1s", "--timeout", "-1s"], "--timeout"),
+    (["run", "noop", "--rps", "10", "-d", "1s", "--window", "0"], "--window"),
+    (["run", "nosuch.module:fn", "--rps", "10", "-d", "1s"], "cannot import module 'nosuch.module'"),
+    (["run", "math:nothing", "--rps", "10", "-d", "1s"], "has no attribute"),
+    (["run", "math:pi", "--rps", "10", "-d", "1s"], "not callable"),
+    (["run", "bogus", "--rps", "10", "-d", "1s"], "neither a built-in"),
+    (["run", "noop", "--rps", "10", "-d", "1s", "--param", "x=1"], "has no parameter 'x'"),
+    (["run", "noop", "--rps", "10", "-d", "1s", "--param", "novalue"], "key=value"),
+    (["run", "sleep", "--rps", "10", "-d", "1s", "--param", "ms=abc"], "parameter ms='abc'"),
+    (["run", "http", "--rps", "10", "-d", "1s"], "needs the parameter 'url'"),
+    (["run", "http", "--url", "ftp://x/", "--rps", "10", "-d", "1s"], "not an http"),
+    (["run", "http", "--url", "http://127.0.0.1:1/", "--method", "FETCH", "--rps", "1", "-d", "1s"], "unknown method"),
+    (["run", "http", "--url", "http://127.0.0.1:1/", "--header", "nocolon", "--rps", "1", "-d", "1s"], "Name: value"),
+    (["run", "noop", "--stages", "10s"], "cannot read stage"),
+    (["run", "noop", "--stages", "1s:0"], "nothing would ever be sent"),
+    (["run", "noop", "--rps", "10", "--stages", "1s:10"], "either --rps"),
+    (["run", "noop", "--rps", "10", "-d", "1s", "--json", "/nonexistent/dir/r.json"], "does not exist"),
+    (["run", "noop", "--rps", "10", "-d", "1s", "--bogus"], "no such option"),
+    (["demo", "--duration", "never"], "cannot read duration"),
+    (["nosuchcommand"], "no such command"),
+]
+
+
+@pytest.mark.parametrize(("args", "message"), BAD, ids=[" ".join(a) for a, _ in BAD])
+def test_bad_input_is_one_line_exit_2(args, message):
+    p = farm(*args)
+    assert p.returncode == 2, p.stderr
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1, p.stderr
+    assert message.lower() in lines[0].lower()
+    assert "Traceback" not in p.stderr and p.stdout == ""
+
+
+def test_run_noop_writes_the_json_contract(tmp_path):
+    out = tmp_path / "r.json"
+    p = farm("run", "noop", "--rps", "300", "--duration", "2s", "--json", str(out), "-q")
+    assert p.returncode == 0, p.stderr
+    d = json.loads(out.read_text())
+    assert d["schema"] == "pusher-farm/report/v1"
+    assert d["target"] == "noop"
+    assert d["requested_rps"] == 300 and d["duration_s"] == 2
+    assert abs(d["counts"]["scheduled"] - 600) <= 1
+    c = d["counts"]
+    assert c["scheduled"] == c["succeeded"] + c["failed"] + c["canceled"]
+    assert d["achieved_rps"] == pytest.approx(300, rel=0.01)
+    for key in ("latency_ms", "service_time_ms", "schedule_lag_ms"):
+        assert set(d[key]) >= {"p50", "p90", "p99", "p99.9", "max", "mean"}
+    assert len(d["series"]) >= 2
+    assert set(d["series"][0]) >= {"t", "rps", "succeeded", "failed", "canceled", "p50_ms", "p99_ms"}
+    assert d["errors"] == {}
+    assert "scheduled 600" in p.stdout
+
+
+def test_run_user_target_with_stages(tmp_path):
+    (tmp_path / "mytargets.py").write_text("def hit(ctx):\n    if ctx.seq % 10 == 0:\n        raise OSError('x')\n")
+    p = subprocess.run(
+        [*FARM, "run", "mytargets:hit", "--stages", "1s:0-100,1s:100", "--json", "-", "-q"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        env={**__import__("os").environ, "PYTHONPATH": str(tmp_path)},
+    )
+    assert p.returncode == 0, p.stderr
+    d = json.loads(p.stdout)
+    assert abs(d["counts"]["scheduled"] - 150) <= 1
+    assert d["errors"]["OSError"] == d["counts"]["failed"] == pytest.approx(15, abs=1)
+
+
+def test_demo_runs_out_of_the_box(tmp_path):
+    out = tmp_path / "demo.json"
+    p = farm("demo", "--duration", "2s", "--json", str(out), timeout=60)
+    assert p.returncode == 0, p.stderr
+    d = json.loads(out.read_text())
+    assert d["counts"]["scheduled"] == 400
+    assert d["counts"]["succeeded"] > 350
+    assert set(d["errors"]) <= {"HTTP 503"}
+    assert "latency" in p.stdout
+
+
+def test_sigint_stops_gracefully_and_still_reports(tmp_path):
+    import signal
+    import time
+
+    out = tmp_path / "r.json"
+    proc = subprocess.Popen(
+        [*FARM, "run", "noop", "--rps", "100", "-d", "60s", "--json", str(out), "-q"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(2.0)
+    proc.send_signal(signal.SIGINT)
+    _stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 0, stderr
+    d = json.loads(out.read_text())
+    assert d["stopped_early"] is True
+    assert 50 <= d["counts"]["scheduled"] <= 250
+    c = d["counts"]
+    assert c["scheduled"] == c["succeeded"] + c["failed"] + c["canceled"]
