@@ -9,6 +9,7 @@ from pusher_farm.core.config import (
     with_gossips,
     with_overtime,
     with_profile,
+    with_spin,
     with_timeout,
     with_window,
 )
@@ -67,6 +68,7 @@ __all__ = [
     "with_gossips",
     "with_overtime",
     "with_profile",
+    "with_spin",
     "with_timeout",
     "with_window",
     "work",

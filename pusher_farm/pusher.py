@@ -60,6 +60,7 @@ async def farm_async(rps: float | None, duration: float | None, workers: Sequenc
         target=first.target,
         requested_rps=sum(r.requested_rps for r in reports),
         duration_s=max(r.duration_s for r in reports),
+        send_duration_s=max(r.send_duration_s for r in reports),
         elapsed_s=time.monotonic() - started,
         profile=first.profile,
         overtime=sum(r.overtime for r in reports),

@@ -18,6 +18,7 @@ __all__ = [
     "with_gossips",
     "with_overtime",
     "with_profile",
+    "with_spin",
     "with_timeout",
     "with_window",
 ]
@@ -40,6 +41,8 @@ class Config:
     profile: Profile | None = None
     #: seconds per report window (the time series' resolution)
     window: float = 1.0
+    #: seconds of busy-waiting before each slot (0: sleep on the loop's millisecond timers)
+    spin: float = 0.0
     #: gossips one listener may have waiting before further ones are counted as dropped
     gossip_capacity: int = 65_536
     busy: bool = field(default=False, compare=False)
@@ -92,3 +95,16 @@ def with_window(seconds: float) -> Offer:
     ):
         raise InvalidOption(f"window must be a positive number of seconds, got {seconds!r}")
     return lambda c: replace(c, window=float(seconds))
+
+
+def with_spin(seconds: float) -> Offer:
+    """Busy-wait the last ``seconds`` before each slot instead of sleeping, so calls start
+    within microseconds of their intended time rather than within the event loop's
+    millisecond timer tick. Costs CPU (a whole core above ~1k slots/s); 2 ms is plenty."""
+    if (
+        isinstance(seconds, bool)
+        or not isinstance(seconds, (int, float))
+        or not (math.isfinite(seconds) and 0 <= seconds <= 1)
+    ):
+        raise InvalidOption(f"spin must be between 0 and 1 second, got {seconds!r}")
+    return lambda c: replace(c, spin=float(seconds))

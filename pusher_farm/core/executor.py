@@ -43,6 +43,10 @@ INTERRUPTED = "Interrupted"
 
 _FATAL = (KeyboardInterrupt, SystemExit)
 _LAUNCHES_BEFORE_YIELD = 512
+#: the event loop's timer resolution
+_TIMER_TICK = 0.001
+#: outcomes are folded into their windows this often (seconds)
+_FOLD_PERIOD = 0.1
 
 
 def inline(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -117,6 +121,7 @@ class Executor:
         start_at: float | None = None,
         hub: GossipHub | None = None,
         on_window: Callable[[Window], None] | None = None,
+        spin: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.target = target
@@ -132,6 +137,7 @@ class Executor:
         self.start_at = start_at
         self.hub = hub if hub else None
         self.on_window = on_window
+        self.spin = spin
         self.clock = clock
         self.tally = Tally(window)
         self.t0 = math.nan
@@ -143,6 +149,7 @@ class Executor:
         self._idle: asyncio.Event | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._next_window = 0
+        self._open: dict[int, Window] = {}
         # Buffers of outcomes not yet folded into a window (swapped out by the flusher).
         self._launches: list[float] = []
         self._ok: tuple[list[float], list[float], list[float]] = ([], [], [])
@@ -210,6 +217,7 @@ class Executor:
         t0 = self.t0
         launch = self._launch
         sleep = asyncio.sleep
+        spin = self.spin
         burst = 0
         for ks, ts in slot_batches(self.profile, until=self.until, shard=self.shard, first=self.first_slot):
             for k, t in zip(ks, ts, strict=True):
@@ -217,7 +225,13 @@ class Executor:
                 now = clock()
                 while now < due:
                     burst = 0
-                    await sleep(due - now)
+                    wait = due - now
+                    if wait <= spin:
+                        await sleep(0)  # busy-wait the last stretch: sub-millisecond arrivals
+                    else:
+                        # Event-loop timers tick in milliseconds (uvloop rounds shorter sleeps
+                        # to 0, which would spin): sleep at least one tick, wake up to ~1 ms late.
+                        await sleep(max(wait - spin, _TIMER_TICK))
                     now = clock()
                 launch(k, due, now)
                 burst += 1
@@ -349,103 +363,77 @@ class Executor:
             self.hub.publish(Gossip(When.AFTER_TARGET, self.ident, ctx.seq, ctx.intended, start, end, error=kind))
 
     async def _flush_every_window(self) -> None:
+        # Fold often (small batches keep each pause short), emit at window boundaries.
+        period = min(self.window, _FOLD_PERIOD)
         while True:
-            boundary = self.t0 + (self._next_window + 1) * self.window
-            await asyncio.sleep(max(0.0, boundary - self.clock()) + 0.001)
+            await asyncio.sleep(period)
             self._flush(final=False)
 
     def _flush(self, *, final: bool) -> None:
-        """Fold buffered outcomes into windows; close every window whose end has passed."""
-        now = self.clock()
-        last_closed = math.floor((now - self.t0) / self.window) - 1
+        """Fold buffered outcomes into their windows; emit every window whose end has passed
+        (every window at all when ``final``)."""
         launches, self._launches = self._launches, []
         ok, self._ok = self._ok, ([], [], [])
         ko, self._ko = self._ko, ([], [], [], [])
         cx, self._cx = self._cx, []
-        windows: dict[int, Window] = {}
-        inv = 1.0 / self.window
-        t0 = self.t0
+        late: dict[int, Window] = {}
+        self._count(launches, "started", late)
+        self._count(cx, "canceled", late)
+        self._fold(ok, None, late)
+        self._fold(ko[:3], ko[3], late)
+        if final:
+            last = max(self._open, default=self._next_window - 1)
+        else:
+            last = math.floor((self.clock() - self.t0) / self.window) - 1
+        for i in range(self._next_window, last + 1):
+            self._emit(self._open.pop(i, None) or Window(i, i * self.window, self.window))
+        self._next_window = max(self._next_window, last + 1)
+        for i in sorted(late):  # stamped in a window already emitted (a thread's late result)
+            self._emit(late[i])
 
-        def window_of(times: list[float]) -> np.ndarray:
-            return np.floor((np.asarray(times, dtype=np.float64) - t0) * inv).astype(np.int64)
+    def _window(self, i: int, late: dict[int, Window]) -> Window:
+        pool = late if i < self._next_window else self._open
+        w = pool.get(i)
+        if w is None:
+            w = pool[i] = Window(i, i * self.window, self.window)
+        return w
 
-        def get(i: int) -> Window:
-            w = windows.get(i)
-            if w is None:
-                w = windows[i] = Window(i, i * self.window, self.window)
-            return w
+    def _index(self, times: list[float]) -> np.ndarray:
+        return np.floor((np.asarray(times, dtype=np.float64) - self.t0) / self.window).astype(np.int64)
 
-        carry_launches: list[float] = []
-        for i, n, keep in _grouped(window_of(launches), launches, last_closed, final):
-            if keep is not None:
-                carry_launches.extend(keep)
-            else:
-                get(i).started += n
-        carry_cx: list[float] = []
-        for i, n, keep in _grouped(window_of(cx), cx, last_closed, final):
-            if keep is not None:
-                carry_cx.extend(keep)
-            else:
-                get(i).canceled += n
-        carry_ok = self._fold(ok, None, window_of(ok[2]), last_closed, final, get)
-        carry_ko = self._fold(ko[:3], ko[3], window_of(ko[2]), last_closed, final, get)
-        # Outcomes stamped after the last closed window wait for the next flush.
-        self._launches[:0] = carry_launches
-        self._cx[:0] = carry_cx
-        for buf, carried in zip(self._ok, carry_ok, strict=True):
-            buf[:0] = carried
-        for buf, carried in zip(self._ko, carry_ko, strict=True):
-            buf[:0] = carried
-        top = max(windows) if final and windows else last_closed
-        for i in range(self._next_window, top + 1):
-            w = windows.pop(i, None) or Window(i, i * self.window, self.window)
-            self._emit(w)
-        for i in sorted(windows):  # late outcomes for windows already emitted
-            self._emit(windows[i])
-        self._next_window = max(self._next_window, top + 1)
+    def _count(self, times: list[float], field: str, late: dict[int, Window]) -> None:
+        if not times:
+            return
+        for i, n in _per_window(self._index(times)):
+            w = self._window(i, late)
+            setattr(w, field, getattr(w, field) + n)
 
-    def _fold(
-        self,
-        stamps: tuple[list[float], ...],
-        kinds: list[str] | None,
-        index: np.ndarray,
-        last_closed: int,
-        final: bool,
-        get: Callable[[int], Window],
-    ) -> list[list[Any]]:
-        n_fields = len(stamps) + (kinds is not None)
-        if index.size == 0:
-            return [[] for _ in range(n_fields)]
+    def _fold(self, stamps: tuple[list[float], ...], kinds: list[str] | None, late: dict[int, Window]) -> None:
+        if not stamps[0]:
+            return
         intended = np.asarray(stamps[0], dtype=np.float64)
         start = np.asarray(stamps[1], dtype=np.float64)
         end = np.asarray(stamps[2], dtype=np.float64)
-        ready = np.ones(index.size, dtype=bool) if final else index <= last_closed
-        carry: list[list[Any]] = [[] for _ in range(n_fields)]
-        if not ready.all():
-            later = np.flatnonzero(~ready).tolist()
-            for f, values in enumerate(stamps):
-                carry[f] = [values[j] for j in later]
-            if kinds is not None:
-                carry[3] = [kinds[j] for j in later]
-        sel = np.flatnonzero(ready)
-        idx = index[sel]
-        lat = np.rint((end[sel] - intended[sel]) * 1e6).astype(np.int64)
-        svc = np.rint((end[sel] - start[sel]) * 1e6).astype(np.int64)
-        lag = np.rint((start[sel] - intended[sel]) * 1e6).astype(np.int64)
-        for i in np.unique(idx).tolist():
-            mask = idx == i
-            w = get(int(i))
+        index = self._index(stamps[2])
+        lat = np.rint((end - intended) * 1e6).astype(np.int64)
+        svc = np.rint((end - start) * 1e6).astype(np.int64)
+        lag = np.rint((start - intended) * 1e6).astype(np.int64)
+        first, last = int(index[0]), int(index[-1])
+        if first == last:  # the usual case: the whole batch ended in one window
+            groups: list[tuple[int, Any]] = [(first, slice(None))]
+        else:
+            groups = [(i, index == i) for i, _ in _per_window(index)]
+        for i, mask in groups:
+            w = self._window(i, late)
             w.latency.record_many(lat[mask])
             w.service.record_many(svc[mask])
             w.lag.record_many(lag[mask])
-            n = int(mask.sum())
             if kinds is None:
-                w.succeeded += n
+                w.succeeded += len(lat[mask])
             else:
-                w.failed += n
-                for j in sel[mask].tolist():
-                    w.errors[kinds[j]] += 1
-        return carry
+                picked = kinds if first == last else [kinds[j] for j in np.flatnonzero(mask).tolist()]
+                w.failed += len(picked)
+                w.errors.update(picked)
 
     def _emit(self, window: Window) -> None:
         self.tally.add(window)
@@ -454,21 +442,13 @@ class Executor:
             self.on_window(window)
 
 
-def _grouped(
-    index: np.ndarray, times: list[float], last_closed: int, final: bool
-) -> list[tuple[int, int, list[float] | None]]:
-    """(window, count, None) per closed window, and (-1, 0, times) for those to carry over."""
-    if index.size == 0:
-        return []
-    out: list[tuple[int, int, list[float] | None]] = []
-    if not final:
-        later = index > last_closed
-        if later.any():
-            out.append((-1, 0, [times[j] for j in np.flatnonzero(later).tolist()]))
-            index = index[~later]
-    values, counts = np.unique(index, return_counts=True)
-    out.extend((int(i), int(n), None) for i, n in zip(values.tolist(), counts.tolist(), strict=True))
-    return out
+def _per_window(index: np.ndarray) -> list[tuple[int, int]]:
+    """(window, count) for each window present in ``index`` (a bincount, not np.unique:
+    np.unique imports numpy.ma on first use, a 17 ms stall in the middle of a run)."""
+    low = int(index.min())
+    counts = np.bincount(index - low)
+    nz = np.flatnonzero(counts)
+    return list(zip((nz + low).tolist(), counts[nz].tolist(), strict=True))
 
 
 Target = Callable[[Context], Any] | Callable[[Context], Awaitable[Any]]

@@ -51,6 +51,9 @@ class Report:
     lag: Histogram
     series: list[dict[str, Any]]
     profile: str = ""
+    #: from the start to the last slot's launch: longer than ``duration_s`` when the
+    #: generator fell behind its schedule
+    send_duration_s: float = 0.0
     overtime: int = 0
     timeout_s: float | None = None
     stopped_early: bool = False
@@ -95,9 +98,11 @@ class Report:
 
     @property
     def achieved_rps(self) -> float:
-        """Calls started per second of the schedule (canceled slots are not calls)."""
+        """Calls started per second over the time it took to start them (canceled slots are
+        not calls); a generator that fell behind stretches that time, never the schedule."""
         started = self.counts.succeeded + self.counts.failed
-        return started / self.duration_s if self.duration_s > 0 else 0.0
+        span = max(self.duration_s, self.send_duration_s)
+        return started / span if span > 0 else 0.0
 
     @property
     def throughput_rps(self) -> float:
@@ -135,6 +140,7 @@ class Report:
             "profile": self.profile,
             "requested_rps": round(self.requested_rps, 6),
             "duration_s": round(self.duration_s, 6),
+            "send_duration_s": round(self.send_duration_s, 6),
             "elapsed_s": round(self.elapsed_s, 6),
             "achieved_rps": round(self.achieved_rps, 3),
             "throughput_rps": round(self.throughput_rps, 3),

@@ -118,6 +118,7 @@ class Worker:
             overtime=cfg.overtime,
             timeout=cfg.timeout,
             window=cfg.window,
+            spin=cfg.spin,
             until=duration,
             hub=hub,
             on_window=on_window,
@@ -141,12 +142,14 @@ class Worker:
             self._busy = False
         end = executor.scheduled_end if not math.isnan(executor.scheduled_end) else time.monotonic()
         length = profile.duration if duration is None else min(duration, profile.duration)
-        schedule_s = end - executor.t0 if (executor.stopped_early or math.isinf(length)) else length
+        sent_s = max(end - executor.t0, 0.0)
+        schedule_s = sent_s if (executor.stopped_early or math.isinf(length)) else length
         return Report.from_tally(
             executor.tally,
             target=target_name(self._target),
             requested_rps=_average_rate(profile, schedule_s),
             duration_s=max(schedule_s, 0.0),
+            send_duration_s=sent_s,
             elapsed_s=time.monotonic() - started,
             profile=profile.describe(),
             overtime=cfg.overtime,
