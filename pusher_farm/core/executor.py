@@ -25,6 +25,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -46,7 +47,9 @@ _LAUNCHES_BEFORE_YIELD = 512
 #: the event loop's timer resolution
 _TIMER_TICK = 0.001
 #: outcomes are folded into their windows this often (seconds)
-_FOLD_PERIOD = 0.1
+_FOLD_PERIOD = 0.025
+#: calls past their timeout are failed this often (seconds): timeouts fire up to this late
+_SWEEP_PERIOD = 0.01
 
 
 def inline(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -76,7 +79,7 @@ class Context:
     plain function should check it (or ``remaining()``) in long loops; a coroutine is cancelled.
     """
 
-    __slots__ = ("seq", "intended", "started", "deadline", "worker", "cancelled", "_done", "_task", "_timer")
+    __slots__ = ("seq", "intended", "started", "deadline", "worker", "cancelled", "_done", "_task")
 
     def __init__(self, seq: int, intended: float, started: float, deadline: float | None, worker: str) -> None:
         self.seq = seq
@@ -87,7 +90,6 @@ class Context:
         self.cancelled = False
         self._done = False
         self._task: asyncio.Future[Any] | None = None
-        self._timer: asyncio.TimerHandle | None = None
 
     def remaining(self) -> float | None:
         """Seconds left before the timeout, ``None`` without one."""
@@ -145,7 +147,9 @@ class Executor:
         self.scheduled_end = math.nan
         self.stopped_early = False
         self._pacer: asyncio.Task[None] | None = None
-        self._tasks: set[asyncio.Future[Any]] = set()
+        # Calls in flight in launch order, which is also deadline order (one timeout for all):
+        # the sweeper reads expired calls off the front, with no timer per call.
+        self._inflight: dict[Context, asyncio.Future[Any]] = {}
         self._idle: asyncio.Event | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._next_window = 0
@@ -165,6 +169,7 @@ class Executor:
             self._pool = ThreadPoolExecutor(max_workers=self.overtime, thread_name_prefix=f"target:{self.ident}")
         self.t0 = self.start_at if self.start_at is not None else self.clock()
         flusher = loop.create_task(self._flush_every_window())
+        sweeper = loop.create_task(self._sweep_timeouts()) if self.timeout is not None else None
         self._pacer = loop.create_task(self._pace())
         try:
             try:
@@ -180,6 +185,8 @@ class Executor:
             raise
         finally:
             flusher.cancel()
+            if sweeper is not None:
+                sweeper.cancel()
             self._flush(final=True)
             if self._pool is not None:
                 self._pool.shutdown(wait=False, cancel_futures=True)
@@ -204,9 +211,8 @@ class Executor:
 
     def _abort_in_flight(self, kind: str = INTERRUPTED) -> None:
         """Count every call still in flight as failed with ``kind`` and cancel it."""
-        for task in list(self._tasks):
-            ctx = getattr(task, "_pusher_ctx", None)
-            if ctx is not None and not ctx._done:
+        for ctx, task in list(self._inflight.items()):
+            if not ctx._done:
                 now = self.clock()
                 ctx.cancelled = True
                 self._failed(ctx, now, now, kind)
@@ -273,21 +279,31 @@ class Executor:
         else:
             assert self._pool is not None
             task = loop.run_in_executor(self._pool, self._call_sync, ctx)
-            task.add_done_callback(self._sync_done)
-        task._pusher_ctx = ctx  # type: ignore[attr-defined]
+            task.add_done_callback(partial(self._sync_done, ctx))
         ctx._task = task
-        self._tasks.add(task)
-        if timeout is not None:
-            ctx._timer = loop.call_at(loop.time() + timeout, self._expire, ctx)
+        self._inflight[ctx] = task
 
     def _release(self) -> None:
         self.in_flight -= 1
         if self.in_flight == 0 and self._idle is not None:
             self._idle.set()
 
+    async def _sweep_timeouts(self) -> None:
+        """Fail every call past its deadline (checked every ``_SWEEP_PERIOD``)."""
+        clock = self.clock
+        while True:
+            await asyncio.sleep(_SWEEP_PERIOD)
+            now = clock()
+            expired = []
+            for ctx in self._inflight:
+                if ctx.deadline is None or ctx.deadline > now:
+                    break
+                if not ctx._done:
+                    expired.append(ctx)
+            for ctx in expired:
+                self._expire(ctx)
+
     def _expire(self, ctx: Context) -> None:
-        if ctx._done:
-            return
         ctx.cancelled = True
         now = self.clock()
         self._failed(ctx, ctx.started, now, TIMEOUT)
@@ -311,9 +327,7 @@ class Executor:
         else:
             self._succeeded(ctx, start, self.clock(), result)
         finally:
-            if ctx._timer is not None:
-                ctx._timer.cancel()
-            self._tasks.discard(ctx._task)  # type: ignore[arg-type]
+            self._inflight.pop(ctx, None)
             self._release()
 
     def _call_sync(self, ctx: Context) -> tuple[bool, Any, float, float]:
@@ -324,11 +338,8 @@ class Executor:
             return False, _kind_of(exc), start, self.clock()
         return True, result, start, self.clock()
 
-    def _sync_done(self, task: asyncio.Future[Any]) -> None:
-        ctx: Context = task._pusher_ctx  # type: ignore[attr-defined]
-        self._tasks.discard(task)
-        if ctx._timer is not None:
-            ctx._timer.cancel()
+    def _sync_done(self, ctx: Context, task: asyncio.Future[Any]) -> None:
+        self._inflight.pop(ctx, None)
         if not task.cancelled():
             ok, value, start, end = task.result()
             if not ctx._done:
