@@ -13,7 +13,14 @@ from typing import Any, NoReturn
 
 import click
 
-from pusher_farm.core.config import DEFAULT_OVERTIME, with_overtime, with_profile, with_timeout, with_window
+from pusher_farm.core.config import (
+    DEFAULT_OVERTIME,
+    with_overtime,
+    with_profile,
+    with_spin,
+    with_timeout,
+    with_window,
+)
 from pusher_farm.core.report import Report
 from pusher_farm.core.schedule import Constant, Profile, parse_duration, parse_stages
 from pusher_farm.core.worker import hire
@@ -94,6 +101,10 @@ def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option("--timeout", default="30s", show_default=True, help="Per-call bound ('none' for no bound)."),
         click.option("--window", default="1s", show_default=True, help="Report window (time series step)."),
+        click.option(
+            "--spin", default="0",
+            help="Busy-wait this long before each slot for sub-millisecond start times (costs a core), e.g. 2ms.",
+        ),
         click.option("--param", "params", multiple=True, metavar="K=V", help="A target parameter (repeatable)."),
         click.option("--url", help="URL for the http target."),
         click.option("--method", help="HTTP method for the http target (default GET)."),
@@ -133,22 +144,7 @@ def _check_json_path(path: str | None) -> None:
 
 @cli.command()
 @run_options
-def run(
-    target: str,
-    rps: float | None,
-    duration: str | None,
-    stages: str | None,
-    overtime: int,
-    timeout: str,
-    window: str,
-    params: tuple[str, ...],
-    url: str | None,
-    method: str | None,
-    headers: tuple[str, ...],
-    body: str | None,
-    json_path: str | None,
-    quiet: bool,
-) -> None:
+def run(target: str, **opts: Any) -> None:
     """Run TARGET (noop, sleep, http or package.module:function) on this host.
 
     \b
@@ -159,16 +155,20 @@ def run(
     """
     from pusher_farm.targets import resolve
 
-    profile, until = _profile(rps, duration, stages)
-    timeout_s = _duration_or_none(timeout, "--timeout")
-    window_s = _duration_or_none(window, "--window")
+    rps, stages, json_path, quiet = opts["rps"], opts["stages"], opts["json_path"], opts["quiet"]
+    profile, until = _profile(rps, opts["duration"], stages)
+    timeout_s = _duration_or_none(opts["timeout"], "--timeout")
+    window_s = _duration_or_none(opts["window"], "--window")
     if window_s is None:
         _fail("--window must be positive, e.g. --window 1s")
     _check_json_path(json_path)
-    offers = [with_overtime(overtime), with_timeout(timeout_s), with_window(window_s)]
+    spin_s = _duration_or_none(opts["spin"], "--spin") or 0.0
+    offers = [with_overtime(opts["overtime"]), with_timeout(timeout_s), with_window(window_s), with_spin(spin_s)]
     if stages is not None:
         offers.append(with_profile(profile))
-    fn = resolve(target, _target_params(params, url, method, headers, body))
+    fn = resolve(
+        target, _target_params(opts["params"], opts["url"], opts["method"], opts["headers"], opts["body"])
+    )
     worker = hire("local", fn, *offers)
     rate = None if stages is not None else rps
 

@@ -1,0 +1,19 @@
+"""Example targets for `farm run examples.targets:NAME` (run from the repository root)."""
+
+import asyncio
+import random
+
+from pusher_farm import Context, TargetError
+
+
+async def checkout(ctx: Context) -> str:
+    """Pretend to call a service: 2-4 ms, and one call in 50 fails with a kind of its own."""
+    await asyncio.sleep(random.uniform(0.002, 0.004))
+    if ctx.seq % 50 == 49:
+        raise TargetError("out of stock", f"slot {ctx.seq}")
+    return "ok"
+
+
+def compute(ctx: Context) -> int:
+    """A plain function: runs in the worker's thread pool."""
+    return sum(range(1000))
