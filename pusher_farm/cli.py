@@ -102,7 +102,8 @@ def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--timeout", default="30s", show_default=True, help="Per-call bound ('none' for no bound)."),
         click.option("--window", default="1s", show_default=True, help="Report window (time series step)."),
         click.option(
-            "--spin", default="0",
+            "--spin",
+            default="0",
             help="Busy-wait this long before each slot for sub-millisecond start times (costs a core), e.g. 2ms.",
         ),
         click.option("--param", "params", multiple=True, metavar="K=V", help="A target parameter (repeatable)."),
@@ -166,9 +167,7 @@ def run(target: str, **opts: Any) -> None:
     offers = [with_overtime(opts["overtime"]), with_timeout(timeout_s), with_window(window_s), with_spin(spin_s)]
     if stages is not None:
         offers.append(with_profile(profile))
-    fn = resolve(
-        target, _target_params(opts["params"], opts["url"], opts["method"], opts["headers"], opts["body"])
-    )
+    fn = resolve(target, _target_params(opts["params"], opts["url"], opts["method"], opts["headers"], opts["body"]))
     worker = hire("local", fn, *offers)
     rate = None if stages is not None else rps
 

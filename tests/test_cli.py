@@ -122,3 +122,20 @@ def test_sigint_stops_gracefully_and_still_reports(tmp_path):
     assert 50 <= d["counts"]["scheduled"] <= 250
     c = d["counts"]
     assert c["scheduled"] == c["succeeded"] + c["failed"] + c["canceled"]
+
+
+def test_a_target_stuck_past_its_timeout_does_not_keep_the_process_alive(tmp_path):
+    (tmp_path / "stuck.py").write_text("import time\n\ndef hang(ctx):\n    time.sleep(600)\n")
+    started = __import__("time").monotonic()
+    p = subprocess.run(
+        [*FARM, "run", "stuck:hang", "--rps", "4", "-d", "1s", "--timeout", "300ms", "--json", "-", "-q"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        env={**__import__("os").environ, "PYTHONPATH": str(tmp_path)},
+    )
+    assert p.returncode == 0, p.stderr
+    assert __import__("time").monotonic() - started < 20
+    d = json.loads(p.stdout)
+    assert d["errors"] == {"Timeout": 4} and d["counts"]["failed"] == 4

@@ -43,7 +43,7 @@ def test_readme_console_example(command, expected, tmp_path):
     p = subprocess.run(args, capture_output=True, text=True, timeout=120, cwd=ROOT)
     (ROOT / "report.json").unlink(missing_ok=True)
     if expected:
-        assert (p.stdout + p.stderr).strip().splitlines()[-len(expected):] == expected
+        assert (p.stdout + p.stderr).strip().splitlines()[-len(expected) :] == expected
     else:
         assert p.returncode == 0, p.stderr
 
@@ -56,7 +56,6 @@ def test_readme_python_example():
 
 
 def test_quickstart_example():
-    p = subprocess.run([sys.executable, "examples/quickstart.py"], capture_output=True, text=True, timeout=60,
-                       cwd=ROOT)
+    p = subprocess.run([sys.executable, "examples/quickstart.py"], capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert p.returncode == 0, p.stderr
     assert "listener heard 200 calls end" in p.stdout

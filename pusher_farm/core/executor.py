@@ -24,7 +24,6 @@ import inspect
 import math
 import time
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any
 
@@ -32,6 +31,7 @@ import numpy as np
 
 from pusher_farm.core.gossip import Gossip, GossipHub, When
 from pusher_farm.core.schedule import Profile, Shard, slot_batches
+from pusher_farm.core.threads import DaemonPool
 from pusher_farm.core.window import Tally, Window
 from pusher_farm.errors import TargetError
 
@@ -151,7 +151,7 @@ class Executor:
         # the sweeper reads expired calls off the front, with no timer per call.
         self._inflight: dict[Context, asyncio.Future[Any]] = {}
         self._idle: asyncio.Event | None = None
-        self._pool: ThreadPoolExecutor | None = None
+        self._pool: DaemonPool | None = None
         self._next_window = 0
         self._open: dict[int, Window] = {}
         # Buffers of outcomes not yet folded into a window (swapped out by the flusher).
@@ -166,7 +166,7 @@ class Executor:
         loop = asyncio.get_running_loop()
         self._idle = asyncio.Event()
         if self.kind == "sync" and self.overtime > 0:
-            self._pool = ThreadPoolExecutor(max_workers=self.overtime, thread_name_prefix=f"target:{self.ident}")
+            self._pool = DaemonPool(self.overtime, name=f"target:{self.ident}")
         self.t0 = self.start_at if self.start_at is not None else self.clock()
         flusher = loop.create_task(self._flush_every_window())
         sweeper = loop.create_task(self._sweep_timeouts()) if self.timeout is not None else None
@@ -189,7 +189,7 @@ class Executor:
                 sweeper.cancel()
             self._flush(final=True)
             if self._pool is not None:
-                self._pool.shutdown(wait=False, cancel_futures=True)
+                self._pool.shutdown()
         return self.tally
 
     def stop(self) -> None:
@@ -278,7 +278,7 @@ class Executor:
             task: asyncio.Future[Any] = loop.create_task(self._call_async(ctx, now))
         else:
             assert self._pool is not None
-            task = loop.run_in_executor(self._pool, self._call_sync, ctx)
+            task = self._pool.submit(self._call_sync, ctx)
             task.add_done_callback(partial(self._sync_done, ctx))
         ctx._task = task
         self._inflight[ctx] = task

@@ -165,7 +165,8 @@ class Histogram:
     def summary_ms(self) -> dict[str, float]:
         """p50, p90, p99, p99.9, max and mean in milliseconds (the report's shape)."""
         values = self.percentiles(PERCENTILES)
-        out = {_pname(p): values[p] / 1000 for p in PERCENTILES}
+        # A bucket's highest equivalent value can exceed the exact maximum: never show that.
+        out = {_pname(p): min(values[p], self.max) / 1000 for p in PERCENTILES}
         out["max"] = self.max / 1000
         out["mean"] = round(self.mean / 1000, 6)
         return out
