@@ -5,26 +5,28 @@ Usage errors print one line (``farm: error: ...``) and exit with status 2, befor
 
 from __future__ import annotations
 
-import asyncio
+import os
 import signal
 import sys
 from collections.abc import Callable
 from typing import Any, NoReturn
 
 import click
+import zmq
 
+from pusher_farm.core import loop as _loop
 from pusher_farm.core.config import (
     DEFAULT_OVERTIME,
     with_overtime,
-    with_profile,
     with_spin,
     with_timeout,
-    with_window,
 )
 from pusher_farm.core.report import Report
 from pusher_farm.core.schedule import Constant, Profile, parse_duration, parse_stages
+from pusher_farm.core.window import Window
 from pusher_farm.core.worker import hire
 from pusher_farm.errors import InvalidOption, PusherError
+from pusher_farm.farm.plan import RunSpec, Task
 
 EXIT_USAGE = 2
 
@@ -143,63 +145,199 @@ def _check_json_path(path: str | None) -> None:
         _fail(f"--json {path}: folder {parent} does not exist")
 
 
+def _spec(target: str, opts: dict[str, Any], *, check_import: bool) -> RunSpec:
+    """The run the options describe, every option checked before any process starts."""
+    from pusher_farm.targets import builtin_names, resolve
+
+    profile, until = _profile(opts["rps"], opts["duration"], opts["stages"])
+    timeout_s = _duration_or_none(opts["timeout"], "--timeout")
+    window_s = _duration_or_none(opts["window"], "--window")
+    if window_s is None:
+        _fail("--window must be positive, e.g. --window 1s")
+    spin_s = _duration_or_none(opts["spin"], "--spin") or 0.0
+    with_overtime(opts["overtime"]), with_timeout(timeout_s), with_spin(spin_s)  # validate
+    _check_json_path(opts["json_path"])
+    params = _target_params(opts["params"], opts["url"], opts["method"], opts["headers"], opts["body"])
+    if check_import or target in builtin_names():
+        fn = resolve(target, params)  # fails here, with one line, rather than on every agent
+        aclose = getattr(fn, "aclose", None)
+        if aclose is not None:
+            _loop.run(aclose())
+    task = Task(target, params, profile, opts["overtime"], timeout_s, spin_s)
+    return RunSpec((task,), until=until, window=window_s)
+
+
+def _progress(quiet: bool) -> list[Callable[[Window], None]]:
+    from pusher_farm.report import progress_line
+
+    return [] if quiet else [lambda w: click.echo(progress_line(w), err=True)]
+
+
+def _stop_on_signals(stop: Callable[[bool], None]) -> None:
+    """First Ctrl-C/SIGTERM: stop scheduling and report; second: abort calls in flight."""
+    hits = 0
+
+    def handler(signum: int, frame: object) -> None:
+        nonlocal hits
+        hits += 1
+        if hits == 1:
+            click.echo("stopping: waiting for calls in flight (Ctrl-C again to abort)", err=True)
+        stop(hits > 1)
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+
+
 @cli.command()
 @run_options
-def run(target: str, **opts: Any) -> None:
+@click.option(
+    "-p",
+    "--processes",
+    type=int,
+    default=None,
+    help="Local agent processes sharing the rate (default: one per core).",
+)
+def run(target: str, processes: int | None, **opts: Any) -> None:
     """Run TARGET (noop, sleep, http or package.module:function) on this host.
+
+    The total rate is shared by N local agent processes under a coordinator on loopback: the
+    same path as `farm coordinator` with agents on many hosts.
 
     \b
     Examples:
       farm run noop --rps 1000 --duration 10s
       farm run http --url http://127.0.0.1:8080/ --rps 200 --duration 30s --json report.json
-      farm run sleep --param ms=20 --stages '10s:0-500,20s:500,5s:500-0'
+      farm run sleep --param ms=20 --stages '10s:0-500,20s:500,5s:500-0' -p 2
     """
-    from pusher_farm.targets import resolve
+    from pusher_farm.farm.local import run_local
 
-    rps, stages, json_path, quiet = opts["rps"], opts["stages"], opts["json_path"], opts["quiet"]
-    profile, until = _profile(rps, opts["duration"], stages)
-    timeout_s = _duration_or_none(opts["timeout"], "--timeout")
-    window_s = _duration_or_none(opts["window"], "--window")
-    if window_s is None:
-        _fail("--window must be positive, e.g. --window 1s")
-    _check_json_path(json_path)
-    spin_s = _duration_or_none(opts["spin"], "--spin") or 0.0
-    offers = [with_overtime(opts["overtime"]), with_timeout(timeout_s), with_window(window_s), with_spin(spin_s)]
-    if stages is not None:
-        offers.append(with_profile(profile))
-    fn = resolve(target, _target_params(opts["params"], opts["url"], opts["method"], opts["headers"], opts["body"]))
-    worker = hire("local", fn, *offers)
-    rate = None if stages is not None else rps
+    n = (os.cpu_count() or 1) if processes is None else processes
+    if n < 1 or n > 1024:
+        _fail(f"--processes must be between 1 and 1024, got {n}")
+    spec = _spec(target, opts, check_import=True)
+    _setup_logging(opts["quiet"])
+    report = run_local(
+        spec,
+        n,
+        listeners=_progress(opts["quiet"]),
+        on_coordinator=lambda coord: _stop_on_signals(lambda abort: coord.stop(abort=abort)),
+    )
+    _finish(report, opts["json_path"], opts["quiet"])
+    sys.exit(report.status)
 
-    async def main() -> Report:
-        loop = asyncio.get_running_loop()
-        interrupts = 0
 
-        def on_signal() -> None:
-            nonlocal interrupts
-            interrupts += 1
-            if interrupts == 1:
-                click.echo("stopping: waiting for calls in flight (Ctrl-C again to abort)", err=True)
-                worker.stop()
-            else:
-                task.cancel()
+@cli.command()
+@run_options
+@click.option("--bind", default="tcp://127.0.0.1:5555", show_default=True, help="Where agents connect.")
+@click.option("--expect-agents", "-n", "expect", type=int, required=True, help="Agents to wait for.")
+@click.option("--wait", "wait", default="60s", show_default=True, help="How long to wait for them.")
+@click.option("--insecure", is_flag=True, help="Allow a non-loopback --bind without keys.")
+def coordinator(target: str, bind: str, expect: int, wait: str, insecure: bool, **opts: Any) -> None:
+    """Run TARGET on agents that connect to --bind, sharing the total rate among them.
 
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, on_signal)
-        on_window = None if quiet else (lambda w: click.echo(progress_line(w), err=True))
-        task = asyncio.current_task()
-        assert task is not None
-        return await worker.work(rate, until, on_window=on_window)
+    \b
+    Example (three shells):
+      farm coordinator noop --rps 2000 --duration 10s --expect-agents 2
+      farm agent --connect tcp://127.0.0.1:5555
+      farm agent --connect tcp://127.0.0.1:5555
+    """
+    from pusher_farm.farm.coordinator import Coordinator
+    from pusher_farm.farm.state import Timing
 
-    from pusher_farm.core import loop as _loop
-    from pusher_farm.report import progress_line
-
+    if expect < 1:
+        _fail(f"--expect-agents must be at least 1, got {expect}")
+    wait_s = _duration_or_none(wait, "--wait")
+    if wait_s is None:
+        _fail("--wait must be positive, e.g. --wait 60s")
+    _check_bind(bind, insecure)
+    spec = _spec(target, opts, check_import=False)
+    _setup_logging(opts["quiet"])
     try:
-        report = _loop.run(main())
-    except asyncio.CancelledError:
-        click.echo("farm: aborted", err=True)
-        sys.exit(130)
-    _finish(report, json_path, quiet)
+        coord = Coordinator(
+            spec, bind=bind, expect=expect, timing=Timing(wait_timeout=wait_s), listeners=_progress(opts["quiet"])
+        )
+    except zmq.ZMQError as exc:
+        _fail(f"cannot bind {bind}: {exc}")
+    with coord:
+        click.echo(f"coordinator on {coord.endpoint}: waiting for {expect} agent(s)", err=True)
+        _stop_on_signals(lambda abort: coord.stop(abort=abort))
+        report = coord.run()
+    _finish(report, opts["json_path"], opts["quiet"])
+    sys.exit(report.status)
+
+
+@cli.command()
+@click.option("--connect", required=True, help="The coordinator, e.g. tcp://10.0.0.5:5555.")
+@click.option("--name", help="This agent's name in reports (default: host-pid).")
+@click.option(
+    "--capacity", type=float, default=1.0, show_default=True, help="Relative weight of this agent's share of the rate."
+)
+@click.option("--once", is_flag=True, help="Serve one run, then exit (also when the coordinator goes away).")
+@click.option(
+    "--gossip",
+    "gossips",
+    multiple=True,
+    metavar="MODULE:ATTR",
+    help="A Gossiper on this host that hears every slot's events (repeatable).",
+)
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
+def agent(connect: str, name: str | None, capacity: float, once: bool, gossips: tuple[str, ...], quiet: bool) -> None:
+    """Serve farm runs from a coordinator, one after another, until stopped."""
+    import math
+
+    from pusher_farm.farm.agent import Agent
+
+    if not (math.isfinite(capacity) and capacity > 0):
+        _fail(f"--capacity must be a positive number, got {capacity:g}")
+    if not connect.startswith(("tcp://", "ipc://", "inproc://")):
+        _fail(f"--connect {connect!r}: give an endpoint like tcp://HOST:5555")
+    listeners = [_gossiper(g) for g in gossips]
+    _setup_logging(quiet)
+    server = Agent(connect, name=name, capacity=capacity, once=once, gossips=listeners)
+    _stop_on_signals(lambda abort: server.stop())
+    sys.exit(server.serve())
+
+
+def _gossiper(spec: str) -> Any:
+    import importlib
+
+    module_name, sep, attr = spec.partition(":")
+    if not sep:
+        _fail(f"--gossip {spec!r}: give MODULE:ATTR")
+    try:
+        obj = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        _fail(f"--gossip {spec!r}: {exc}")
+    if isinstance(obj, type) or (callable(obj) and not hasattr(obj, "listen")):
+        obj = obj()
+    if not (hasattr(obj, "listen") and hasattr(obj, "stop")):
+        _fail(f"--gossip {spec!r} is not a Gossiper (needs listen(worker, gossips) and stop())")
+    return obj
+
+
+_LOOPBACK = ("127.", "localhost", "[::1]", "::1")
+
+
+def _check_bind(bind: str, insecure: bool) -> None:
+    scheme, sep, rest = bind.partition("://")
+    if not sep or scheme not in ("tcp", "ipc", "inproc"):
+        _fail(f"--bind {bind!r}: give an endpoint like tcp://127.0.0.1:5555")
+    if scheme == "tcp" and not rest.startswith(_LOOPBACK) and not insecure:
+        _fail(
+            f"--bind {bind} is reachable from other hosts and agents are not authenticated: "
+            "bind 127.0.0.1, or pass --insecure on a network you trust"
+        )
+
+
+def _setup_logging(quiet: bool) -> None:
+    import logging
+
+    logging.basicConfig(
+        level=logging.WARNING if quiet else logging.INFO,
+        format="%(asctime)s %(levelname)s %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+    )
 
 
 def _finish(report: Report, json_path: str | None, quiet: bool) -> None:
@@ -218,7 +356,6 @@ def _finish(report: Report, json_path: str | None, quiet: bool) -> None:
 @click.option("-q", "--quiet", is_flag=True, help="No live progress lines.")
 def demo(rps: float, duration: str, json_path: str | None, quiet: bool) -> None:
     """Start a small HTTP server on 127.0.0.1 and load it: see the whole thing work."""
-    from pusher_farm.core import loop as _loop
     from pusher_farm.demo import DemoServer
     from pusher_farm.report import progress_line
     from pusher_farm.targets import resolve

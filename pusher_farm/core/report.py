@@ -62,6 +62,9 @@ class Report:
     agents: list[dict[str, Any]] = field(default_factory=list)
     generator: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    #: exit status for the command line: 0 ran as asked, 1 ran but agents were lost or the
+    #: run was cut short by the farm, 2 refused before any load (bad target on an agent, ...)
+    status: int = 0
 
     @classmethod
     def from_tally(
@@ -147,6 +150,7 @@ class Report:
             "overtime": self.overtime,
             "timeout_s": self.timeout_s,
             "stopped_early": self.stopped_early,
+            "status": self.status,
             "counts": {
                 "scheduled": self.counts.scheduled,
                 "succeeded": self.counts.succeeded,

@@ -119,6 +119,12 @@ class Profile:
             k += 1
         return k
 
+    def average_rate(self, seconds: float) -> float:
+        """Slots per second over the first ``seconds`` of the profile."""
+        if not (seconds > 0 and math.isfinite(seconds)):
+            return 0.0
+        return self.slots_until(seconds) / seconds
+
     def describe(self) -> str:
         if isinstance(self, Constant):
             return f"{self.rate:g} rps"
@@ -147,6 +153,9 @@ class Constant(Profile):
 
     def slots_until(self, t: float) -> float:
         return min(t, self.duration) * self.rate
+
+    def average_rate(self, seconds: float) -> float:
+        return self.rate
 
 
 class Stages(Profile):

@@ -147,7 +147,7 @@ class Worker:
         return Report.from_tally(
             executor.tally,
             target=target_name(self._target),
-            requested_rps=_average_rate(profile, schedule_s),
+            requested_rps=profile.average_rate(schedule_s),
             duration_s=max(schedule_s, 0.0),
             send_duration_s=sent_s,
             elapsed_s=time.monotonic() - started,
@@ -179,14 +179,6 @@ class Worker:
             executor.stop()
         else:
             loop.call_soon_threadsafe(executor.stop)
-
-
-def _average_rate(profile: Profile, seconds: float) -> float:
-    if isinstance(profile, Constant):
-        return profile.rate
-    if seconds <= 0:
-        return 0.0
-    return profile.slots_until(seconds) / seconds
 
 
 def hire(ident: str, target: Callable[[Context], Any] | None, *offers: Offer) -> Worker:

@@ -13,9 +13,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pusher_farm.errors import InvalidOption, MissingTarget
+from pusher_farm.errors import InvalidOption, MissingTarget, PusherError
 
-__all__ = ["Param", "Plugin", "builtin_names", "resolve"]
+__all__ = ["Param", "Plugin", "builtin_names", "resolve", "spec_of"]
 
 
 @dataclass(frozen=True)
@@ -61,10 +61,7 @@ class Plugin:
                 values[key] = spec.default
         target = self.make(**values)
         if not hasattr(target, "__pusher_name__"):
-            try:
-                target.__pusher_name__ = self.name
-            except (AttributeError, TypeError):
-                pass
+            _tag(target, "__pusher_name__", self.name)
         return target
 
 
@@ -82,6 +79,56 @@ def _builtins() -> dict[str, Plugin]:
 def resolve(spec: str, params: Mapping[str, Any] | None = None) -> Callable[..., Any]:
     """The target named ``spec`` (a built-in or ``package.module:attr``), built with ``params``."""
     params = dict(params or {})
+    target = _resolve(spec, params)
+    # How to build this target again elsewhere: farm agents resolve the same name themselves.
+    _tag(target, "__pusher_spec__", (spec, params))
+    return target
+
+
+def _tag(target: Any, attr: str, value: Any) -> None:
+    try:
+        setattr(target, attr, value)
+    except (AttributeError, TypeError):
+        pass
+
+
+def spec_of(target: Callable[..., Any]) -> tuple[str, dict[str, Any]]:
+    """(name, params) an agent on another process can resolve to the same target.
+
+    Raises ``MissingTarget`` for what no other process can import (lambdas, nested functions,
+    functions of the ``__main__`` script).
+    """
+    spec = getattr(target, "__pusher_spec__", None)
+    if spec is not None:
+        return spec[0], dict(spec[1])
+    module = getattr(target, "__module__", None)
+    qualname = getattr(target, "__qualname__", None)
+    if module is None or qualname is None:
+        raise MissingTarget(
+            f"{target!r} has no module path: farm agents import targets by name, so give a function "
+            "defined at the top level of an importable module"
+        )
+    if "<lambda>" in qualname or "<locals>" in qualname:
+        raise MissingTarget(
+            f"{module}:{qualname} is a lambda or a nested function, which other processes cannot import: "
+            "define it at the top level of a module"
+        )
+    if module == "__main__":
+        raise MissingTarget(
+            f"{qualname} is defined in the script being run (__main__), which agents would re-run on import: "
+            "move it into a module of its own and import it"
+        )
+    name = f"{module}:{qualname}"
+    try:
+        resolved = _resolve(name, {})
+    except PusherError as exc:
+        raise MissingTarget(f"{name} cannot be imported by path: {exc.reason}") from None
+    if resolved is not target and getattr(resolved, "__wrapped__", None) is not target:
+        raise MissingTarget(f"{name} does not name this target when imported")
+    return name, {}
+
+
+def _resolve(spec: str, params: dict[str, Any]) -> Callable[..., Any]:
     builtins = _builtins()
     if spec in builtins:
         return builtins[spec].build(params)
@@ -110,8 +157,5 @@ def resolve(spec: str, params: Mapping[str, Any] | None = None) -> Callable[...,
         )
     if not callable(obj):
         raise MissingTarget(f"{spec!r} is not callable")
-    try:
-        obj.__pusher_name__ = spec
-    except (AttributeError, TypeError):
-        pass
+    _tag(obj, "__pusher_name__", spec)
     return obj

@@ -1,0 +1,336 @@
+"""The agent: serves farm runs from a coordinator, one after another, until stopped.
+
+Two threads with one job each. The control thread owns the ZeroMQ socket: it answers pings,
+resolves targets, sends heartbeats and report windows, and watches the coordinator. The main
+thread runs the core executor on an event loop. So an agent whose target saturates its loop
+still heartbeats (it is reported as busy, not as dead), and a coordinator that goes silent
+stops the load within the timeout even while the loop is busy.
+
+Nothing executable arrives over the wire: the target is a name resolved on this host.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import queue
+import socket
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import psutil
+import zmq
+
+from pusher_farm.core import loop as _loop
+from pusher_farm.core.executor import Executor
+from pusher_farm.core.gossip import Gossiper, GossipHub
+from pusher_farm.core.window import Window
+from pusher_farm.core.worker import hire
+from pusher_farm.errors import ProtocolError, PusherError
+from pusher_farm.farm.plan import AgentPlan
+from pusher_farm.farm.protocol import Message
+from pusher_farm.farm.transport import DealerTransport
+
+__all__ = ["Agent", "AgentTiming"]
+
+log = logging.getLogger("pusher_farm.farm")
+
+
+@dataclass(frozen=True)
+class AgentTiming:
+    heartbeat: float = 1.0
+    #: a coordinator silent this long stops the load (and ends an ``once`` agent)
+    coordinator_timeout: float = 3.0
+    #: unacknowledged windows kept for re-sending (oldest dropped beyond it)
+    max_unacked: int = 3600
+
+
+@dataclass
+class _Run:
+    plan: AgentPlan
+    target: Callable[..., Any]
+    loop: asyncio.AbstractEventLoop | None = None
+    executor: Executor | None = None
+    stop_requested: bool = False
+
+
+class Agent:
+    """Connects to ``connect`` and serves runs. ``serve()`` blocks and returns an exit status."""
+
+    def __init__(
+        self,
+        connect: str,
+        *,
+        name: str | None = None,
+        capacity: float = 1.0,
+        once: bool = False,
+        timing: AgentTiming | None = None,
+        gossips: Sequence[Gossiper] = (),
+        resolve: Callable[[str, dict[str, Any]], Callable[..., Any]] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        from pusher_farm.targets import resolve as default_resolve
+
+        self.connect = connect
+        self.name = name or f"{socket.gethostname()}-{os.getpid()}"
+        self.identity = f"{self.name}/{uuid.uuid4().hex[:8]}"
+        self.capacity = capacity
+        self.once = once
+        self.timing = timing or AgentTiming()
+        self.gossips = tuple(gossips)
+        self.resolve = resolve or default_resolve
+        self.clock = clock
+        self.status = 0
+        self._stopping = threading.Event()
+        self._runs: queue.SimpleQueue[_Run | None] = queue.SimpleQueue()
+        self._outbox: queue.SimpleQueue[tuple[str, dict[str, Any]]] = queue.SimpleQueue()
+        self._prepared: dict[str, Callable[..., Any]] = {}
+        self._current: _Run | None = None
+        self._unacked: OrderedDict[tuple[str, int], dict[str, Any]] = OrderedDict()
+        self._last_seen = clock()
+        self._welcomed = False
+        self._runs_served = 0
+        self._process = psutil.Process()
+        self._process.cpu_percent(None)
+
+    # -- main thread: the load ------------------------------------------------------------------
+
+    def serve(self) -> int:
+        control = threading.Thread(target=self._control, name="agent-control", daemon=True)
+        control.start()
+        try:
+            while not self._stopping.is_set():
+                try:
+                    run = self._runs.get(timeout=0.2)
+                except queue.Empty:
+                    continue
+                if run is None:
+                    break
+                self._execute(run)
+        finally:
+            self._stopping.set()
+            control.join(10)
+        return self.status
+
+    def stop(self) -> None:
+        """Stop serving (thread-safe): the run in progress stops scheduling first."""
+        self._request_stop(abort=False)
+        self._stopping.set()
+        self._runs.put(None)
+
+    def _execute(self, run: _Run) -> None:
+        plan = run.plan
+        windows = 0
+
+        def on_window(w: Window) -> None:
+            nonlocal windows
+            self._outbox.put(("window", {"run": plan.run, "seq": windows, "w": w.to_wire()}))
+            windows += 1
+
+        async def main() -> Executor:
+            worker = hire(self.name, run.target)
+            hub = GossipHub(worker, self.gossips, 65_536)
+            executor = Executor(
+                run.target,
+                plan.profile,
+                ident=self.name,
+                overtime=plan.overtime,
+                timeout=plan.timeout,
+                window=plan.window,
+                until=plan.until,
+                shard=plan.shard,
+                start_at=plan.local_start,
+                hub=hub,
+                on_window=on_window,
+                spin=plan.spin,
+            )
+            run.loop = asyncio.get_running_loop()
+            run.executor = executor
+            if run.stop_requested:
+                return executor
+            hub.start()
+            try:
+                await executor.run()
+            finally:
+                aclose = getattr(run.target, "aclose", None)
+                if aclose is not None:
+                    await aclose()
+                await asyncio.to_thread(hub.close, 10.0)
+            return executor
+
+        started = time.monotonic()
+        cpu0 = time.process_time()
+        executor = _loop.run(main())
+        elapsed = time.monotonic() - started
+        sent = executor.scheduled_end - executor.t0 if executor.scheduled_end == executor.scheduled_end else 0.0
+        self._outbox.put(
+            (
+                "done",
+                {
+                    "run": plan.run,
+                    "windows": windows,
+                    "stopped_early": executor.stopped_early or run.stop_requested,
+                    "sent_s": max(sent, 0.0),
+                    "elapsed_s": elapsed,
+                    "cpu": round(100 * (time.process_time() - cpu0) / max(elapsed, 1e-9), 1),
+                    "gossip_dropped": executor.hub.dropped if executor.hub else 0,
+                },
+            )
+        )
+        self._current = None
+        self._runs_served += 1
+        log.info("run %s done: %d windows", plan.run, windows)
+
+    def _request_stop(self, *, abort: bool) -> None:
+        run = self._current
+        if run is None:
+            return
+        run.stop_requested = True
+        if run.loop is not None and run.executor is not None:
+            try:
+                run.loop.call_soon_threadsafe(run.executor.stop)
+            except RuntimeError:
+                pass  # the loop already closed: the run is over
+
+    # -- control thread: the socket -------------------------------------------------------------
+
+    def _control(self) -> None:
+        context = zmq.Context()
+        transport = self._connect(context)
+        next_beat = self.clock()
+        try:
+            while not self._stopping.is_set():
+                if transport.poll(0.02):
+                    now = self.clock()
+                    for msg in transport.recv_all():
+                        self._last_seen = now
+                        self._handle(transport, msg, now)
+                self._flush_outbox(transport)
+                now = self.clock()
+                if now >= next_beat:
+                    next_beat = now + self.timing.heartbeat
+                    transport.send(
+                        "heartbeat", state="running" if self._current else "idle", cpu=self._process.cpu_percent(None)
+                    )
+                silent = now - self._last_seen
+                if silent > self.timing.coordinator_timeout:
+                    if self._current is not None and not self._current.stop_requested:
+                        log.warning("coordinator silent for %.1fs: stopping the load", silent)
+                        self._request_stop(abort=True)
+                    if self.once and (self._runs_served or self._welcomed) and self._current is None:
+                        log.warning("coordinator gone: exiting (--once)")
+                        self._stopping.set()
+                        self._runs.put(None)
+                        break
+                    if self._welcomed or silent > 2 * self.timing.coordinator_timeout:
+                        # A fresh socket drops whatever queued for the old peer, then hello again.
+                        transport.close()
+                        transport = self._connect(context)
+                        self._last_seen = now
+                        self._welcomed = False
+                if self.once and self._runs_served and self._current is None and not self._unacked:
+                    self._flush_outbox(transport)  # the run's ``done`` may have just been queued
+                    if self._unacked:
+                        continue
+                    transport.send("bye")
+                    time.sleep(0.05)
+                    self._stopping.set()
+                    self._runs.put(None)
+                    break
+        finally:
+            transport.close()
+            context.term()
+
+    def _connect(self, context: zmq.Context[Any]) -> DealerTransport:
+        transport = DealerTransport(context, self.connect, self.identity)
+        transport.send(
+            "hello",
+            name=self.name,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            capacity=float(self.capacity),
+            cpus=os.cpu_count() or 1,
+        )
+        return transport
+
+    def _flush_outbox(self, transport: DealerTransport) -> None:
+        while True:
+            try:
+                type_, fields = self._outbox.get_nowait()
+            except queue.Empty:
+                return
+            if type_ == "window":
+                self._unacked[(fields["run"], fields["seq"])] = fields
+                while len(self._unacked) > self.timing.max_unacked:
+                    self._unacked.popitem(last=False)
+            transport.send(type_, **fields)
+
+    def _handle(self, transport: DealerTransport, msg: Message, now: float) -> None:
+        t = msg.type
+        if t == "ping":
+            transport.send("pong", id=msg["id"], t0=msg["t0"], t1=now, t2=self.clock())
+        elif t == "welcome":
+            if not self._welcomed:
+                log.info("connected to %s as %s", self.connect, self.identity)
+            self._welcomed = True
+            for fields in list(self._unacked.values()):  # re-send what was never acknowledged
+                transport.send("window", **fields)
+        elif t == "ack":
+            self._unacked.pop((msg["run"], msg["seq"]), None)
+        elif t == "prepare":
+            self._prepare(transport, msg)
+        elif t == "start":
+            self._start(msg)
+        elif t == "stop":
+            if self._current is not None and self._current.plan.run == msg["run"]:
+                log.info("coordinator asked to stop run %s", msg["run"])
+                self._request_stop(abort=msg["abort"])
+        elif t == "refused":
+            log.error("coordinator refused this agent: %s", msg["reason"])
+            self.status = 2
+            self._stopping.set()
+            self._runs.put(None)
+        elif t == "heartbeat":
+            pass
+        else:
+            transport.bad.drop(f"{t!r} is not a message for agents")
+
+    def _prepare(self, transport: DealerTransport, msg: Message) -> None:
+        run = msg["run"]
+        try:
+            target = self.resolve(msg["target"], msg["params"])
+        except PusherError as exc:
+            transport.send("refuse", run=run, error=str(exc))
+            log.error("cannot run target %r: %s", msg["target"], exc)
+            return
+        except Exception as exc:
+            transport.send("refuse", run=run, error=f"{type(exc).__name__}: {exc}")
+            return
+        if self._current is not None:
+            transport.send("refuse", run=run, error="busy with another run")
+            return
+        self._prepared = {run: target}
+        transport.send("ready", run=run)
+
+    def _start(self, msg: Message) -> None:
+        run_id = msg["run"]
+        target = self._prepared.pop(run_id, None)
+        if target is None:
+            log.warning("start for run %s that was never prepared: ignored", run_id)
+            return
+        try:
+            plan = AgentPlan.from_wire(run_id, msg["plan"])
+        except ProtocolError as exc:
+            log.error("bad plan for run %s: %s", run_id, exc)
+            return
+        run = _Run(plan, target)
+        self._current = run
+        lead = plan.local_start - self.clock()
+        log.info("run %s starts in %.3fs (clock offset %.3f ms)", run_id, lead, plan.offset * 1000)
+        self._runs.put(run)

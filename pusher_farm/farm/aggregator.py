@@ -1,0 +1,74 @@
+"""Merging agents' report windows into one report, exactly.
+
+Windows of the same index cover the same slice of absolute time on every agent (all agents
+start on the coordinator's clock with the same window length), so merging is adding: counters
+sum, histograms add bucket by bucket. Percentiles are read from the merged histograms, never
+averaged. A merged window is handed to listeners once every agent of the run has reported past
+it (or at the end), so a metrics sink sees the whole farm once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from pusher_farm.core.window import Tally, Window
+
+__all__ = ["Aggregator"]
+
+
+class Aggregator:
+    def __init__(self, window: float, listeners: Iterable[Callable[[Window], None]] = ()) -> None:
+        self.tally = Tally(window)
+        self.per_agent: dict[str, Window] = {}
+        self.listeners = list(listeners)
+        self.listener_errors: list[str] = []
+        self._pending: dict[int, Window] = {}
+        self._progress: dict[str, int] = {}  # highest window index seen per agent
+        self._emitted = -1
+
+    def add(self, agent: str, window: Window) -> None:
+        """Fold one (already deduplicated) window from ``agent``."""
+        self.tally.add(window)
+        totals = self.per_agent.get(agent)
+        if totals is None:
+            totals = self.per_agent[agent] = Window(-1, 0.0, 0.0)
+        totals.started += window.started
+        totals.succeeded += window.succeeded
+        totals.failed += window.failed
+        totals.canceled += window.canceled
+        totals.errors.update(window.errors)
+        self._progress[agent] = max(self._progress.get(agent, -1), window.index)
+        if self.listeners:
+            pending = self._pending.get(window.index)
+            if pending is None:
+                pending = self._pending[window.index] = Window(window.index, window.start, window.length)
+            pending.merge(window)
+
+    def release(self, agents: Iterable[str], *, final: bool = False) -> None:
+        """Hand listeners every merged window that all ``agents`` have reported past."""
+        if not self.listeners:
+            return
+        agents = list(agents)
+        if final:
+            ready = max(self._pending, default=-1)
+        else:
+            ready = min((self._progress.get(a, -1) for a in agents), default=-1) - 1
+        for index in sorted(i for i in self._pending if i <= ready):
+            window = self._pending.pop(index)
+            for listener in self.listeners:
+                try:
+                    listener(window)
+                except Exception as exc:  # a broken sink must not break the run
+                    self.listener_errors.append(f"{getattr(listener, '__name__', listener)!r}: {exc!r}")
+            self._emitted = max(self._emitted, index)
+        self.tally.close_before(ready)
+
+    def counts(self, agent: str) -> dict[str, Any]:
+        w = self.per_agent.get(agent) or Window(-1, 0.0, 0.0)
+        return {
+            "scheduled": w.started + w.canceled,
+            "succeeded": w.succeeded,
+            "failed": w.failed,
+            "canceled": w.canceled,
+        }

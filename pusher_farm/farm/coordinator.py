@@ -1,0 +1,218 @@
+"""The coordinator: one farm run over ZeroMQ, from the first hello to the merged report.
+
+The decisions live in ``CoordinatorState``; this module only moves messages between the
+socket, the state machine and the aggregator, and turns the result into a ``Report``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import zmq
+
+from pusher_farm.core.report import Report
+from pusher_farm.core.window import Window
+from pusher_farm.farm.aggregator import Aggregator
+from pusher_farm.farm.plan import RunSpec
+from pusher_farm.farm.state import Accept, AgentState, CoordinatorState, Finish, Log, Send, Timing
+from pusher_farm.farm.transport import RouterTransport
+
+__all__ = ["Coordinator", "WindowListener"]
+
+log = logging.getLogger("pusher_farm.farm")
+
+#: a coordinator-side listener: called with each merged window of the whole farm
+WindowListener = Callable[[Window], None]
+
+_TICK = 0.05
+
+
+class Coordinator:
+    """Binds ``bind``, waits for ``expect`` agents, runs ``spec`` on them and reports.
+
+    ``listeners`` receive every merged window (all agents summed) once the whole farm has
+    reported it. ``stop()`` (thread-safe, e.g. from a signal handler) ends the run early: agents
+    stop scheduling and the report still covers what ran.
+
+    Resource handling: the socket (and the ZeroMQ context, unless one is given) belong to the
+    coordinator and are closed when ``run`` returns or by ``close``.
+    """
+
+    def __init__(
+        self,
+        spec: RunSpec,
+        *,
+        bind: str = "tcp://127.0.0.1:5555",
+        expect: int = 1,
+        timing: Timing | None = None,
+        listeners: Iterable[WindowListener] = (),
+        context: zmq.Context[Any] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.spec = spec
+        self.expect = expect
+        self.timing = timing or Timing()
+        self.clock = clock
+        self._own_context = context is None
+        self.context = context or zmq.Context()
+        self.transport = RouterTransport(self.context, bind)
+        self.endpoint = self.transport.endpoint
+        self.aggregator = Aggregator(spec.window, listeners)
+        self.state = CoordinatorState(spec, expect, self.timing, now=clock())
+        self._stop = threading.Event()
+        self._abort = False
+        self._stop_sent = False
+        self._closed = False
+        self.cpu_seconds = 0.0
+
+    def stop(self, *, abort: bool = False) -> None:
+        self._abort = self._abort or abort
+        self._stop.set()
+
+    def run(self) -> Report:
+        started_wall = time.monotonic()
+        cpu0 = time.process_time()
+        finish: Finish | None = None
+        try:
+            next_tick = self.clock()
+            while finish is None:
+                now = self.clock()
+                timeout = max(0.0, min(_TICK, next_tick - now))
+                if self.transport.poll(timeout):
+                    for agent, msg in self.transport.recv_all():
+                        finish = self._apply(self.state.on_message(agent, msg, self.clock())) or finish
+                        if finish is not None:
+                            break
+                now = self.clock()
+                if finish is None and now >= next_tick:
+                    next_tick = now + _TICK
+                    finish = self._apply(self.state.on_tick(now))
+                    self.aggregator.release(self._running_ids())
+                if finish is None and self._stop.is_set() and not self._stop_sent:
+                    self._stop_sent = True
+                    finish = self._apply(self.state.stop(self.clock(), abort=self._abort))
+                    if self._abort and finish is None:
+                        # Second Ctrl-C: give agents a moment to say what ran, not the whole grace.
+                        self.state.timing = Timing(**{**self.timing.__dict__, "end_grace": 1.0})
+            if not finish.ok and self.state.start_at is None:
+                self._apply(self.state.stop(self.clock(), abort=True))
+        finally:
+            self.cpu_seconds = time.process_time() - cpu0
+            self.aggregator.release([], final=True)
+        return self._report(finish, time.monotonic() - started_wall)
+
+    def _running_ids(self) -> list[str]:
+        return [a.id for a in self.state.agents.values() if a.state is AgentState.RUNNING]
+
+    def _apply(self, actions: list[Any]) -> Finish | None:
+        finish = None
+        for action in actions:
+            if isinstance(action, Send):
+                self.transport.send(action.agent, action.type, action.fields)
+            elif isinstance(action, Accept):
+                try:
+                    window = Window.from_wire(action.window)
+                except (KeyError, TypeError, ValueError) as exc:
+                    self.transport.bad.drop(f"bad window from {action.agent!r}: {exc!r}")
+                    continue
+                self.aggregator.add(action.agent, window)
+            elif isinstance(action, Log):
+                log.log(logging.getLevelName(action.level.upper()), "%s", action.text)
+            elif isinstance(action, Finish):
+                finish = action
+        return finish
+
+    def _report(self, finish: Finish, elapsed: float) -> Report:
+        state = self.state
+        spec = self.spec
+        start_at = state.start_at
+        agents = []
+        longest_sent = 0.0
+        for a in state.agents.values():
+            if a.state is AgentState.SPARE:
+                continue
+            hb = a.stats
+            longest_sent = max(longest_sent, float(hb.get("sent_s", 0.0) or 0.0))
+            agents.append(
+                {
+                    "id": a.id,
+                    "name": a.name,
+                    "host": a.host,
+                    "pid": a.pid,
+                    "capacity": a.capacity,
+                    "share": round(a.share, 6),
+                    "state": a.state.value,
+                    "counts": self.aggregator.counts(a.id),
+                    "clock_offset_ms": round(a.offset * 1000, 3),
+                    "rtt_ms": None if math.isnan(a.rtt) else round(a.rtt * 1000, 3),
+                    "lost": a.state is AgentState.LOST,
+                    "lost_at_s": None if a.lost_at is None or start_at is None else round(a.lost_at - start_at, 3),
+                    "error": a.error or None,
+                    "cpu_percent": hb.get("cpu"),
+                    "stopped_early": a.stopped_early,
+                }
+            )
+        if spec.sharded:
+            profile = spec.tasks[0].profile
+            assert profile is not None
+            length = profile.duration if spec.until is None else min(spec.until, profile.duration)
+            requested = profile.average_rate(length)
+            target = spec.tasks[0].target
+            describe = profile.describe()
+        else:
+            lengths = []
+            requested = 0.0
+            for t in spec.tasks:
+                assert t.profile is not None
+                ln = t.profile.duration if spec.until is None else min(spec.until, t.profile.duration)
+                lengths.append(ln)
+                requested += t.profile.average_rate(ln)
+            length = max(lengths)
+            targets = sorted({t.target for t in spec.tasks})
+            target = targets[0] if len(targets) == 1 else ", ".join(targets)
+            describe = ", ".join(t.profile.describe() for t in spec.tasks if t.profile is not None)
+        stopped = any(a["stopped_early"] for a in agents) or self._stop_sent
+        if stopped or math.isinf(length):
+            length = longest_sent
+        notes = []
+        if not finish.ok and finish.reason:
+            notes.append(finish.reason)
+        notes += [f"coordinator listener failed: {e}" for e in self.aggregator.listener_errors]
+        if self.transport.bad.total:
+            notes.append(f"{self.transport.bad.total} bad frames were dropped by the coordinator")
+        task = spec.tasks[0]
+        report = Report.from_tally(
+            self.aggregator.tally,
+            target=target,
+            requested_rps=requested,
+            duration_s=length,
+            elapsed_s=elapsed,
+            send_duration_s=longest_sent,
+            profile=describe,
+            overtime=task.overtime,
+            timeout_s=task.timeout,
+            stopped_early=stopped,
+            agents=agents,
+            notes=notes,
+        )
+        report.status = finish.status
+        return report
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.transport.close()
+        if self._own_context:
+            self.context.term()
+
+    def __enter__(self) -> Coordinator:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
