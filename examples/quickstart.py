@@ -3,6 +3,7 @@
 import asyncio
 
 import pusher_farm as pf
+from targets import checkout  # examples/targets.py: importable, so it can run on other processes
 
 
 async def ping(ctx: pf.Context) -> None:
@@ -32,5 +33,7 @@ print(report.counts, f"p99 latency {report.latency.percentile(99) / 1000:.2f} ms
 worker = pf.hire("ramp", ping, pf.with_profile(pf.parse_stages("1s:0-200,1s:200")))
 print(worker.work_sync().counts)
 
-# Three identical workers at 50/s each (150/s in all), merged into one report.
-print(pf.force(50, 1, ping)(3).counts)
+# Three identical workers at 50/s each (150/s in all), one process each, merged into one report.
+# A target for other processes must be importable by module path (not a lambda, not __main__).
+report = pf.force(50, 1, checkout)(3)
+print(report.counts, report.errors, [a["counts"]["scheduled"] for a in report.agents])

@@ -1,8 +1,12 @@
 """Entry points, building up as in pusher: ``hire`` → ``work`` → ``farm`` → ``force``.
 
-``work``, ``farm`` and ``force`` block and return a ``Report``; inside a running event loop use
-``await worker.work(...)`` or ``await farm_async(...)``. Here the workers of ``farm`` and
-``force`` share one process and one event loop.
+``work`` runs one worker in this process. ``farm`` and ``force`` run their workers on separate
+processes (one each) through the farm's coordinator and agents on loopback, so they use every
+core and report exactly like a distributed run; ``processes=False`` keeps them in this process
+on one event loop instead (needed for gossip listeners, which live in their worker's process).
+
+The blocking forms return a ``Report``; inside a running event loop use ``await
+worker.work(...)`` or ``await farm_async(...)`` (in-process).
 """
 
 from __future__ import annotations
@@ -16,9 +20,10 @@ from pusher_farm.core import loop as _loop
 from pusher_farm.core.config import Offer
 from pusher_farm.core.executor import Context
 from pusher_farm.core.report import Report
-from pusher_farm.core.window import Tally
-from pusher_farm.core.worker import Worker, hire
-from pusher_farm.errors import InvalidOption
+from pusher_farm.core.schedule import Constant
+from pusher_farm.core.window import Tally, Window
+from pusher_farm.core.worker import Worker, hire, resolve_profile
+from pusher_farm.errors import FarmError, InvalidOption, WorkerBusy
 
 __all__ = ["farm", "farm_async", "force", "work"]
 
@@ -30,11 +35,7 @@ def work(rps: float | None, duration: float | None, target: Callable[[Context], 
     return hire("judas", target, *offers).work_sync(rps, duration)
 
 
-async def farm_async(rps: float | None, duration: float | None, workers: Sequence[Worker]) -> Report:
-    """Run ``workers`` in parallel, each at ``rps``; the first error cancels them all.
-
-    The report merges every worker's windows exactly (its ``workers`` lists each one).
-    """
+def _check_workers(workers: Sequence[Worker]) -> list[Worker]:
     workers = list(workers)
     if not workers:
         raise InvalidOption("farm() needs at least one worker")
@@ -43,6 +44,13 @@ async def farm_async(rps: float | None, duration: float | None, workers: Sequenc
             raise InvalidOption(f"farm() takes workers made by hire(), got {w!r}")
     if len({id(w) for w in workers}) != len(workers):
         raise InvalidOption("farm() got the same worker twice: hire one per parallel run")
+    return workers
+
+
+async def farm_async(rps: float | None, duration: float | None, workers: Sequence[Worker]) -> Report:
+    """Run ``workers`` in this process, in parallel, each at ``rps``; the first error cancels
+    them all. The report merges every worker's windows exactly (``workers`` lists each)."""
+    workers = _check_workers(workers)
     tally = Tally(workers[0].config().window)
     started = time.monotonic()
     try:
@@ -74,20 +82,97 @@ async def farm_async(rps: float | None, duration: float | None, workers: Sequenc
     )
 
 
-def farm(rps: float | None, duration: float | None, workers: Sequence[Worker]) -> Report:
-    """Blocking ``farm_async``."""
-    return _loop.run(farm_async(rps, duration, workers))
+def _on_processes(
+    rps: float | None,
+    duration: float | None,
+    workers: list[Worker],
+    *,
+    sharded: bool,
+    on_window: Callable[[Window], None] | None,
+) -> Report:
+    from pusher_farm.farm.local import run_local
+    from pusher_farm.farm.plan import RunSpec, Task
+    from pusher_farm.targets import spec_of
+
+    tasks = []
+    for w in workers:
+        cfg = w.config()
+        if cfg.listeners:
+            raise InvalidOption(
+                f"worker {w.ident!r} has gossip listeners, which live in its own process: pass "
+                "processes=False, or give agents their listeners with `farm agent --gossip MODULE:ATTR`"
+            )
+        if cfg.busy:
+            raise WorkerBusy(f"{w.ident!r} is already working: try again when it is done")
+        name, params = spec_of(w.target)
+        profile = resolve_profile(rps, duration, cfg.profile)
+        tasks.append(Task(name, params, profile, cfg.overtime, cfg.timeout, cfg.spin))
+    window = workers[0].config().window
+    if sharded:
+        one = tasks[0]
+        assert one.profile is not None and rps is not None
+        total = Constant(rps * len(workers), duration)
+        spec = RunSpec((Task(one.target, one.params, total, one.overtime, one.timeout, one.spin),), duration, window)
+    else:
+        spec = RunSpec(tuple(tasks), duration, window)
+    for w in workers:
+        w._busy = True
+    try:
+        report = run_local(spec, len(workers), listeners=[on_window] if on_window else [])
+    finally:
+        for w in workers:
+            w._busy = False
+    if report.status == 2:
+        raise FarmError(report.notes[0] if report.notes else "the farm refused the run")
+    report.workers = [
+        {"ident": w.ident, "agent": a["id"], "counts": a["counts"]}
+        for w, a in zip(workers, report.agents, strict=False)
+    ]
+    return report
+
+
+def farm(
+    rps: float | None,
+    duration: float | None,
+    workers: Sequence[Worker],
+    *,
+    processes: bool = True,
+    on_window: Callable[[Window], None] | None = None,
+) -> Report:
+    """Run ``workers`` in parallel, each at ``rps`` for ``duration`` seconds, one process each
+    (``processes=False``: all in this process). ``on_window`` receives each merged window of
+    the whole farm. A target must be importable by module path to run on another process."""
+    workers = _check_workers(workers)
+    if not processes:
+        if on_window is not None:
+            raise InvalidOption("on_window needs processes=True (use Worker.work(on_window=...) in-process)")
+        return _loop.run(farm_async(rps, duration, workers))
+    if duration is None:
+        raise InvalidOption("farm() on processes needs a duration")
+    return _on_processes(rps, duration, workers, sharded=False, on_window=on_window)
 
 
 def force(
-    rps: float | None, duration: float | None, target: Callable[[Context], Any], *offers: Offer
+    rps: float | None,
+    duration: float | None,
+    target: Callable[[Context], Any],
+    *offers: Offer,
+    processes: bool = True,
 ) -> Callable[[int], Report]:
     """``force(rps, duration, target, *offers)(amount)`` runs ``amount`` identical workers,
-    each at ``rps`` (so the total is ``amount * rps``)."""
+    each at ``rps`` (so the total is ``amount * rps``). On processes their slots interleave
+    evenly, as one farm-wide schedule."""
 
     def run(amount: int) -> Report:
         if isinstance(amount, bool) or not isinstance(amount, int) or amount < 1:
             raise InvalidOption(f"force needs a positive number of workers, got {amount!r}")
-        return farm(rps, duration, [hire(f"force #{i}", target, *offers) for i in range(amount)])
+        workers = [hire(f"force #{i}", target, *offers) for i in range(amount)]
+        if not processes:
+            return _loop.run(farm_async(rps, duration, workers))
+        if duration is None:
+            raise InvalidOption("force() on processes needs a duration")
+        if workers[0].config().profile is not None:
+            return _on_processes(None, duration, workers, sharded=False, on_window=None)
+        return _on_processes(rps, duration, workers, sharded=True, on_window=None)
 
     return run

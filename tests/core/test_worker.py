@@ -234,7 +234,7 @@ def test_config_is_a_public_copy_and_str_is_the_ident():
 
 def test_farm_runs_workers_in_parallel_and_merges():
     workers = [hire(f"w{i}", async_noop) for i in range(3)]
-    r = pf.farm(50, 1, workers)
+    r = pf.farm(50, 1, workers, processes=False)
     assert r.counts.succeeded == 150 and balanced(r)
     assert [w["counts"]["succeeded"] for w in r.workers] == [50, 50, 50]
 
@@ -242,12 +242,12 @@ def test_farm_runs_workers_in_parallel_and_merges():
 def test_farm_first_error_cancels_all():
     busy = hire("b", async_noop)
     with pytest.raises(ExceptionGroup) as info:
-        pf.farm(10, 1, [busy, hire("c", async_noop, with_profile(pf.Constant(5, 1)))])
+        pf.farm(10, 1, [busy, hire("c", async_noop, with_profile(pf.Constant(5, 1)))], processes=False)
     assert info.group_contains(pf.InvalidOption)
 
 
 def test_force_runs_amount_identical_workers():
-    r = pf.force(40, 1, async_noop)(3)
+    r = pf.force(40, 1, async_noop, processes=False)(3)
     assert r.counts.succeeded == 120 and len(r.workers) == 3
     assert r.requested_rps == 120
 

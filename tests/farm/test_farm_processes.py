@@ -1,0 +1,264 @@
+"""The farm with real processes and real ZeroMQ sockets on 127.0.0.1."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hdrh.histogram import HdrHistogram
+
+import pusher_farm as pf
+from pusher_farm.core.stats import Histogram
+
+HERE = Path(__file__).resolve().parent
+FARM = [sys.executable, "-m", "pusher_farm"]
+
+
+def env(**extra):
+    e = dict(os.environ)
+    e["PYTHONPATH"] = os.pathsep.join([str(HERE), e.get("PYTHONPATH", "")])
+    e.update(extra)
+    return e
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def balanced(c):
+    return c["scheduled"] == c["succeeded"] + c["failed"] + c["canceled"]
+
+
+def agent(endpoint, name, *extra, environ=None):
+    return subprocess.Popen(
+        [*FARM, "agent", "--connect", endpoint, "--name", name, "--once", "-q", *extra],
+        env=environ or env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_farm_run_two_processes_holds_the_rate(tmp_path):
+    out = tmp_path / "r.json"
+    p = subprocess.run(
+        [*FARM, "run", "noop", "--rps", "2000", "--duration", "5s", "-p", "2", "--json", str(out), "-q"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert p.returncode == 0, p.stderr
+    d = json.loads(out.read_text())
+    assert d["achieved_rps"] == pytest.approx(2000, rel=0.01)
+    assert d["counts"]["scheduled"] == 10_000 and balanced(d["counts"])
+    assert len(d["agents"]) == 2
+    for a in d["agents"]:
+        assert balanced(a["counts"]) and a["counts"]["scheduled"] == 5000
+        assert a["share"] == 0.5 and a["lost"] is False and abs(a["clock_offset_ms"]) < 50
+    assert sum(a["counts"]["succeeded"] for a in d["agents"]) == d["counts"]["succeeded"]
+
+
+def test_coordinator_and_two_agent_processes(tmp_path):
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    out = tmp_path / "r.json"
+    coord = subprocess.Popen(
+        [
+            *FARM,
+            "coordinator",
+            "noop",
+            "--rps",
+            "1000",
+            "--duration",
+            "3s",
+            "--bind",
+            endpoint,
+            "--expect-agents",
+            "2",
+            "--json",
+            str(out),
+            "-q",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    agents = [agent(endpoint, f"a{i}") for i in range(2)]
+    _, err = coord.communicate(timeout=120)
+    assert coord.returncode == 0, err
+    for a in agents:
+        a.wait(30)
+    d = json.loads(out.read_text())
+    assert d["counts"]["scheduled"] == 3000 and balanced(d["counts"])
+    assert d["achieved_rps"] == pytest.approx(1000, rel=0.01)
+    assert sorted(a["name"] for a in d["agents"]) == ["a0", "a1"]
+    assert [a["counts"]["scheduled"] for a in d["agents"]] == [1500, 1500]
+
+
+def test_three_agents_interleave_evenly_and_histograms_merge_exactly(tmp_path):
+    record = tmp_path / "rec"
+    record.mkdir()
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    out = tmp_path / "r.json"
+    coord = subprocess.Popen(
+        [
+            *FARM,
+            "coordinator",
+            "recorder:hit",
+            "--rps",
+            "30",
+            "--duration",
+            "3s",
+            "--bind",
+            endpoint,
+            "--expect-agents",
+            "3",
+            "--json",
+            str(out),
+            "-q",
+        ],
+        env=env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    agents = [
+        agent(endpoint, f"a{i}", "--gossip", "recorder:Recorder", environ=env(PUSHER_TEST_RECORD=str(record)))
+        for i in range(3)
+    ]
+    _, err = coord.communicate(timeout=120)
+    assert coord.returncode == 0, err
+    for a in agents:
+        a.wait(30)
+    d = json.loads(out.read_text())
+    assert d["counts"]["scheduled"] == 90
+    from recorder import read
+
+    rows = read(record)
+    assert len(rows) == 3
+    offsets = {a["pid"]: a["clock_offset_ms"] / 1000 for a in d["agents"]}
+    befores = []
+    latencies = []
+    for pid, events in rows.items():
+        for when, seq, intended, _started, ended, _ in events:
+            if when == "before-target":
+                befores.append((seq, intended - offsets[pid], pid))
+            elif when == "after-target":
+                latencies.append(round((ended - intended) * 1e6))
+    befores.sort()
+    # Every global slot fired exactly once, by agents in turn, on one even grid.
+    assert [s for s, _, _ in befores] == list(range(90))
+    assert [pid for _, _, pid in befores[:6]] == [pid for _, _, pid in befores[3:9]]
+    assert len({pid for _, _, pid in befores[:3]}) == 3
+    gaps = np.diff([t for _, t, _ in befores])
+    assert np.allclose(gaps, 1 / 30, atol=0.002)
+    # The merged histogram equals one histogram of all the values the agents recorded.
+    one = Histogram()
+    one.record_many(np.array(latencies))
+    merged = Histogram.from_hdr(HdrHistogram.decode(d["histograms"]["latency"]))
+    assert np.array_equal(merged.counts, one.counts)
+    assert d["latency_ms"]["p99"] == pytest.approx(min(one.percentile(99), one.max) / 1000)
+
+
+def test_target_that_cannot_be_imported_on_an_agent_fails_the_run_naming_it(tmp_path):
+    mod = tmp_path / "onlyhere"
+    mod.mkdir()
+    (mod / "agentonly.py").write_text("def fn(ctx):\n    return 1\n")
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    coord = subprocess.Popen(
+        [
+            *FARM,
+            "coordinator",
+            "agentonly:fn",
+            "--rps",
+            "10",
+            "--duration",
+            "2s",
+            "--bind",
+            endpoint,
+            "--expect-agents",
+            "2",
+            "-q",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    good = agent(endpoint, "has-it", environ=env(PYTHONPATH=str(mod)))
+    bad = agent(endpoint, "lacks-it")
+    out, err = coord.communicate(timeout=120)
+    assert coord.returncode == 2, err
+    assert "agent 'lacks-it'" in out + err and "cannot import module 'agentonly'" in out + err
+    for a in (good, bad):
+        a.wait(30)
+
+
+def test_a_silent_coordinator_stops_the_agents_load(tmp_path):
+    record = tmp_path / "rec"
+    record.mkdir()
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    coord = subprocess.Popen(
+        [
+            *FARM,
+            "coordinator",
+            "recorder:hit",
+            "--rps",
+            "100",
+            "--duration",
+            "60s",
+            "--bind",
+            endpoint,
+            "--expect-agents",
+            "1",
+            "-q",
+        ],
+        env=env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    a = agent(endpoint, "orphan", "--gossip", "recorder:Recorder", environ=env(PUSHER_TEST_RECORD=str(record)))
+    from recorder import read
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not any(len(r) > 50 for r in read(record).values()):
+        time.sleep(0.1)
+    coord.send_signal(signal.SIGKILL)
+    killed = time.monotonic()
+    coord.wait(10)
+    a.wait(30)
+    assert time.monotonic() - killed < 15
+    events = next(iter(read(record).values()))
+    last_start = max(e[3] for e in events if e[0] == "before-target")
+    # time.monotonic is one clock for every process on this host
+    assert last_start - killed < 3.0 + 1.0
+
+
+def test_python_force_runs_on_processes(tmp_path):
+    from recorder import hit
+
+    r = pf.force(100, 2, hit)(2)
+    assert r.counts.scheduled == 400 and r.counts.succeeded == 400
+    assert len(r.agents) == 2 and {a["pid"] for a in r.agents} != {os.getpid()}
+    assert [w["counts"]["scheduled"] for w in r.workers] == [200, 200]
+
+
+def test_python_farm_refuses_a_lambda_clearly():
+    with pytest.raises(pf.MissingTarget, match="lambda"):
+        pf.farm(10, 1, [pf.hire("x", lambda ctx: None)])
+
+
+def test_python_farm_on_window_sees_the_merged_farm():
+    from recorder import hit
+
+    seen = []
+    r = pf.farm(50, 2, [pf.hire("a", hit), pf.hire("b", hit)], on_window=seen.append)
+    assert r.counts.succeeded == 200
+    assert sum(w.succeeded for w in seen) == 200
+    assert len({w.index for w in seen}) == len(seen)

@@ -1,0 +1,150 @@
+"""The coordinator's state machine, driven by hand: no sockets, no sleeping."""
+
+import pytest
+
+from pusher_farm.core.schedule import Constant
+from pusher_farm.farm.plan import AgentPlan, RunSpec, Task
+from pusher_farm.farm.protocol import Message
+from pusher_farm.farm.state import Accept, AgentState, CoordinatorState, Finish, Phase, Send, Timing
+
+TIMING = Timing(heartbeat=1.0, agent_timeout=3.0, wait_timeout=10.0, sync_pings=3, start_lead=0.5, end_grace=1.0)
+
+
+def msg(t, **fields):
+    return Message(t, {"v": 1, "t": t, **fields})
+
+
+def hello(name, capacity=1.0):
+    return msg("hello", name=name, host="h", pid=1, capacity=capacity, cpus=2)
+
+
+def sends(actions, type_=None):
+    return [a for a in actions if isinstance(a, Send) and (type_ is None or a.type == type_)]
+
+
+def spec(rate=100.0, duration=2.0):
+    return RunSpec((Task("noop", {}, Constant(rate, duration), 10, 1.0),), until=duration)
+
+
+def sync(state, agent, now, offset=0.0, rtt=0.002):
+    """Answer every ping the state sends to ``agent`` until it stops pinging."""
+    actions = state.on_message(agent, hello(agent), now)
+    out = []
+    while True:
+        pings = [a for a in sends(actions, "ping") if a.agent == agent]
+        if not pings:
+            return out + actions
+        p = pings[0].fields
+        now += rtt
+        t1 = p["t0"] + rtt / 2 + offset
+        actions = state.on_message(agent, msg("pong", id=p["id"], t0=p["t0"], t1=t1, t2=t1), now)
+        out += actions
+
+
+def started(state, agents=("a", "b"), now=0.0):
+    for name in agents:
+        actions = sync(state, name, now)
+    prepares = sends(actions, "prepare")
+    assert {p.agent for p in prepares} == set(agents)
+    for name in agents:
+        actions = state.on_message(name, msg("ready", run=state.run_id), now + 0.1)
+    return actions
+
+
+def test_waits_syncs_prepares_and_starts_with_equal_shares():
+    state = CoordinatorState(spec(), expect=2, timing=TIMING, now=0.0)
+    actions = sync(state, "a", 0.0, offset=0.25)
+    assert state.phase is Phase.WAITING and not sends(actions, "prepare")
+    assert state.agents["a"].offset == pytest.approx(0.25)
+    actions = started(state)
+    starts = sends(actions, "start")
+    assert len(starts) == 2 and state.phase is Phase.RUNNING
+    plans = [AgentPlan.from_wire(s.fields["run"], s.fields["plan"]) for s in starts]
+    assert [p.index for p in plans] == [0, 1]
+    assert all(p.weights == (1.0, 1.0) for p in plans)
+    assert plans[0].start_at == pytest.approx(0.1 + 0.5 + 2 * 0.002)
+    assert state.agents["a"].share == 0.5
+
+
+def test_capacity_sets_the_weights():
+    state = CoordinatorState(spec(), expect=2, timing=TIMING)
+    state.on_message("a", hello("a", capacity=3.0), 0.0)
+    sync(state, "b", 0.0)
+    state.on_message("b", hello("b", capacity=1.0), 0.0)
+    assert state.agents["a"].capacity == 3.0
+
+
+def test_windows_are_acknowledged_and_deduplicated():
+    state = CoordinatorState(spec(), expect=2, timing=TIMING)
+    started(state)
+    w = {"i": 0}
+    first = state.on_message("a", msg("window", run=state.run_id, seq=0, w=w), 1.0)
+    again = state.on_message("a", msg("window", run=state.run_id, seq=0, w=w), 1.1)
+    assert [type(a) for a in first] == [Accept, Send] and first[1].type == "ack"
+    assert [type(a) for a in again] == [Send] and again[0].type == "ack"
+
+
+def test_done_from_all_finishes_ok():
+    state = CoordinatorState(spec(), expect=2, timing=TIMING)
+    started(state)
+    for agent in ("a", "b"):
+        state.on_message(agent, msg("window", run=state.run_id, seq=0, w={}), 2.0)
+        actions = state.on_message(agent, msg("done", run=state.run_id, windows=1, stopped_early=False), 2.5)
+    finish = [a for a in actions if isinstance(a, Finish)]
+    assert finish and finish[0].ok and finish[0].status == 0
+
+
+def test_done_waits_for_missing_windows():
+    state = CoordinatorState(spec(), expect=1, timing=TIMING)
+    started(state, ("a",))
+    actions = state.on_message("a", msg("done", run=state.run_id, windows=2, stopped_early=False), 2.5)
+    assert not [a for a in actions if isinstance(a, Finish)]
+    state.on_message("a", msg("window", run=state.run_id, seq=1, w={}), 2.6)
+    actions = state.on_message("a", msg("window", run=state.run_id, seq=0, w={}), 2.7)
+    assert state.agents["a"].state is AgentState.DONE
+    assert [a for a in actions if isinstance(a, Finish)] or state.on_tick(2.8)[-1].ok
+
+
+def test_refusal_names_the_agent_and_fails_with_status_2():
+    state = CoordinatorState(spec(), expect=2, timing=TIMING)
+    sync(state, "a", 0.0)
+    sync(state, "b", 0.0)
+    actions = state.on_message("b", msg("refuse", run=state.run_id, error="cannot import module 'x'"), 0.2)
+    finish = next(a for a in actions if isinstance(a, Finish))
+    assert finish.status == 2 and "agent 'b'" in finish.reason and "cannot import module" in finish.reason
+    assert {s.agent for s in sends(actions, "stop")} == {"a", "b"}
+
+
+def test_too_few_agents_within_the_wait_fails_clearly():
+    state = CoordinatorState(spec(), expect=2, timing=TIMING, now=0.0)
+    sync(state, "a", 0.0)
+    state.on_message("a", msg("heartbeat"), 10.0)
+    actions = state.on_tick(10.5)
+    finish = next(a for a in actions if isinstance(a, Finish))
+    assert finish.status == 2 and "only 1 of 2 agents" in finish.reason
+
+
+def test_silent_agent_is_lost_and_heartbeats_go_out():
+    state = CoordinatorState(spec(duration=60), expect=2, timing=TIMING)
+    started(state)
+    state.on_message("a", msg("heartbeat"), 3.0)
+    actions = state.on_tick(3.5)
+    assert {s.agent for s in sends(actions, "heartbeat")} == {"a", "b"}
+    assert state.agents["b"].state is AgentState.LOST and state.agents["a"].state is AgentState.RUNNING
+    assert state.agents["b"].lost_at == 3.5
+
+
+def test_agents_beyond_the_expected_are_spare():
+    state = CoordinatorState(spec(), expect=1, timing=TIMING)
+    sync(state, "a", 0.0)
+    actions = state.on_message("z", hello("z"), 0.1)
+    assert state.agents["z"].state is AgentState.SPARE and not sends(actions, "ping")
+
+
+def test_offset_comes_from_the_fastest_ping():
+    state = CoordinatorState(spec(), expect=1, timing=TIMING)
+    state.on_message("a", hello("a"), 0.0)
+    state.on_message("a", msg("pong", id=1, t0=0.0, t1=5.030, t2=5.030), 0.050)  # slow: rtt 50 ms
+    state.on_message("a", msg("pong", id=2, t0=1.0, t1=6.001, t2=6.001), 1.002)  # fast
+    assert state.agents["a"].offset == pytest.approx(5.0, abs=1e-9)
+    assert state.agents["a"].rtt == pytest.approx(0.002)
