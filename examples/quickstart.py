@@ -2,8 +2,9 @@
 
 import asyncio
 
-import pusher_farm as pf
 from targets import checkout  # examples/targets.py: importable, so it can run on other processes
+
+import pusher_farm as pf
 
 
 async def ping(ctx: pf.Context) -> None:

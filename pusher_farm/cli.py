@@ -378,6 +378,10 @@ def demo(rps: float, duration: str, json_path: str | None, quiet: bool) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``farm`` script: one-line errors, exit status 2 for bad usage."""
+    # Targets named package.module:function are looked up from the current directory first,
+    # as with `python -m` (the installed script's own folder is what Python puts there).
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
     try:
         cli.main(args=argv, prog_name="farm", standalone_mode=False)
     except click.exceptions.Abort:

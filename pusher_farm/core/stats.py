@@ -15,6 +15,7 @@ and max of the raw values travel alongside, so the mean and the max are exact to
 from __future__ import annotations
 
 import math
+import zlib
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -87,17 +88,46 @@ class Histogram:
     Values above one hour are recorded as one hour and counted in ``clamped``.
     """
 
-    __slots__ = ("counts", "total", "sum", "min", "max", "clamped")
+    __slots__ = ("_dense", "_sparse", "total", "sum", "min", "max", "clamped")
 
     layout = _LAYOUT
 
     def __init__(self) -> None:
-        self.counts = np.zeros(_LAYOUT.counts_len, dtype=np.int64)
+        # Dense counts, made on first need: a histogram decoded from the wire stays sparse
+        # (non-zero bucket indices and their counts) until something reads it bucket by bucket,
+        # so merging it costs one fancy-index add, not a 23,552-bucket array.
+        self._dense: np.ndarray | None = None
+        self._sparse: tuple[np.ndarray, np.ndarray] | None = None
         self.total = 0
         self.sum = 0
         self.min = 0
         self.max = 0
         self.clamped = 0
+
+    @property
+    def counts(self) -> np.ndarray:
+        """All bucket counts (int64, HdrHistogram's index order)."""
+        if self._dense is None:
+            self._dense = np.zeros(_LAYOUT.counts_len, dtype=np.int64)
+            if self._sparse is not None:
+                index, values = self._sparse
+                self._dense[index] = values
+        self._sparse = None
+        return self._dense
+
+    @counts.setter
+    def counts(self, value: np.ndarray) -> None:
+        self._dense = value
+        self._sparse = None
+
+    def nonzero(self) -> tuple[np.ndarray, np.ndarray]:
+        """(bucket indices, counts) of the non-empty buckets, indices ascending."""
+        if self._dense is None:
+            if self._sparse is None:
+                return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+            return self._sparse
+        nz = np.flatnonzero(self._dense)
+        return nz, self._dense[nz]
 
     # -- recording -------------------------------------------------------------------------
 
@@ -126,7 +156,11 @@ class Histogram:
         """Merge ``other`` into this histogram (exact)."""
         if other.total == 0:
             return
-        self.counts += other.counts
+        if other._dense is None and other._sparse is not None:
+            index, values = other._sparse
+            self.counts[index] += values  # indices are unique: a plain fancy-index add
+        else:
+            self.counts += other.counts
         self.min = other.min if self.total == 0 else min(self.min, other.min)
         self.max = max(self.max, other.max)
         self.total += other.total
@@ -174,11 +208,17 @@ class Histogram:
     # -- sparse form for the wire ----------------------------------------------------------
 
     def to_sparse(self) -> dict[str, Any]:
-        """Non-zero buckets as (index, count) arrays in bytes, plus the exact extras."""
-        nz = np.flatnonzero(self.counts)
+        """Non-zero buckets, compactly: index deltas (uint16) and counts in the narrowest
+        unsigned type that holds them, zlib-compressed; plus the exact extras."""
+        index, values = self.nonzero()
+        deltas = np.diff(index, prepend=0).astype(np.uint16)
+        top = int(values.max()) if values.size else 0
+        width = 1 if top < 1 << 8 else 2 if top < 1 << 16 else 4 if top < 1 << 32 else 8
+        raw = deltas.tobytes() + values.astype(f"<u{width}").tobytes()
         return {
-            "i": nz.astype(np.uint32).tobytes(),
-            "c": self.counts[nz].astype(np.int64).tobytes(),
+            "z": zlib.compress(raw, 1),
+            "k": int(index.size),
+            "b": width,
             "n": self.total,
             "s": self.sum,
             "lo": self.min,
@@ -188,14 +228,24 @@ class Histogram:
 
     @classmethod
     def from_sparse(cls, data: dict[str, Any]) -> Histogram:
+        """The histogram ``to_sparse`` encoded; ``ValueError`` for anything inconsistent."""
         h = cls()
-        index = np.frombuffer(data["i"], dtype=np.uint32)
-        counts = np.frombuffer(data["c"], dtype=np.int64)
-        if index.size != counts.size or (index.size and int(index.max()) >= _LAYOUT.counts_len):
+        k, width = int(data["k"]), int(data["b"])
+        if width not in (1, 2, 4, 8) or not 0 <= k <= _LAYOUT.counts_len:
+            raise ValueError("histogram encoding out of range")
+        d = zlib.decompressobj()
+        raw = d.decompress(data["z"], 2 * k + width * k + 1)
+        if len(raw) != (2 + width) * k or d.unconsumed_tail:
+            raise ValueError("histogram payload has the wrong size")
+        deltas = np.frombuffer(raw, dtype="<u2", count=k)
+        index = np.cumsum(deltas, dtype=np.int64)
+        counts = np.frombuffer(raw, dtype=f"<u{width}", offset=2 * k, count=k).astype(np.int64)
+        # Strictly ascending indices (no delta of 0 after the first) within the layout; counts
+        # are unsigned by construction, but 8-byte ones could wrap to negative as int64.
+        if k and (int(index[-1]) >= _LAYOUT.counts_len or not deltas[1:].all() or (width == 8 and counts.min() < 0)):
             raise ValueError("histogram buckets out of range")
-        if (counts < 0).any():
-            raise ValueError("negative histogram counts")
-        h.counts[index] = counts
+        if k:
+            h._sparse = (index, counts)
         h.total = int(data["n"])
         if h.total != int(counts.sum()):
             raise ValueError("histogram total does not match its counts")
@@ -210,9 +260,9 @@ class Histogram:
     def to_hdr(self) -> HdrHistogram:
         """An ``hdrh.histogram.HdrHistogram`` with the same counts (for ``encode()`` etc.)."""
         hdr = HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_FIGURES)
-        nz = np.flatnonzero(self.counts)
-        for i in nz.tolist():
-            hdr.counts[i] = int(self.counts[i])
+        nz, values = self.nonzero()
+        for i, c in zip(nz.tolist(), values.tolist(), strict=True):
+            hdr.counts[i] = c
         if nz.size:
             hdr.set_internal_tacking_values(int(nz[0]), int(nz[-1]), self.total)
         return hdr

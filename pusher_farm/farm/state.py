@@ -109,6 +109,7 @@ class AgentRecord:
     state: AgentState
     joined: float
     last_seen: float
+    last_sent: float = -1e18
     index: int = -1
     share: float = 0.0
     samples: list[tuple[float, float]] = field(default_factory=list)  # (rtt, offset)
@@ -151,6 +152,7 @@ class CoordinatorState:
         self.finished: Finish | None = None
         self.bad_frames = 0
         self._last_beat = now
+        self._deadline_at: float | None = None
         self._ping_id = 0
         self._handlers: dict[str, Callable[[AgentRecord, Message, float], list[Action]]] = {
             "pong": self._on_pong,
@@ -184,12 +186,16 @@ class CoordinatorState:
         if self.phase is Phase.FINISHED:
             return []
         actions: list[Action] = []
-        if now - self._last_beat >= self.timing.heartbeat:
+        if now - self._last_beat >= min(self.timing.heartbeat / 4, 0.25):
+            # Heartbeat whoever heard nothing else from us lately (an ack is as good), and look
+            # for silent agents: a few times per heartbeat, not on every tick.
             self._last_beat = now
-            actions += [Send(a.id, "heartbeat", {}) for a in self._live()]
-        for agent in self._live():
-            if now - agent.last_seen > self.timing.agent_timeout:
-                actions += self._lose(agent, now, f"silent for {now - agent.last_seen:.1f}s")
+            for agent in self._live():
+                if now - agent.last_sent >= self.timing.heartbeat:
+                    agent.last_sent = now
+                    actions.append(Send(agent.id, "heartbeat", {}))
+                if now - agent.last_seen > self.timing.agent_timeout:
+                    actions += self._lose(agent, now, f"silent for {now - agent.last_seen:.1f}s")
         if self.phase is Phase.WAITING and now - self.created > self.timing.wait_timeout:
             synced = sum(1 for a in self.agents.values() if a.state is AgentState.SYNCED)
             actions.append(
@@ -324,6 +330,7 @@ class CoordinatorState:
         seq = msg["seq"]
         if msg["run"] != self.run_id:
             return [Send(agent.id, "ack", {"run": msg["run"], "seq": seq})]
+        agent.last_sent = now
         actions: list[Action] = [Send(agent.id, "ack", {"run": self.run_id, "seq": seq})]
         if seq in agent.seqs or seq < 0:
             return actions  # a re-sent window we already have
@@ -400,6 +407,11 @@ class CoordinatorState:
     def _deadline(self) -> float | None:
         if self.start_at is None:
             return None
+        if self._deadline_at is None:
+            self._deadline_at = self._compute_deadline()
+        return self._deadline_at
+
+    def _compute_deadline(self) -> float:
         lengths = []
         for i in range(len(self._used())):
             task = self.spec.task_for(i)
@@ -408,7 +420,8 @@ class CoordinatorState:
             lengths.append(length + (task.timeout or 0.0))
         longest = max(lengths, default=0.0)
         if math.isinf(longest):
-            return None
+            return math.inf
+        assert self.start_at is not None
         return self.start_at + longest + self.spec.window + self.timing.end_grace
 
     def _stop_all(self, *, abort: bool) -> list[Action]:
