@@ -262,3 +262,48 @@ def test_python_farm_on_window_sees_the_merged_farm():
     assert r.counts.succeeded == 200
     assert sum(w.succeeded for w in seen) == 200
     assert len({w.index for w in seen}) == len(seen)
+
+
+def test_an_agent_serves_several_runs_in_a_row(tmp_path):
+    port = free_port()
+    endpoint = f"tcp://127.0.0.1:{port}"
+    server = subprocess.Popen(
+        [*FARM, "agent", "--connect", endpoint, "--name", "steady", "-q"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        for i in range(2):
+            out = tmp_path / f"r{i}.json"
+            p = subprocess.run(
+                [
+                    *FARM,
+                    "coordinator",
+                    "noop",
+                    "--rps",
+                    "100",
+                    "--duration",
+                    "1s",
+                    "--bind",
+                    endpoint,
+                    "--expect-agents",
+                    "1",
+                    "--wait",
+                    "30s",
+                    "--json",
+                    str(out),
+                    "-q",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert p.returncode == 0, p.stderr
+            d = json.loads(out.read_text())
+            assert d["counts"]["succeeded"] == 100 and d["agents"][0]["name"] == "steady"
+        assert server.poll() is None  # still serving
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(15)
+    assert server.returncode == 0
