@@ -152,6 +152,7 @@ class Executor:
         self._inflight: dict[Context, asyncio.Future[Any]] = {}
         self._idle: asyncio.Event | None = None
         self._pool: DaemonPool | None = None
+        self._epochs: list[tuple[int, Shard | None]] = [(first_slot, shard)]
         self._next_window = 0
         self._open: dict[int, Window] = {}
         # Buffers of outcomes not yet folded into a window (swapped out by the flusher).
@@ -218,6 +219,16 @@ class Executor:
                 self._failed(ctx, now, now, kind)
             task.cancel()
 
+    def replan(self, from_slot: int, shard: Shard | None) -> None:
+        """From global slot ``from_slot`` on, fire the slots of ``shard`` (a new plan epoch,
+        e.g. after the farm lost an agent). Call on the loop's thread. Slots this executor has
+        already passed are never fired twice, even if the new epoch arrives late."""
+        self._epochs.append((from_slot, shard))
+        self._epochs.sort(key=lambda e: e[0])
+
+    def _boundary(self, epoch: int) -> float:
+        return self._epochs[epoch + 1][0] if epoch + 1 < len(self._epochs) else math.inf
+
     async def _pace(self) -> None:
         clock = self.clock
         t0 = self.t0
@@ -225,26 +236,45 @@ class Executor:
         sleep = asyncio.sleep
         spin = self.spin
         burst = 0
-        for ks, ts in slot_batches(self.profile, until=self.until, shard=self.shard, first=self.first_slot):
-            for k, t in zip(ks, ts, strict=True):
-                due = t0 + t
-                now = clock()
-                while now < due:
-                    burst = 0
-                    wait = due - now
-                    if wait <= spin:
-                        await sleep(0)  # busy-wait the last stretch: sub-millisecond arrivals
-                    else:
-                        # Event-loop timers tick in milliseconds (uvloop rounds shorter sleeps
-                        # to 0, which would spin): sleep at least one tick, wake up to ~1 ms late.
-                        await sleep(max(wait - spin, _TIMER_TICK))
+        epoch = 0
+        next_k = self.first_slot  # no slot below this is ever fired (again)
+        while epoch < len(self._epochs):
+            first, shard = self._epochs[epoch]
+            boundary = self._boundary(epoch)
+            switched = False
+            for ks, ts in slot_batches(self.profile, until=self.until, shard=shard, first=max(first, next_k)):
+                for k, t in zip(ks, ts, strict=True):
+                    if k >= boundary:
+                        switched = True
+                        break
+                    due = t0 + t
                     now = clock()
-                launch(k, due, now)
-                burst += 1
-                if burst >= _LAUNCHES_BEFORE_YIELD:
-                    # Far behind schedule: let calls, I/O and the flusher run now and then.
-                    burst = 0
-                    await sleep(0)
+                    while now < due:
+                        burst = 0
+                        wait = due - now
+                        if wait <= spin:
+                            await sleep(0)  # busy-wait the last stretch: sub-millisecond arrivals
+                        else:
+                            # Event-loop timers tick in milliseconds (uvloop rounds shorter
+                            # sleeps to 0, which would spin): sleep at least one tick, wake up to
+                            # ~1 ms late.
+                            await sleep(max(wait - spin, _TIMER_TICK))
+                        now = clock()
+                    if len(self._epochs) > epoch + 1 and k >= (boundary := self._boundary(epoch)):
+                        switched = True  # a new plan arrived while we waited for this slot
+                        break
+                    launch(k, due, now)
+                    next_k = k + 1
+                    burst += 1
+                    if burst >= _LAUNCHES_BEFORE_YIELD:
+                        # Far behind schedule: let calls, I/O and the flusher run now and then.
+                        burst = 0
+                        await sleep(0)
+                if switched:
+                    break
+            if not switched and epoch + 1 >= len(self._epochs):
+                return  # the schedule is exhausted and no newer plan came
+            epoch += 1
 
     def _launch(self, k: int, due: float, now: float) -> None:
         hub = self.hub
