@@ -27,6 +27,7 @@ from pusher_farm.core.window import Window
 from pusher_farm.core.worker import hire
 from pusher_farm.errors import InvalidOption, PusherError
 from pusher_farm.farm.plan import RunSpec, Task
+from pusher_farm.farm.state import Timing
 
 EXIT_USAGE = 2
 
@@ -117,6 +118,19 @@ def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             "--json", "json_path", type=click.Path(dir_okay=False), help="Write the JSON report here ('-': stdout)."
         ),
         click.option("-q", "--quiet", is_flag=True, help="No live progress lines."),
+        click.option(
+            "--on-agent-loss",
+            type=click.Choice(["rebalance", "abort", "continue"]),
+            default="rebalance",
+            show_default=True,
+            help="An agent silent past the timeout: move its share to the others, stop the run, or go on.",
+        ),
+        click.option(
+            "--agent-timeout",
+            default="3s",
+            show_default=True,
+            help="Silence after which an agent is lost (heartbeats go every third of it, at most 1 s).",
+        ),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -164,7 +178,14 @@ def _spec(target: str, opts: dict[str, Any], *, check_import: bool) -> RunSpec:
         if aclose is not None:
             _loop.run(aclose())
     task = Task(target, params, profile, opts["overtime"], timeout_s, spin_s)
-    return RunSpec((task,), until=until, window=window_s)
+    return RunSpec((task,), until=until, window=window_s, on_agent_loss=opts["on_agent_loss"])
+
+
+def _timing(opts: dict[str, Any], wait: float) -> Timing:
+    agent_timeout = _duration_or_none(opts["agent_timeout"], "--agent-timeout")
+    if agent_timeout is None:
+        _fail("--agent-timeout must be positive, e.g. --agent-timeout 3s")
+    return Timing(heartbeat=min(1.0, agent_timeout / 3), agent_timeout=agent_timeout, wait_timeout=wait)
 
 
 def _progress(quiet: bool) -> list[Callable[[Window], None]]:
@@ -220,6 +241,7 @@ def run(target: str, processes: int | None, **opts: Any) -> None:
         spec,
         n,
         listeners=_progress(opts["quiet"]),
+        timing=_timing(opts, 30.0),
         on_coordinator=lambda coord: _stop_on_signals(lambda abort: coord.stop(abort=abort)),
     )
     _finish(report, opts["json_path"], opts["quiet"])
@@ -242,7 +264,6 @@ def coordinator(target: str, bind: str, expect: int, wait: str, insecure: bool, 
       farm agent --connect tcp://127.0.0.1:5555
     """
     from pusher_farm.farm.coordinator import Coordinator
-    from pusher_farm.farm.state import Timing
 
     if expect < 1:
         _fail(f"--expect-agents must be at least 1, got {expect}")
@@ -254,7 +275,7 @@ def coordinator(target: str, bind: str, expect: int, wait: str, insecure: bool, 
     _setup_logging(opts["quiet"])
     try:
         coord = Coordinator(
-            spec, bind=bind, expect=expect, timing=Timing(wait_timeout=wait_s), listeners=_progress(opts["quiet"])
+            spec, bind=bind, expect=expect, timing=_timing(opts, wait_s), listeners=_progress(opts["quiet"])
         )
     except zmq.ZMQError as exc:
         _fail(f"cannot bind {bind}: {exc}")

@@ -60,6 +60,8 @@ class Report:
     gossip_dropped: int = 0
     workers: list[dict[str, Any]] = field(default_factory=list)
     agents: list[dict[str, Any]] = field(default_factory=list)
+    #: plan epochs after the first (a farm that lost an agent moved its share)
+    epochs: list[dict[str, Any]] = field(default_factory=list)
     generator: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     #: exit status for the command line: 0 ran as asked, 1 ran but agents were lost or the
@@ -131,6 +133,13 @@ class Report:
             out.append(f"{self.gossip_dropped} gossips could not be delivered to a slow listener")
         if self.latency.clamped:
             out.append(f"{self.latency.clamped} latencies above one hour were recorded as one hour")
+        for a in self.agents:
+            if a.get("lost"):
+                out.append(
+                    f"agent {a.get('name')} (host {a.get('host')}) was lost at {a.get('lost_at_s')}s: "
+                    f"its windows up to then are counted; {a.get('missed_slots', 0)} of its slots were "
+                    "never reported"
+                )
         if not self.counts.balanced:
             out.append("counts do not add up: scheduled != succeeded + failed + canceled")
         return out
@@ -165,6 +174,8 @@ class Report:
             "gossip_dropped": self.gossip_dropped,
             "workers": self.workers,
             "agents": self.agents,
+            "epochs": self.epochs,
+            "missed_slots": sum(int(a.get("missed_slots") or 0) for a in self.agents),
             "warnings": self.warnings,
             "generator": self.generator,
             "histograms": {

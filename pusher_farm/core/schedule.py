@@ -105,6 +105,15 @@ class Profile:
         out[past] = np.inf
         return out
 
+    def first_slot_at(self, t: float) -> int:
+        """The first slot number k with t_k >= t (seconds from the start)."""
+        k = max(math.ceil(self.slots_until(max(t, 0.0))), 0)
+        while k > 0 and self.times(np.array([k - 1]))[0] >= t:
+            k -= 1
+        while self.times(np.array([k]))[0] < t:
+            k += 1
+        return k
+
     def slot_count(self, until: float | None = None) -> int:
         """Number of slots due in [0, until) (the whole profile by default)."""
         end = self.duration if until is None else min(until, self.duration)
@@ -183,6 +192,18 @@ class Shard:
     def cycle(self) -> tuple[int, np.ndarray]:
         """(cycle length, this shard's offsets within a cycle)."""
         return _cycle(self.weights, self.index)
+
+    def count(self, lo: int, hi: int) -> int:
+        """How many global slots in [lo, hi) this shard owns."""
+        if hi <= lo:
+            return 0
+        period, offsets = self.cycle()
+
+        def below(k: int) -> int:  # owned slots in [0, k)
+            full, rest = divmod(k, period)
+            return full * len(offsets) + int(np.count_nonzero(offsets < rest))
+
+        return below(hi) - below(max(lo, 0))
 
 
 def _integer_weights(weights: Sequence[float]) -> list[int]:

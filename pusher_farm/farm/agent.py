@@ -21,7 +21,7 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import psutil
@@ -30,6 +30,7 @@ import zmq
 from pusher_farm.core import loop as _loop
 from pusher_farm.core.executor import Executor
 from pusher_farm.core.gossip import Gossiper, GossipHub
+from pusher_farm.core.schedule import Shard
 from pusher_farm.core.window import Window
 from pusher_farm.core.worker import hire
 from pusher_farm.errors import ProtocolError, PusherError
@@ -58,6 +59,8 @@ class _Run:
     loop: asyncio.AbstractEventLoop | None = None
     executor: Executor | None = None
     stop_requested: bool = False
+    #: epochs that arrived before the executor existed
+    epochs: list[tuple[int, Shard]] = field(default_factory=list)
 
 
 class Agent:
@@ -150,6 +153,8 @@ class Agent:
                 on_window=on_window,
                 spin=plan.spin,
             )
+            for from_slot, shard in run.epochs:
+                executor.replan(from_slot, shard)
             run.loop = asyncio.get_running_loop()
             run.executor = executor
             if run.stop_requested:
@@ -287,6 +292,8 @@ class Agent:
             self._prepare(transport, msg)
         elif t == "start":
             self._start(msg)
+        elif t == "epoch":
+            self._epoch(msg)
         elif t == "stop":
             if self._current is not None and self._current.plan.run == msg["run"]:
                 log.info("coordinator asked to stop run %s", msg["run"])
@@ -317,6 +324,25 @@ class Agent:
             return
         self._prepared = {run: target}
         transport.send("ready", run=run)
+
+    def _epoch(self, msg: Message) -> None:
+        run = self._current
+        if run is None or run.plan.run != msg["run"]:
+            return
+        try:
+            weights = tuple(float(w) for w in msg["weights"])
+            shard = Shard(msg["index"], weights)
+        except (TypeError, ValueError, PusherError) as exc:
+            log.error("bad epoch for run %s: %s", msg["run"], exc)
+            return
+        log.info("new plan from slot %d: share %.3f", msg["from_slot"], weights[shard.index] / sum(weights))
+        if run.loop is None or run.executor is None:
+            run.epochs.append((msg["from_slot"], shard))
+            return
+        try:
+            run.loop.call_soon_threadsafe(run.executor.replan, msg["from_slot"], shard)
+        except RuntimeError:
+            pass  # the run just ended
 
     def _start(self, msg: Message) -> None:
         run_id = msg["run"]

@@ -153,6 +153,7 @@ class Coordinator:
                     "lost": a.state is AgentState.LOST,
                     "lost_at_s": None if a.lost_at is None or start_at is None else round(a.lost_at - start_at, 3),
                     "error": a.error or None,
+                    "missed_slots": a.missed_slots,
                     "cpu_percent": hb.get("cpu"),
                     "stopped_early": a.stopped_early,
                 }
@@ -198,6 +199,7 @@ class Coordinator:
             timeout_s=task.timeout,
             stopped_early=stopped,
             agents=agents,
+            epochs=list(state.epochs),
             notes=notes,
         )
         report.status = finish.status

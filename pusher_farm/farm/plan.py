@@ -35,6 +35,13 @@ class RunSpec:
     tasks: tuple[Task, ...]
     until: float | None = None
     window: float = 1.0
+    #: what losing an agent mid-run does: move its share to the others from the next plan
+    #: epoch ("rebalance"), stop the run ("abort"), or carry on without it ("continue")
+    on_agent_loss: str = "rebalance"
+
+    def __post_init__(self) -> None:
+        if self.on_agent_loss not in ("rebalance", "abort", "continue"):
+            raise ValueError(f"on_agent_loss must be rebalance, abort or continue, got {self.on_agent_loss!r}")
 
     @property
     def sharded(self) -> bool:

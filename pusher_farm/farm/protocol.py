@@ -6,7 +6,7 @@ log and drop what is not ours. Only plain data crosses the wire: msgpack with no
 types, never pickle; a target travels as a *name* the agent resolves on its own host.
 
 Agent → coordinator:  hello, pong, ready, refuse, window, done, heartbeat, bye
-Coordinator → agent:  welcome, refused, ping, prepare, start, ack, stop, heartbeat
+Coordinator → agent:  welcome, refused, ping, prepare, start, epoch, ack, stop, heartbeat
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
     "ping": {"id": int, "t0": _NUM},
     "prepare": {"run": str, "target": str, "params": dict},
     "start": {"run": str, "plan": dict},
+    "epoch": {"run": str, "from_slot": int, "weights": list, "index": int},
     "ack": {"run": str, "seq": int},
     "stop": {"run": str, "abort": bool},
 }

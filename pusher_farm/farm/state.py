@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from pusher_farm.core.schedule import Shard
 from pusher_farm.farm.plan import AgentPlan, RunSpec, profile_to_wire
 from pusher_farm.farm.protocol import Message
 
@@ -112,6 +113,11 @@ class AgentRecord:
     last_sent: float = -1e18
     index: int = -1
     share: float = 0.0
+    #: the slots this agent fires under the current plan epoch (sharded runs)
+    shard: Shard | None = None
+    #: highest report window index received, and slots it owned that were never reported
+    last_window: int = -1
+    missed_slots: int = 0
     samples: list[tuple[float, float]] = field(default_factory=list)  # (rtt, offset)
     pings_sent: int = 0
     seqs: set[int] = field(default_factory=set)
@@ -150,6 +156,8 @@ class CoordinatorState:
         self.created = now
         self.start_at: float | None = None
         self.finished: Finish | None = None
+        #: plan epochs after the first: {"from_slot", "at_s", "agents", "reason"}
+        self.epochs: list[dict[str, Any]] = []
         self.bad_frames = 0
         self._last_beat = now
         self._deadline_at: float | None = None
@@ -298,6 +306,7 @@ class CoordinatorState:
             task = self.spec.task_for(agent.index)
             assert task.profile is not None
             agent.share = agent.capacity / total if self.spec.sharded else 1.0
+            agent.shard = Shard(agent.index, weights) if self.spec.sharded else None
             plan = AgentPlan(
                 run=self.run_id,
                 start_at=self.start_at,
@@ -335,6 +344,9 @@ class CoordinatorState:
         if seq in agent.seqs or seq < 0:
             return actions  # a re-sent window we already have
         agent.seqs.add(seq)
+        index = msg["w"].get("i")
+        if isinstance(index, int) and not isinstance(index, bool):
+            agent.last_window = max(agent.last_window, index)
         actions.insert(0, Accept(agent.id, seq, msg["w"]))
         actions += self._check_done(agent)
         return actions
@@ -375,7 +387,7 @@ class CoordinatorState:
     def _live(self) -> list[AgentRecord]:
         return [a for a in self.agents.values() if a.state is not AgentState.LOST]
 
-    def _lose(self, agent: AgentRecord, now: float, why: str) -> list[Action]:
+    def _lose(self, agent: AgentRecord, now: float, why: str, *, rebalance: bool = True) -> list[Action]:
         if self.phase is Phase.WAITING or agent.state is AgentState.SPARE:
             del self.agents[agent.id]
             return [Log("warning", f"{agent.label()} dropped before the run: {why}")]
@@ -384,8 +396,56 @@ class CoordinatorState:
         actions: list[Action] = [Log("warning", f"{agent.label()} lost: {why}")]
         if self.phase is Phase.PREPARING:
             actions.append(self._finish(False, f"{agent.label()} was lost while preparing: {why}", 1))
+        elif self.phase is Phase.RUNNING and rebalance:
+            policy = self.spec.on_agent_loss
+            if policy == "abort":
+                actions += self._stop_all(abort=True)
+                actions.append(self._finish(False, f"{agent.label()} lost ({why}): run aborted", 1))
+                return actions
+            if policy == "rebalance" and self.spec.sharded:
+                actions += self._rebalance(agent, now)
+            actions += self._maybe_finish(now)
         elif self.phase is Phase.RUNNING:
             actions += self._maybe_finish(now)
+        return actions
+
+    def _rebalance(self, lost: AgentRecord, now: float) -> list[Action]:
+        """Move the lost agent's share to the running agents from a new plan epoch, announced
+        ahead: slots before it keep the old plan (the lost agent's unreported ones are missed)."""
+        assert self.start_at is not None
+        live = [a for a in self._used() if a.state is AgentState.RUNNING]
+        profile = self.spec.tasks[0].profile
+        assert profile is not None
+        length = profile.duration if self.spec.until is None else min(self.spec.until, profile.duration)
+        rtts = [a.rtt for a in live if not math.isnan(a.rtt)]
+        at = now + self.timing.start_lead + 2 * max(rtts, default=0.0) - self.start_at
+        reported_until = (lost.last_window + 1) * self.spec.window
+        if lost.shard is not None:
+            first_missed = profile.first_slot_at(reported_until)
+            end_slot = profile.first_slot_at(min(at, length)) if at < length else profile.slot_count(length)
+            lost.missed_slots = lost.shard.count(first_missed, end_slot)
+        if not live or at >= length:
+            return [Log("warning", f"{lost.label()} lost near the end: nothing left to rebalance")]
+        from_slot = profile.first_slot_at(at)
+        weights = tuple(a.capacity for a in live)
+        actions: list[Action] = []
+        for i, a in enumerate(live):
+            a.shard = Shard(i, weights)
+            a.last_sent = now
+            actions.append(
+                Send(a.id, "epoch", {"run": self.run_id, "from_slot": from_slot, "weights": list(weights), "index": i})
+            )
+        self.epochs.append(
+            {
+                "from_slot": from_slot,
+                "at_s": round(at, 3),
+                "agents": [a.name for a in live],
+                "reason": f"{lost.name} lost",
+            }
+        )
+        actions.append(
+            Log("warning", f"rebalancing: {len(live)} agents share the rate from slot {from_slot} (t={at:.2f}s)")
+        )
         return actions
 
     def _maybe_finish(self, now: float) -> list[Action]:
@@ -400,7 +460,7 @@ class CoordinatorState:
             actions: list[Action] = []
             for a in used:
                 if a.state not in (AgentState.DONE, AgentState.LOST):
-                    actions += self._lose(a, now, "did not finish in time")
+                    actions += self._lose(a, now, "did not finish in time", rebalance=False)
             return actions
         return []
 

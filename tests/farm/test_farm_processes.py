@@ -307,3 +307,115 @@ def test_an_agent_serves_several_runs_in_a_row(tmp_path):
         server.send_signal(signal.SIGINT)
         server.wait(15)
     assert server.returncode == 0
+
+
+def test_kill_9_one_of_three_agents_moves_its_share_to_the_others(tmp_path):
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    out = tmp_path / "r.json"
+    coord = subprocess.Popen(
+        [
+            *FARM,
+            "coordinator",
+            "noop",
+            "--rps",
+            "300",
+            "--duration",
+            "12s",
+            "--bind",
+            endpoint,
+            "--expect-agents",
+            "3",
+            "--agent-timeout",
+            "2s",
+            "--json",
+            str(out),
+            "-q",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    agents = [agent(endpoint, f"a{i}") for i in range(3)]
+    time.sleep(5)
+    agents[1].send_signal(signal.SIGKILL)
+    _, err = coord.communicate(timeout=120)
+    for a in agents:
+        a.wait(30)
+    assert coord.returncode == 1, err  # ran, but lost an agent
+    d = json.loads(out.read_text())
+    lost = [a for a in d["agents"] if a["lost"]]
+    assert [a["name"] for a in lost] == ["a1"]
+    dead = lost[0]
+    assert dead["counts"]["scheduled"] > 100  # its windows up to its death are in the report
+    assert dead["lost_at_s"] is not None and dead["missed_slots"] > 0
+    assert len(d["epochs"]) == 1 and d["epochs"][0]["agents"] == ["a0", "a2"]
+    # After two agent timeouts the farm's rate is the requested rate again.
+    recovered = d["epochs"][0]["at_s"]
+    full = [w for w in d["series"] if w["t"] >= recovered + 1 and w["t"] + 1 <= 12]
+    assert full, d["series"]
+    for w in full:
+        assert w["rps"] == pytest.approx(300, rel=0.02), d["series"]
+    assert balanced(d["counts"])
+    assert any("a1" in w and "lost" in w for w in d["warnings"])
+
+
+def test_ten_thousand_bad_frames_during_a_run_change_nothing(tmp_path):
+    import random
+
+    import msgpack
+    import zmq
+
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    out = tmp_path / "r.json"
+    coord = subprocess.Popen(
+        [
+            *FARM,
+            "coordinator",
+            "noop",
+            "--rps",
+            "500",
+            "--duration",
+            "4s",
+            "--bind",
+            endpoint,
+            "--expect-agents",
+            "2",
+            "--json",
+            str(out),
+            "-q",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    agents = [agent(endpoint, f"a{i}") for i in range(2)]
+    time.sleep(2.5)
+    rng = random.Random(3)
+    ctx = zmq.Context()
+    junk = []
+    for i in range(10):
+        s = ctx.socket(zmq.DEALER)
+        s.setsockopt(zmq.LINGER, 0)
+        s.setsockopt(zmq.IDENTITY, f"stranger-{i}".encode())
+        s.connect(endpoint)
+        junk.append(s)
+    frames = [
+        lambda: os.urandom(rng.randint(0, 300)),
+        lambda: msgpack.packb({"v": 1, "t": rng.choice(["window", "done", "hello", "ack", "zzz"]), "run": "x"}),
+        lambda: msgpack.packb({"v": 7, "t": "hello"}),
+        lambda: msgpack.packb({"v": 1, "t": "window", "run": "x", "seq": 1, "w": {"i": "bad"}}),
+        lambda: msgpack.packb([1, 2, 3]),
+    ]
+    for n in range(10_000):
+        junk[n % 10].send(rng.choice(frames)())
+    _, err = coord.communicate(timeout=120)
+    for s in junk:
+        s.close()
+    ctx.term()
+    for a in agents:
+        a.wait(30)
+    assert coord.returncode == 0, err
+    d = json.loads(out.read_text())
+    assert d["counts"]["scheduled"] == 2000 and d["counts"]["succeeded"] == 2000
+    assert sorted(a["counts"]["scheduled"] for a in d["agents"]) == [1000, 1000]
+    assert any("bad frames" in w for w in d["warnings"])
