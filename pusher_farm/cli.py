@@ -253,8 +253,11 @@ def run(target: str, processes: int | None, **opts: Any) -> None:
 @click.option("--bind", default="tcp://127.0.0.1:5555", show_default=True, help="Where agents connect.")
 @click.option("--expect-agents", "-n", "expect", type=int, required=True, help="Agents to wait for.")
 @click.option("--wait", "wait", default="60s", show_default=True, help="How long to wait for them.")
+@click.option("--keys", "keys_dir", type=click.Path(file_okay=False), help="CURVE keys folder (farm keys generate).")
 @click.option("--insecure", is_flag=True, help="Allow a non-loopback --bind without keys.")
-def coordinator(target: str, bind: str, expect: int, wait: str, insecure: bool, **opts: Any) -> None:
+def coordinator(
+    target: str, bind: str, expect: int, wait: str, keys_dir: str | None, insecure: bool, **opts: Any
+) -> None:
     """Run TARGET on agents that connect to --bind, sharing the total rate among them.
 
     \b
@@ -270,12 +273,22 @@ def coordinator(target: str, bind: str, expect: int, wait: str, insecure: bool, 
     wait_s = _duration_or_none(wait, "--wait")
     if wait_s is None:
         _fail("--wait must be positive, e.g. --wait 60s")
-    _check_bind(bind, insecure)
+    _check_bind(bind, insecure or keys_dir is not None)
+    keys = None
+    if keys_dir is not None:
+        from pusher_farm.farm.security import CoordinatorKeys
+
+        keys = CoordinatorKeys.load(keys_dir)
     spec = _spec(target, opts, check_import=False)
     _setup_logging(opts["quiet"])
     try:
         coord = Coordinator(
-            spec, bind=bind, expect=expect, timing=_timing(opts, wait_s), listeners=_progress(opts["quiet"])
+            spec,
+            bind=bind,
+            expect=expect,
+            timing=_timing(opts, wait_s),
+            listeners=_progress(opts["quiet"]),
+            keys=keys,
         )
     except zmq.ZMQError as exc:
         _fail(f"cannot bind {bind}: {exc}")
@@ -301,8 +314,19 @@ def coordinator(target: str, bind: str, expect: int, wait: str, insecure: bool, 
     metavar="MODULE:ATTR",
     help="A Gossiper on this host that hears every slot's events (repeatable).",
 )
+@click.option("--keys", "keys_dir", type=click.Path(file_okay=False), help="CURVE keys folder (farm keys generate).")
+@click.option("--key", "key_name", default="agent-0", show_default=True, help="This agent's key in --keys.")
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
-def agent(connect: str, name: str | None, capacity: float, once: bool, gossips: tuple[str, ...], quiet: bool) -> None:
+def agent(
+    connect: str,
+    name: str | None,
+    capacity: float,
+    once: bool,
+    gossips: tuple[str, ...],
+    keys_dir: str | None,
+    key_name: str,
+    quiet: bool,
+) -> None:
     """Serve farm runs from a coordinator, one after another, until stopped."""
     import math
 
@@ -313,10 +337,38 @@ def agent(connect: str, name: str | None, capacity: float, once: bool, gossips: 
     if not connect.startswith(("tcp://", "ipc://", "inproc://")):
         _fail(f"--connect {connect!r}: give an endpoint like tcp://HOST:5555")
     listeners = [_gossiper(g) for g in gossips]
+    keys = None
+    if keys_dir is not None:
+        from pusher_farm.farm.security import AgentKeys
+
+        keys = AgentKeys.load(keys_dir, key_name)
     _setup_logging(quiet)
-    server = Agent(connect, name=name, capacity=capacity, once=once, gossips=listeners)
+    server = Agent(connect, name=name, capacity=capacity, once=once, gossips=listeners, keys=keys)
     _stop_on_signals(lambda abort: server.stop())
     sys.exit(server.serve())
+
+
+@cli.group()
+def keys() -> None:
+    """CURVE keys: only authorised agents join, agents obey only their coordinator."""
+
+
+@keys.command("generate")
+@click.argument("directory", type=click.Path(file_okay=False))
+@click.option("--agents", type=int, default=1, show_default=True, help="How many agent keys to make.")
+def keys_generate(directory: str, agents: int) -> None:
+    """Make a coordinator key and agent keys in DIRECTORY (never overwrites).
+
+    \b
+    Copy to each agent host: DIRECTORY/coordinator.key and its own agent-I.key_secret.
+    The coordinator uses DIRECTORY/coordinator.key_secret and DIRECTORY/authorized/.
+    """
+    from pusher_farm.farm.security import generate
+
+    if agents < 1:
+        _fail(f"--agents must be at least 1, got {agents}")
+    made = generate(directory, agents)
+    click.echo(f"wrote {len(made)} files to {directory}: coordinator + {agents} agent key(s)")
 
 
 def _gossiper(spec: str) -> Any:
@@ -346,7 +398,7 @@ def _check_bind(bind: str, insecure: bool) -> None:
     if scheme == "tcp" and not rest.startswith(_LOOPBACK) and not insecure:
         _fail(
             f"--bind {bind} is reachable from other hosts and agents are not authenticated: "
-            "bind 127.0.0.1, or pass --insecure on a network you trust"
+            "give --keys DIR (farm keys generate DIR), bind 127.0.0.1, or pass --insecure"
         )
 
 

@@ -36,6 +36,7 @@ from pusher_farm.core.worker import hire
 from pusher_farm.errors import ProtocolError, PusherError
 from pusher_farm.farm.plan import AgentPlan
 from pusher_farm.farm.protocol import Message
+from pusher_farm.farm.security import AgentKeys
 from pusher_farm.farm.transport import DealerTransport
 
 __all__ = ["Agent", "AgentTiming"]
@@ -50,6 +51,8 @@ class AgentTiming:
     coordinator_timeout: float = 3.0
     #: unacknowledged windows kept for re-sending (oldest dropped beyond it)
     max_unacked: int = 3600
+    #: an ``once`` agent that no coordinator ever answered gives up after this long
+    connect_timeout: float = 60.0
 
 
 @dataclass
@@ -76,6 +79,7 @@ class Agent:
         timing: AgentTiming | None = None,
         gossips: Sequence[Gossiper] = (),
         resolve: Callable[[str, dict[str, Any]], Callable[..., Any]] | None = None,
+        keys: AgentKeys | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         from pusher_farm.targets import resolve as default_resolve
@@ -88,6 +92,7 @@ class Agent:
         self.timing = timing or AgentTiming()
         self.gossips = tuple(gossips)
         self.resolve = resolve or default_resolve
+        self.keys = keys
         self.clock = clock
         self.status = 0
         self._stopping = threading.Event()
@@ -98,6 +103,7 @@ class Agent:
         self._unacked: OrderedDict[tuple[str, int], dict[str, Any]] = OrderedDict()
         self._last_seen = clock()
         self._welcomed = False
+        self._warned_silent = False
         self._runs_served = 0
         self._process = psutil.Process()
         self._process.cpu_percent(None)
@@ -208,7 +214,7 @@ class Agent:
     def _control(self) -> None:
         context = zmq.Context()
         transport = self._connect(context)
-        next_beat = self.clock()
+        next_beat = started = self.clock()
         try:
             while not self._stopping.is_set():
                 if transport.poll(0.02):
@@ -228,11 +234,19 @@ class Agent:
                     if self._current is not None and not self._current.stop_requested:
                         log.warning("coordinator silent for %.1fs: stopping the load", silent)
                         self._request_stop(abort=True)
-                    if self.once and (self._runs_served or self._welcomed) and self._current is None:
+                    never = not self._welcomed and not self._runs_served and now - started > self.timing.connect_timeout
+                    if self.once and (self._runs_served or self._welcomed or never) and self._current is None:
                         log.warning("coordinator gone: exiting (--once)")
                         self._stopping.set()
                         self._runs.put(None)
                         break
+                    if not self._welcomed and not self._warned_silent:
+                        self._warned_silent = True
+                        log.warning(
+                            "no answer from %s yet: is the coordinator running%s?",
+                            self.connect,
+                            " and is this agent's public key in its authorized/ folder" if self.keys else "",
+                        )
                     if self._welcomed or silent > 2 * self.timing.coordinator_timeout:
                         # A fresh socket drops whatever queued for the old peer, then hello again.
                         transport.close()
@@ -253,7 +267,8 @@ class Agent:
             context.term()
 
     def _connect(self, context: zmq.Context[Any]) -> DealerTransport:
-        transport = DealerTransport(context, self.connect, self.identity)
+        curve = None if self.keys is None else (self.keys.public, self.keys.secret, self.keys.server)
+        transport = DealerTransport(context, self.connect, self.identity, curve)
         transport.send(
             "hello",
             name=self.name,

@@ -14,11 +14,13 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import zmq
+from zmq.auth.thread import ThreadAuthenticator
 
 from pusher_farm.core.report import Report
 from pusher_farm.core.window import Window
 from pusher_farm.farm.aggregator import Aggregator
 from pusher_farm.farm.plan import RunSpec
+from pusher_farm.farm.security import CoordinatorKeys
 from pusher_farm.farm.state import Accept, AgentState, CoordinatorState, Finish, Log, Send, Timing
 from pusher_farm.farm.transport import RouterTransport
 
@@ -52,6 +54,7 @@ class Coordinator:
         timing: Timing | None = None,
         listeners: Iterable[WindowListener] = (),
         context: zmq.Context[Any] | None = None,
+        keys: CoordinatorKeys | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.spec = spec
@@ -60,7 +63,17 @@ class Coordinator:
         self.clock = clock
         self._own_context = context is None
         self.context = context or zmq.Context()
-        self.transport = RouterTransport(self.context, bind)
+        self._auth: ThreadAuthenticator | None = None
+        if keys is not None:
+            # ZAP: the handshake of an agent whose public key is not in keys.authorized fails.
+            self._auth = ThreadAuthenticator(self.context)
+            self._auth.start()
+            self._auth.configure_curve(domain="*", location=str(keys.authorized))
+        try:
+            self.transport = RouterTransport(self.context, bind, None if keys is None else (keys.public, keys.secret))
+        except BaseException:
+            self._stop_auth()
+            raise
         self.endpoint = self.transport.endpoint
         self.aggregator = Aggregator(spec.window, listeners)
         self.state = CoordinatorState(spec, expect, self.timing, now=clock())
@@ -210,8 +223,14 @@ class Coordinator:
             return
         self._closed = True
         self.transport.close()
+        self._stop_auth()
         if self._own_context:
             self.context.term()
+
+    def _stop_auth(self) -> None:
+        if self._auth is not None:
+            self._auth.stop()
+            self._auth = None
 
     def __enter__(self) -> Coordinator:
         return self

@@ -54,9 +54,12 @@ def _socket_options(sock: zmq.Socket[Any]) -> None:
 class RouterTransport:
     """The coordinator's socket. Agents are named by their identity, decoded as text."""
 
-    def __init__(self, context: zmq.Context[Any], bind: str) -> None:
+    def __init__(self, context: zmq.Context[Any], bind: str, curve: tuple[bytes, bytes] | None = None) -> None:
         self.socket = context.socket(zmq.ROUTER)
         _socket_options(self.socket)
+        if curve is not None:  # (public, secret): only agents the authenticator knows get in
+            self.socket.curve_publickey, self.socket.curve_secretkey = curve
+            self.socket.curve_server = True
         self.socket.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a reconnecting agent takes its name back
         self.socket.setsockopt(zmq.ROUTER_MANDATORY, 0)
         self.socket.bind(bind)
@@ -121,9 +124,13 @@ class RouterTransport:
 class DealerTransport:
     """An agent's socket to its coordinator."""
 
-    def __init__(self, context: zmq.Context[Any], connect: str, identity: str) -> None:
+    def __init__(
+        self, context: zmq.Context[Any], connect: str, identity: str, curve: tuple[bytes, bytes, bytes] | None = None
+    ) -> None:
         self.socket = context.socket(zmq.DEALER)
         _socket_options(self.socket)
+        if curve is not None:  # (public, secret, the coordinator's public key)
+            self.socket.curve_publickey, self.socket.curve_secretkey, self.socket.curve_serverkey = curve
         self.socket.setsockopt(zmq.IDENTITY, identity.encode())
         self.socket.setsockopt(zmq.RECONNECT_IVL, 100)
         self.socket.setsockopt(zmq.RECONNECT_IVL_MAX, 2000)

@@ -419,3 +419,76 @@ def test_ten_thousand_bad_frames_during_a_run_change_nothing(tmp_path):
     assert d["counts"]["scheduled"] == 2000 and d["counts"]["succeeded"] == 2000
     assert sorted(a["counts"]["scheduled"] for a in d["agents"]) == [1000, 1000]
     assert any("bad frames" in w for w in d["warnings"])
+
+
+def test_with_keys_only_authorised_agents_join(tmp_path):
+    import shutil
+
+    keys, other = tmp_path / "keys", tmp_path / "other"
+    for d in (keys, other):
+        p = subprocess.run([*FARM, "keys", "generate", str(d)], capture_output=True, text=True, timeout=30)
+        assert p.returncode == 0, p.stderr
+    # A stranger with its own key, who knows the coordinator's public key but is not authorised.
+    shutil.copy(keys / "coordinator.key", other / "coordinator.key")
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    out = tmp_path / "r.json"
+    coord = subprocess.Popen(
+        [
+            *FARM,
+            "coordinator",
+            "noop",
+            "--rps",
+            "100",
+            "--duration",
+            "2s",
+            "--bind",
+            endpoint,
+            "--expect-agents",
+            "1",
+            "--keys",
+            str(keys),
+            "--json",
+            str(out),
+            "-q",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    stranger = agent(endpoint, "stranger", "--keys", str(other))
+    plain = agent(endpoint, "plain")
+    time.sleep(1.5)
+    trusted = agent(endpoint, "trusted", "--keys", str(keys))
+    _, err = coord.communicate(timeout=60)
+    assert coord.returncode == 0, err
+    d = json.loads(out.read_text())
+    assert [a["name"] for a in d["agents"]] == ["trusted"]
+    assert d["counts"]["succeeded"] == 200
+    trusted.wait(30)
+    for a in (stranger, plain):
+        assert a.poll() is None  # never let in, still knocking
+        a.send_signal(signal.SIGINT)
+        a.wait(15)
+    assert "authorized" in stranger.stderr.read()
+
+
+def test_binding_all_interfaces_without_keys_is_refused():
+    p = subprocess.run(
+        [
+            *FARM,
+            "coordinator",
+            "noop",
+            "--rps",
+            "1",
+            "-d",
+            "1s",
+            "--bind",
+            "tcp://0.0.0.0:5599",
+            "--expect-agents",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert p.returncode == 2 and "--keys" in p.stderr and len(p.stderr.strip().splitlines()) == 1
