@@ -113,6 +113,7 @@ class Tally:
         self.length = length
         self.total = Window(index=-1, start=0.0, length=length)
         self._rows: dict[int, _Row] = {}
+        self._dense: set[int] = set()  # rows whose latency histogram is still dense
 
     def add(self, window: Window) -> None:
         """Fold one window in (windows of the same index from several sources merge)."""
@@ -125,12 +126,15 @@ class Tally:
         row.failed += window.failed
         row.canceled += window.canceled
         row.histogram().add(window.latency)
+        self._dense.add(window.index)
 
     def close_before(self, index: int) -> None:
         """Compact every window with an index below ``index`` (frees its dense histogram)."""
-        for i, row in self._rows.items():
-            if i < index and isinstance(row.latency, Histogram):
+        for i in [i for i in self._dense if i < index]:
+            row = self._rows[i]
+            if isinstance(row.latency, Histogram):
                 row.latency = row.latency.to_sparse()
+            self._dense.discard(i)
 
     def series(self) -> list[dict[str, Any]]:
         """One row per window, in time order: t, rps, succeeded, failed, canceled, p50/p99."""

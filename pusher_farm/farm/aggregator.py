@@ -25,7 +25,6 @@ class Aggregator:
         self.listener_errors: list[str] = []
         self._pending: dict[int, Window] = {}
         self._progress: dict[str, int] = {}  # highest window index seen per agent
-        self._emitted = -1
 
     def add(self, agent: str, window: Window) -> None:
         """Fold one (already deduplicated) window from ``agent``."""
@@ -47,13 +46,15 @@ class Aggregator:
 
     def release(self, agents: Iterable[str], *, final: bool = False) -> None:
         """Hand listeners every merged window that all ``agents`` have reported past."""
-        if not self.listeners:
-            return
         agents = list(agents)
         if final:
             ready = max(self._pending, default=-1)
         else:
             ready = min((self._progress.get(a, -1) for a in agents), default=-1) - 1
+        # Windows everyone has passed keep only sparse counts: memory stays flat on long runs.
+        self.tally.close_before(ready)
+        if not self.listeners:
+            return
         for index in sorted(i for i in self._pending if i <= ready):
             window = self._pending.pop(index)
             for listener in self.listeners:
@@ -61,8 +62,6 @@ class Aggregator:
                     listener(window)
                 except Exception as exc:  # a broken sink must not break the run
                     self.listener_errors.append(f"{getattr(listener, '__name__', listener)!r}: {exc!r}")
-            self._emitted = max(self._emitted, index)
-        self.tally.close_before(ready)
 
     def counts(self, agent: str) -> dict[str, Any]:
         w = self.per_agent.get(agent) or Window(-1, 0.0, 0.0)

@@ -118,6 +118,8 @@ class AgentRecord:
     #: highest report window index received, and slots it owned that were never reported
     last_window: int = -1
     missed_slots: int = 0
+    #: the slot from which a lost agent's share moved to the others
+    missed_until: int | None = None
     samples: list[tuple[float, float]] = field(default_factory=list)  # (rtt, offset)
     pings_sent: int = 0
     seqs: set[int] = field(default_factory=set)
@@ -186,8 +188,8 @@ class CoordinatorState:
         handler = self._handlers.get(msg.type)
         if handler is None:
             return [Log("warning", f"{agent.label()} sent {msg.type!r}, which agents never send: dropped")]
-        if agent.state is AgentState.LOST:
-            return [Log("info", f"{agent.label()} was lost and spoke again: ignored for this run")]
+        if agent.state is AgentState.LOST and msg.type not in ("window", "done", "heartbeat", "pong"):
+            return [Log("info", f"{agent.label()} was lost: its {msg.type!r} is ignored for this run")]
         return handler(agent, msg, now)
 
     def on_tick(self, now: float) -> list[Action]:
@@ -225,9 +227,15 @@ class CoordinatorState:
 
     def _on_hello(self, agent_id: str, msg: Message, now: float) -> list[Action]:
         existing = self.agents.get(agent_id)
-        if existing is not None and existing.state is not AgentState.LOST:
+        if existing is not None:
+            # A known agent reconnecting (a fresh socket after a silence). A lost one gets no
+            # share back in this run, but what it measured before it stopped is welcome: it
+            # re-sends its unacknowledged windows and they are merged, each exactly once.
             existing.last_seen = now
-            return [Send(agent_id, "welcome", {"agent": agent_id})]
+            actions: list[Action] = [Send(agent_id, "welcome", {"agent": agent_id})]
+            if existing.state is AgentState.LOST:
+                actions.append(Log("info", f"{existing.label()} is back: taking the windows it kept"))
+            return actions
         used = sum(1 for a in self.agents.values() if a.state is not AgentState.SPARE)
         spare = self.phase is not Phase.WAITING or used >= self.expect
         agent = AgentRecord(
@@ -347,6 +355,8 @@ class CoordinatorState:
         index = msg["w"].get("i")
         if isinstance(index, int) and not isinstance(index, bool):
             agent.last_window = max(agent.last_window, index)
+            if agent.state is AgentState.LOST and agent.missed_until is not None:
+                agent.missed_slots = self._missed(agent, agent.missed_until)
         actions.insert(0, Accept(agent.id, seq, msg["w"]))
         actions += self._check_done(agent)
         return actions
@@ -419,11 +429,9 @@ class CoordinatorState:
         length = profile.duration if self.spec.until is None else min(self.spec.until, profile.duration)
         rtts = [a.rtt for a in live if not math.isnan(a.rtt)]
         at = now + self.timing.start_lead + 2 * max(rtts, default=0.0) - self.start_at
-        reported_until = (lost.last_window + 1) * self.spec.window
         if lost.shard is not None:
-            first_missed = profile.first_slot_at(reported_until)
-            end_slot = profile.first_slot_at(min(at, length)) if at < length else profile.slot_count(length)
-            lost.missed_slots = lost.shard.count(first_missed, end_slot)
+            lost.missed_until = profile.first_slot_at(at) if at < length else profile.slot_count(length)
+            lost.missed_slots = self._missed(lost, lost.missed_until)
         if not live or at >= length:
             return [Log("warning", f"{lost.label()} lost near the end: nothing left to rebalance")]
         from_slot = profile.first_slot_at(at)
@@ -447,6 +455,13 @@ class CoordinatorState:
             Log("warning", f"rebalancing: {len(live)} agents share the rate from slot {from_slot} (t={at:.2f}s)")
         )
         return actions
+
+    def _missed(self, agent: AgentRecord, until_slot: int) -> int:
+        """Slots ``agent`` owned after its last reported window, up to ``until_slot``."""
+        profile = self.spec.tasks[0].profile
+        assert profile is not None and agent.shard is not None
+        first = profile.first_slot_at((agent.last_window + 1) * self.spec.window)
+        return agent.shard.count(first, until_slot)
 
     def _maybe_finish(self, now: float) -> list[Action]:
         used = self._used()

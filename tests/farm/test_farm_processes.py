@@ -492,3 +492,62 @@ def test_binding_all_interfaces_without_keys_is_refused():
         timeout=30,
     )
     assert p.returncode == 2 and "--keys" in p.stderr and len(p.stderr.strip().splitlines()) == 1
+
+
+def test_a_partition_that_heals_loses_and_doubles_no_window(tmp_path):
+    from proxy import Proxy
+    from recorder import read
+
+    record = tmp_path / "rec"
+    record.mkdir()
+    port = free_port()
+    out = tmp_path / "r.json"
+    coord = subprocess.Popen(
+        [
+            *FARM,
+            "coordinator",
+            "recorder:hit",
+            "--rps",
+            "200",
+            "--duration",
+            "12s",
+            "--bind",
+            f"tcp://127.0.0.1:{port}",
+            "--expect-agents",
+            "2",
+            "--agent-timeout",
+            "2s",
+            "--json",
+            str(out),
+            "-q",
+        ],
+        env=env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    with Proxy(port) as proxy:
+        rec_env = env(PUSHER_TEST_RECORD=str(record))
+        steady = agent(f"tcp://127.0.0.1:{port}", "steady", "--gossip", "recorder:Recorder", environ=rec_env)
+        cut = agent(f"tcp://127.0.0.1:{proxy.port}", "cut", "--gossip", "recorder:Recorder", environ=rec_env)
+        time.sleep(4)
+        proxy.cut(5)
+        _, _err = coord.communicate(timeout=120)
+        for a in (steady, cut):
+            a.wait(30)
+    d = json.loads(out.read_text())
+    by_name = {a["name"]: a for a in d["agents"]}
+    assert by_name["cut"]["lost"] is True
+    # What each agent really ran (its own gossip) is exactly what the report counts for it:
+    # the windows the cut agent re-sent after the partition are in, none of them twice.
+    ran = {pid: sum(1 for e in events if e[0] == "after-target") for pid, events in read(record).items()}
+    for a in d["agents"]:
+        assert a["counts"]["succeeded"] == ran[a["pid"]], (a, ran)
+    assert d["counts"]["succeeded"] == sum(ran.values())
+    assert balanced(d["counts"])
+    # The cut agent ran on through the first seconds of the partition, and those are counted.
+    assert by_name["cut"]["counts"]["scheduled"] > 400
+    # No gap: the series has every second, and from the epoch on the farm is at full rate again.
+    assert [w["t"] for w in d["series"]][:12] == [float(i) for i in range(12)]
+    after = [w for w in d["series"] if w["t"] >= d["epochs"][0]["at_s"] + 1 and w["t"] + 1 <= 12]
+    assert after and all(w["rps"] == pytest.approx(200, rel=0.02) for w in after), d["series"]
