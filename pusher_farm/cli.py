@@ -126,6 +126,12 @@ def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             help="An agent silent past the timeout: move its share to the others, stop the run, or go on.",
         ),
         click.option(
+            "--late-join/--no-late-join",
+            default=True,
+            show_default=True,
+            help="Give an agent that connects mid-run a share from the next epoch.",
+        ),
+        click.option(
             "--agent-timeout",
             default="3s",
             show_default=True,
@@ -178,7 +184,9 @@ def _spec(target: str, opts: dict[str, Any], *, check_import: bool) -> RunSpec:
         if aclose is not None:
             _loop.run(aclose())
     task = Task(target, params, profile, opts["overtime"], timeout_s, spin_s)
-    return RunSpec((task,), until=until, window=window_s, on_agent_loss=opts["on_agent_loss"])
+    return RunSpec(
+        (task,), until=until, window=window_s, on_agent_loss=opts["on_agent_loss"], late_join=opts["late_join"]
+    )
 
 
 def _timing(opts: dict[str, Any], wait: float) -> Timing:

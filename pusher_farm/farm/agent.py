@@ -154,6 +154,7 @@ class Agent:
                 window=plan.window,
                 until=plan.until,
                 shard=plan.shard,
+                first_slot=plan.first,
                 start_at=plan.local_start,
                 hub=hub,
                 on_window=on_window,

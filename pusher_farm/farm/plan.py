@@ -38,6 +38,8 @@ class RunSpec:
     #: what losing an agent mid-run does: move its share to the others from the next plan
     #: epoch ("rebalance"), stop the run ("abort"), or carry on without it ("continue")
     on_agent_loss: str = "rebalance"
+    #: an agent that connects mid-run gets a share from the next epoch
+    late_join: bool = True
 
     def __post_init__(self) -> None:
         if self.on_agent_loss not in ("rebalance", "abort", "continue"):
@@ -66,6 +68,8 @@ class AgentPlan:
     timeout: float | None
     window: float
     spin: float
+    #: the first global slot this plan covers (an agent that joins mid-run starts later)
+    first: int = 0
 
     @property
     def profile(self) -> Profile:
@@ -91,6 +95,7 @@ class AgentPlan:
             "timeout": self.timeout,
             "window": self.window,
             "spin": self.spin,
+            "first": self.first,
         }
 
     @classmethod
@@ -110,12 +115,13 @@ class AgentPlan:
                 timeout=None if d["timeout"] is None else float(d["timeout"]),
                 window=float(d["window"]),
                 spin=float(d["spin"]),
+                first=int(d.get("first", 0)),
             )
         except ProtocolError:
             raise
         except Exception as exc:
             raise ProtocolError(f"bad plan: {type(exc).__name__}: {exc}") from None
-        if plan.overtime < 0 or not (plan.window > 0) or not math.isfinite(plan.start_at):
+        if plan.first < 0 or plan.overtime < 0 or not (plan.window > 0) or not math.isfinite(plan.start_at):
             raise ProtocolError("bad plan: overtime, window or start time out of range")
         if plan.weights is not None:
             plan.shard  # noqa: B018 - validates index and weights

@@ -120,6 +120,8 @@ class AgentRecord:
     missed_slots: int = 0
     #: the slot from which a lost agent's share moved to the others
     missed_until: int | None = None
+    #: connected after the run started (late join)
+    joining: bool = False
     samples: list[tuple[float, float]] = field(default_factory=list)  # (rtt, offset)
     pings_sent: int = 0
     seqs: set[int] = field(default_factory=set)
@@ -163,6 +165,7 @@ class CoordinatorState:
         self.bad_frames = 0
         self._last_beat = now
         self._deadline_at: float | None = None
+        self._now = now
         self._ping_id = 0
         self._handlers: dict[str, Callable[[AgentRecord, Message, float], list[Action]]] = {
             "pong": self._on_pong,
@@ -177,6 +180,7 @@ class CoordinatorState:
     # -- events -----------------------------------------------------------------------------
 
     def on_message(self, agent_id: str, msg: Message, now: float) -> list[Action]:
+        self._now = now
         if self.phase is Phase.FINISHED:
             return []
         if msg.type == "hello":
@@ -193,6 +197,7 @@ class CoordinatorState:
         return handler(agent, msg, now)
 
     def on_tick(self, now: float) -> list[Action]:
+        self._now = now
         if self.phase is Phase.FINISHED:
             return []
         actions: list[Action] = []
@@ -237,7 +242,8 @@ class CoordinatorState:
                 actions.append(Log("info", f"{existing.label()} is back: taking the windows it kept"))
             return actions
         used = sum(1 for a in self.agents.values() if a.state is not AgentState.SPARE)
-        spare = self.phase is not Phase.WAITING or used >= self.expect
+        joining = self.phase is Phase.RUNNING and self.spec.late_join and self.spec.sharded
+        spare = not joining and (self.phase is not Phase.WAITING or used >= self.expect)
         agent = AgentRecord(
             id=agent_id,
             name=msg["name"],
@@ -254,7 +260,11 @@ class CoordinatorState:
         if spare:
             actions.append(Log("info", f"{agent.label()} connected; {self.expect} agents already: kept spare"))
             return actions
-        actions.append(Log("info", f"{agent.label()} connected ({used + 1}/{self.expect})"))
+        if joining:
+            agent.joining = True
+            actions.append(Log("info", f"{agent.label()} connected mid-run: it joins from the next epoch"))
+        else:
+            actions.append(Log("info", f"{agent.label()} connected ({used + 1}/{self.expect})"))
         actions.append(self._ping(agent, now))
         return actions
 
@@ -275,6 +285,11 @@ class CoordinatorState:
         if len(agent.samples) < self.timing.sync_pings:
             return [self._ping(agent, now)]
         agent.state = AgentState.SYNCED
+        if agent.joining:
+            if self.phase is not Phase.RUNNING:
+                return []
+            task = self.spec.tasks[0]
+            return [Send(agent.id, "prepare", {"run": self.run_id, "target": task.target, "params": dict(task.params)})]
         return self._maybe_prepare(now)
 
     def _maybe_prepare(self, now: float) -> list[Action]:
@@ -294,6 +309,9 @@ class CoordinatorState:
         return actions
 
     def _on_ready(self, agent: AgentRecord, msg: Message, now: float) -> list[Action]:
+        if msg["run"] == self.run_id and agent.joining and self.phase is Phase.RUNNING:
+            agent.index = max(a.index for a in self.agents.values()) + 1
+            return self._join(agent, now)
         if msg["run"] != self.run_id or self.phase is not Phase.PREPARING:
             return []
         agent.state = AgentState.PREPARED
@@ -307,37 +325,47 @@ class CoordinatorState:
         rtts = [a.rtt for a in used if not math.isnan(a.rtt)]
         self.start_at = now + self.timing.start_lead + 2 * max(rtts, default=0.0)
         weights = tuple(a.capacity for a in used)
-        total = sum(weights)
         actions: list[Action] = []
         for agent in used:
             agent.state = AgentState.RUNNING
-            task = self.spec.task_for(agent.index)
-            assert task.profile is not None
-            agent.share = agent.capacity / total if self.spec.sharded else 1.0
-            agent.shard = Shard(agent.index, weights) if self.spec.sharded else None
-            plan = AgentPlan(
-                run=self.run_id,
-                start_at=self.start_at,
-                offset=agent.offset,
-                stages=tuple(task.profile.stages),
-                until=self.spec.until,
-                index=agent.index,
-                weights=weights if self.spec.sharded else None,
-                overtime=task.overtime,
-                timeout=task.timeout,
-                window=self.spec.window,
-                spin=task.spin,
-            )
-            wire = plan.to_wire()
-            wire["stages"] = profile_to_wire(task.profile)
-            actions.append(Send(agent.id, "start", {"run": self.run_id, "plan": wire}))
+            actions.append(self._start_message(agent, weights, agent.index, first=0))
         actions.append(Log("info", f"run {self.run_id} starts on {len(used)} agents"))
         return actions
+
+    def _start_message(self, agent: AgentRecord, weights: tuple[float, ...], index: int, first: int) -> Send:
+        """The ``start`` that gives ``agent`` its plan: slot ``index`` of ``weights`` from slot
+        ``first`` on (sharded runs), or the whole of its own task."""
+        assert self.start_at is not None
+        task = self.spec.task_for(agent.index)
+        assert task.profile is not None
+        agent.share = agent.capacity / sum(weights) if self.spec.sharded else 1.0
+        agent.shard = Shard(index, weights) if self.spec.sharded else None
+        plan = AgentPlan(
+            run=self.run_id,
+            start_at=self.start_at,
+            offset=agent.offset,
+            stages=tuple(task.profile.stages),
+            until=self.spec.until,
+            index=index,
+            weights=weights if self.spec.sharded else None,
+            overtime=task.overtime,
+            timeout=task.timeout,
+            window=self.spec.window,
+            spin=task.spin,
+            first=first,
+        )
+        wire = plan.to_wire()
+        wire["stages"] = profile_to_wire(task.profile)
+        agent.last_sent = self._now
+        return Send(agent.id, "start", {"run": self.run_id, "plan": wire})
 
     def _on_refuse(self, agent: AgentRecord, msg: Message, now: float) -> list[Action]:
         if msg["run"] != self.run_id:
             return []
         agent.error = msg["error"]
+        if agent.joining:
+            agent.state = AgentState.SPARE
+            return [Log("warning", f"{agent.label()} cannot join: {msg['error']}")]
         return [
             *self._stop_all(abort=True),
             self._finish(False, f"{agent.label()} cannot run the target: {msg['error']}", 2),
@@ -419,42 +447,68 @@ class CoordinatorState:
             actions += self._maybe_finish(now)
         return actions
 
-    def _rebalance(self, lost: AgentRecord, now: float) -> list[Action]:
-        """Move the lost agent's share to the running agents from a new plan epoch, announced
-        ahead: slots before it keep the old plan (the lost agent's unreported ones are missed)."""
+    def _epoch_start(self, live: list[AgentRecord], now: float) -> tuple[float, int] | None:
+        """(seconds from the start, first slot) of a new plan epoch announced now, far enough
+        ahead for every agent to hear of it; ``None`` when the schedule ends before it."""
         assert self.start_at is not None
-        live = [a for a in self._used() if a.state is AgentState.RUNNING]
         profile = self.spec.tasks[0].profile
         assert profile is not None
         length = profile.duration if self.spec.until is None else min(self.spec.until, profile.duration)
         rtts = [a.rtt for a in live if not math.isnan(a.rtt)]
         at = now + self.timing.start_lead + 2 * max(rtts, default=0.0) - self.start_at
-        if lost.shard is not None:
-            lost.missed_until = profile.first_slot_at(at) if at < length else profile.slot_count(length)
-            lost.missed_slots = self._missed(lost, lost.missed_until)
-        if not live or at >= length:
-            return [Log("warning", f"{lost.label()} lost near the end: nothing left to rebalance")]
-        from_slot = profile.first_slot_at(at)
+        if at >= length:
+            return None
+        return at, profile.first_slot_at(at)
+
+    def _reshard(
+        self, live: list[AgentRecord], at: float, from_slot: int, reason: str, *, joining: AgentRecord | None = None
+    ) -> list[Action]:
+        """Share the slots from ``from_slot`` on among ``live`` by capacity: an ``epoch`` to
+        every running agent, a ``start`` to one that joins now."""
         weights = tuple(a.capacity for a in live)
         actions: list[Action] = []
         for i, a in enumerate(live):
+            if a is joining:
+                actions.append(self._start_message(a, weights, i, first=from_slot))
+                continue
             a.shard = Shard(i, weights)
-            a.last_sent = now
+            a.share = a.capacity / sum(weights)
+            a.last_sent = self._now
             actions.append(
                 Send(a.id, "epoch", {"run": self.run_id, "from_slot": from_slot, "weights": list(weights), "index": i})
             )
         self.epochs.append(
-            {
-                "from_slot": from_slot,
-                "at_s": round(at, 3),
-                "agents": [a.name for a in live],
-                "reason": f"{lost.name} lost",
-            }
+            {"from_slot": from_slot, "at_s": round(at, 3), "agents": [a.name for a in live], "reason": reason}
         )
         actions.append(
-            Log("warning", f"rebalancing: {len(live)} agents share the rate from slot {from_slot} (t={at:.2f}s)")
+            Log("warning", f"{reason}: {len(live)} agents share the rate from slot {from_slot} (t={at:.2f}s)")
         )
         return actions
+
+    def _rebalance(self, lost: AgentRecord, now: float) -> list[Action]:
+        """Move the lost agent's share to the running agents from a new plan epoch, announced
+        ahead: slots before it keep the old plan (the lost agent's unreported ones are missed)."""
+        live = [a for a in self._used() if a.state is AgentState.RUNNING]
+        epoch = self._epoch_start(live, now)
+        profile = self.spec.tasks[0].profile
+        assert profile is not None
+        if lost.shard is not None:
+            length = profile.duration if self.spec.until is None else min(self.spec.until, profile.duration)
+            lost.missed_until = epoch[1] if epoch is not None else profile.slot_count(length)
+            lost.missed_slots = self._missed(lost, lost.missed_until)
+        if not live or epoch is None:
+            return [Log("warning", f"{lost.label()} lost near the end: nothing left to rebalance")]
+        return self._reshard(live, epoch[0], epoch[1], f"{lost.name} lost")
+
+    def _join(self, agent: AgentRecord, now: float) -> list[Action]:
+        """A late agent, prepared: it takes a share from the next epoch."""
+        running = [a for a in self._used() if a.state is AgentState.RUNNING]
+        epoch = self._epoch_start([*running, agent], now)
+        if epoch is None:
+            agent.state = AgentState.SPARE
+            return [Log("info", f"{agent.label()} joined too late to take a share")]
+        agent.state = AgentState.RUNNING
+        return self._reshard([*running, agent], epoch[0], epoch[1], f"{agent.name} joined", joining=agent)
 
     def _missed(self, agent: AgentRecord, until_slot: int) -> int:
         """Slots ``agent`` owned after its last reported window, up to ``until_slot``."""

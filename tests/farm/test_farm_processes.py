@@ -348,7 +348,7 @@ def test_kill_9_one_of_three_agents_moves_its_share_to_the_others(tmp_path):
     dead = lost[0]
     assert dead["counts"]["scheduled"] > 100  # its windows up to its death are in the report
     assert dead["lost_at_s"] is not None and dead["missed_slots"] > 0
-    assert len(d["epochs"]) == 1 and d["epochs"][0]["agents"] == ["a0", "a2"]
+    assert len(d["epochs"]) == 1 and sorted(d["epochs"][0]["agents"]) == ["a0", "a2"]
     # After two agent timeouts the farm's rate is the requested rate again.
     recovered = d["epochs"][0]["at_s"]
     full = [w for w in d["series"] if w["t"] >= recovered + 1 and w["t"] + 1 <= 12]
@@ -551,3 +551,44 @@ def test_a_partition_that_heals_loses_and_doubles_no_window(tmp_path):
     assert [w["t"] for w in d["series"]][:12] == [float(i) for i in range(12)]
     after = [w for w in d["series"] if w["t"] >= d["epochs"][0]["at_s"] + 1 and w["t"] + 1 <= 12]
     assert after and all(w["rps"] == pytest.approx(200, rel=0.02) for w in after), d["series"]
+
+
+def test_an_agent_that_connects_mid_run_takes_a_share(tmp_path):
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    out = tmp_path / "r.json"
+    coord = subprocess.Popen(
+        [
+            *FARM,
+            "coordinator",
+            "noop",
+            "--rps",
+            "200",
+            "--duration",
+            "8s",
+            "--bind",
+            endpoint,
+            "--expect-agents",
+            "1",
+            "--json",
+            str(out),
+            "-q",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    first = agent(endpoint, "first")
+    time.sleep(4)
+    late = agent(endpoint, "late")
+    _, err = coord.communicate(timeout=120)
+    for a in (first, late):
+        a.wait(30)
+    assert coord.returncode == 0, err
+    d = json.loads(out.read_text())
+    # Every slot of the schedule fired exactly once, before and after the new epoch.
+    assert d["counts"]["scheduled"] == 1600 and balanced(d["counts"])
+    by_name = {a["name"]: a for a in d["agents"]}
+    assert set(by_name) == {"first", "late"}
+    assert by_name["late"]["counts"]["scheduled"] > 100
+    assert [e["reason"] for e in d["epochs"]] == ["late joined"]
+    assert all(w["rps"] == pytest.approx(200, rel=0.02) for w in d["series"][:8]), d["series"]

@@ -29,11 +29,11 @@ def spec(rate=100.0, duration=2.0):
 def sync(state, agent, now, offset=0.0, rtt=0.002):
     """Answer every ping the state sends to ``agent`` until it stops pinging."""
     actions = state.on_message(agent, hello(agent), now)
-    out = []
+    out = list(actions)
     while True:
         pings = [a for a in sends(actions, "ping") if a.agent == agent]
         if not pings:
-            return out + actions
+            return out
         p = pings[0].fields
         now += rtt
         t1 = p["t0"] + rtt / 2 + offset
@@ -148,3 +148,29 @@ def test_offset_comes_from_the_fastest_ping():
     state.on_message("a", msg("pong", id=2, t0=1.0, t1=6.001, t2=6.001), 1.002)  # fast
     assert state.agents["a"].offset == pytest.approx(5.0, abs=1e-9)
     assert state.agents["a"].rtt == pytest.approx(0.002)
+
+
+def test_an_agent_joining_mid_run_gets_a_share_from_the_next_epoch():
+    state = CoordinatorState(spec(duration=60), expect=1, timing=TIMING)
+    started(state, ("a",))
+    actions = sync(state, "late", 5.0)
+    prepares = sends(actions, "prepare")
+    assert [p.agent for p in prepares] == ["late"]
+    actions = state.on_message("late", msg("ready", run=state.run_id), 5.1)
+    start = sends(actions, "start")[0]
+    epoch = sends(actions, "epoch")[0]
+    plan = AgentPlan.from_wire(state.run_id, start.fields["plan"])
+    assert epoch.agent == "a" and epoch.fields["index"] == 0 and epoch.fields["weights"] == [1.0, 1.0]
+    assert plan.index == 1 and plan.weights == (1.0, 1.0) and plan.first == epoch.fields["from_slot"]
+    # announced ahead of now, on the run's own schedule (100/s)
+    assert plan.first == pytest.approx((5.1 + 0.5 - state.start_at) * 100, abs=2)
+    assert state.epochs[0]["reason"] == "late joined"
+
+
+def test_no_late_join_keeps_newcomers_spare():
+    from dataclasses import replace
+
+    state = CoordinatorState(replace(spec(duration=60), late_join=False), expect=1, timing=TIMING)
+    started(state, ("a",))
+    state.on_message("late", hello("late"), 5.0)
+    assert state.agents["late"].state is AgentState.SPARE
