@@ -2,6 +2,7 @@
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -54,6 +55,7 @@ def test_readme_console_block(block):
     )
     for leftover in ("report.json", "farm.json"):
         (ROOT / leftover).unlink(missing_ok=True)
+    shutil.rmtree(ROOT / "farm-keys", ignore_errors=True)
     assert p.returncode == 0, p.stderr
 
 
