@@ -122,6 +122,8 @@ class AgentRecord:
     missed_until: int | None = None
     #: connected after the run started (late join)
     joining: bool = False
+    #: lost, then reconnected: its remaining windows are awaited (until the deadline)
+    returned: bool = False
     samples: list[tuple[float, float]] = field(default_factory=list)  # (rtt, offset)
     pings_sent: int = 0
     seqs: set[int] = field(default_factory=set)
@@ -238,7 +240,8 @@ class CoordinatorState:
             # re-sends its unacknowledged windows and they are merged, each exactly once.
             existing.last_seen = now
             actions: list[Action] = [Send(agent_id, "welcome", {"agent": agent_id})]
-            if existing.state is AgentState.LOST:
+            if existing.state is AgentState.LOST and self.phase is Phase.RUNNING:
+                existing.returned = True  # the run now also waits for what it still has to send
                 actions.append(Log("info", f"{existing.label()} is back: taking the windows it kept"))
             return actions
         used = sum(1 for a in self.agents.values() if a.state is not AgentState.SPARE)
@@ -517,9 +520,17 @@ class CoordinatorState:
         first = profile.first_slot_at((agent.last_window + 1) * self.spec.window)
         return agent.shard.count(first, until_slot)
 
+    def _settled(self, a: AgentRecord) -> bool:
+        """Nothing more to wait for from ``a``: done, or lost and not back with windows to hand in."""
+        if a.state is AgentState.DONE:
+            return True
+        if a.state is not AgentState.LOST:
+            return False
+        return not a.returned or (a.windows_expected is not None and len(a.seqs) >= a.windows_expected)
+
     def _maybe_finish(self, now: float) -> list[Action]:
         used = self._used()
-        if all(a.state in (AgentState.DONE, AgentState.LOST) for a in used):
+        if all(self._settled(a) for a in used):
             lost = [a for a in used if a.state is AgentState.LOST]
             if lost:
                 return [self._finish(False, f"{len(lost)} of {len(used)} agents lost", 1)]
@@ -530,7 +541,8 @@ class CoordinatorState:
             for a in used:
                 if a.state not in (AgentState.DONE, AgentState.LOST):
                     actions += self._lose(a, now, "did not finish in time", rebalance=False)
-            return actions
+                a.returned = False  # stop waiting for a lost agent's last windows
+            return actions + self._maybe_finish(now)
         return []
 
     def _deadline(self) -> float | None:

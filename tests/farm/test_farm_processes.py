@@ -592,3 +592,104 @@ def test_an_agent_that_connects_mid_run_takes_a_share(tmp_path):
     assert by_name["late"]["counts"]["scheduled"] > 100
     assert [e["reason"] for e in d["epochs"]] == ["late joined"]
     assert all(w["rps"] == pytest.approx(200, rel=0.02) for w in d["series"][:8]), d["series"]
+
+
+def test_hosts_in_namespaces_survive_a_5s_link_cut(tmp_path):
+    from netns import Lab
+    from recorder import read
+
+    why = Lab.unavailable()
+    if why:
+        pytest.skip(why)
+    record = tmp_path / "rec"
+    record.mkdir()
+    out = tmp_path / "r.json"
+    rec_env = env(PUSHER_TEST_RECORD=str(record))
+    with Lab(["c", "a1", "a2", "t"]) as lab:
+        c, t = lab.addr["c"], lab.addr["t"]
+        server = lab.popen(
+            "t",
+            [
+                sys.executable,
+                "-c",
+                "import sys, time\nfrom pusher_farm.demo import DemoServer\n"
+                "DemoServer(sys.argv[1], 8080).start()\ntime.sleep(120)",
+                t,
+            ],
+            env=env(),
+        )
+        try:
+            coord = lab.popen(
+                "c",
+                [
+                    *FARM,
+                    "coordinator",
+                    "http",
+                    "--url",
+                    f"http://{t}:8080/",
+                    "--rps",
+                    "200",
+                    "--duration",
+                    "14s",
+                    "--bind",
+                    f"tcp://{c}:5555",
+                    "--insecure",
+                    "--expect-agents",
+                    "2",
+                    "--agent-timeout",
+                    "3s",
+                    "--json",
+                    str(out),
+                    "-q",
+                ],
+                env=env(),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            agents = [
+                lab.popen(
+                    h,
+                    [
+                        *FARM,
+                        "agent",
+                        "--connect",
+                        f"tcp://{c}:5555",
+                        "--name",
+                        h,
+                        "--once",
+                        "-q",
+                        "--gossip",
+                        "recorder:Recorder",
+                    ],
+                    env=rec_env,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
+                for h in ("a1", "a2")
+            ]
+            time.sleep(5)
+            lab.link("a1", up=False)
+            time.sleep(5)
+            lab.link("a1", up=True)
+            _, err = coord.communicate(timeout=120)
+            for a in agents:
+                a.wait(30)
+        finally:
+            server.kill()
+            server.wait(10)
+    assert out.exists(), err
+    d = json.loads(out.read_text())
+    by_name = {a["name"]: a for a in d["agents"]}
+    assert by_name["a1"]["lost"] is True and by_name["a2"]["lost"] is False
+    ran = {pid: sum(1 for e in events if e[0] == "after-target") for pid, events in read(record).items()}
+    for a in d["agents"]:  # every window the cut agent re-sent counted once: no gap, no double
+        assert a["counts"]["succeeded"] + a["counts"]["failed"] == ran[a["pid"]], (a, ran)
+    assert balanced(d["counts"])
+    assert [w["t"] for w in d["series"]][:14] == [float(i) for i in range(14)]
+    after = [w for w in d["series"] if w["t"] >= d["epochs"][0]["at_s"] + 1 and w["t"] + 1 <= 14]
+    assert after and all(w["rps"] == pytest.approx(200, rel=0.02) for w in after), d["series"]
+    # Only the cut agent could not reach the target while its cable was out.
+    unreachable = sum(n for kind, n in d["errors"].items() if kind != "HTTP 503")
+    assert unreachable <= by_name["a1"]["counts"]["failed"]
