@@ -53,6 +53,9 @@ class AgentTiming:
     max_unacked: int = 3600
     #: an ``once`` agent that no coordinator ever answered gives up after this long
     connect_timeout: float = 60.0
+    #: an ``once`` agent whose coordinator went silent keeps offering unacknowledged windows
+    #: this long (a partition that heals in time costs nothing), then exits
+    once_hold: float = 8.0
 
 
 @dataclass
@@ -104,6 +107,8 @@ class Agent:
         self._last_seen = clock()
         self._welcomed = False
         self._warned_silent = False
+        self._last_done: dict[str, Any] | None = None
+        self._last_contact = clock()
         self._runs_served = 0
         self._process = psutil.Process()
         self._process.cpu_percent(None)
@@ -215,13 +220,13 @@ class Agent:
     def _control(self) -> None:
         context = zmq.Context()
         transport = self._connect(context)
-        next_beat = started = self.clock()
+        next_beat = self.clock()
         try:
             while not self._stopping.is_set():
                 if transport.poll(0.02):
                     now = self.clock()
                     for msg in transport.recv_all():
-                        self._last_seen = now
+                        self._last_seen = self._last_contact = now
                         self._handle(transport, msg, now)
                 self._flush_outbox(transport)
                 now = self.clock()
@@ -235,9 +240,18 @@ class Agent:
                     if self._current is not None and not self._current.stop_requested:
                         log.warning("coordinator silent for %.1fs: stopping the load", silent)
                         self._request_stop(abort=True)
-                    never = not self._welcomed and not self._runs_served and now - started > self.timing.connect_timeout
-                    if self.once and (self._runs_served or self._welcomed or never) and self._current is None:
-                        log.warning("coordinator gone: exiting (--once)")
+                    # An --once agent leaves a silent coordinator, but not with measurements it has
+                    # not handed in: those it keeps offering until the connect timeout.
+                    quiet_for = now - self._last_contact
+                    if not (self._runs_served or self._welcomed):
+                        gone = quiet_for > self.timing.connect_timeout
+                    else:
+                        gone = not self._unacked or quiet_for > self.timing.once_hold
+                    if self.once and gone and self._current is None:
+                        log.warning(
+                            "coordinator gone: exiting (--once)%s",
+                            f", {len(self._unacked)} windows never acknowledged" if self._unacked else "",
+                        )
                         self._stopping.set()
                         self._runs.put(None)
                         break
@@ -290,6 +304,8 @@ class Agent:
                 self._unacked[(fields["run"], fields["seq"])] = fields
                 while len(self._unacked) > self.timing.max_unacked:
                     self._unacked.popitem(last=False)
+            elif type_ == "done":
+                self._last_done = fields  # offered again after a reconnect, like windows
             transport.send(type_, **fields)
 
     def _handle(self, transport: DealerTransport, msg: Message, now: float) -> None:
@@ -302,6 +318,8 @@ class Agent:
             self._welcomed = True
             for fields in list(self._unacked.values()):  # re-send what was never acknowledged
                 transport.send("window", **fields)
+            if self._last_done is not None:
+                transport.send("done", **self._last_done)
         elif t == "ack":
             self._unacked.pop((msg["run"], msg["seq"]), None)
         elif t == "prepare":

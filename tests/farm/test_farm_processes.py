@@ -408,6 +408,7 @@ def test_ten_thousand_bad_frames_during_a_run_change_nothing(tmp_path):
     ]
     for n in range(10_000):
         junk[n % 10].send(rng.choice(frames)())
+    junk[0].send(os.urandom(5 * 1024 * 1024))  # over the size limit: ZeroMQ drops that peer
     _, err = coord.communicate(timeout=120)
     for s in junk:
         s.close()
