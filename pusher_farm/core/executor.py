@@ -172,6 +172,8 @@ class Executor:
         flusher = loop.create_task(self._flush_every_window())
         sweeper = loop.create_task(self._sweep_timeouts()) if self.timeout is not None else None
         self._pacer = loop.create_task(self._pace())
+        if self.stopped_early:  # stopped before it started
+            self._pacer.cancel()
         try:
             try:
                 await self._pacer
@@ -194,8 +196,11 @@ class Executor:
         return self.tally
 
     def stop(self) -> None:
-        """Schedule no further slot; calls in flight finish (bounded by the timeout)."""
-        if self._pacer is not None and not self._pacer.done():
+        """Schedule no further slot; calls in flight finish (bounded by the timeout). Before
+        ``run`` has started, the run will schedule nothing."""
+        if self._pacer is None:
+            self.stopped_early = True
+        elif not self._pacer.done():
             self.stopped_early = True
             self._pacer.cancel()
 

@@ -14,7 +14,7 @@ from pusher_farm.core.config import Config, Offer
 from pusher_farm.core.executor import Context, Executor, target_kind
 from pusher_farm.core.gossip import GossipHub
 from pusher_farm.core.report import Report
-from pusher_farm.core.schedule import Constant, Profile
+from pusher_farm.core.schedule import Constant, Profile, Shard
 from pusher_farm.core.window import Window
 from pusher_farm.errors import InvalidOption, InvalidRPS, MissingTarget, PusherError, WorkerBusy
 
@@ -68,6 +68,7 @@ class Worker:
         self._executor: Executor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop_requested = False
+        self._epochs: list[tuple[int, Shard | None]] = []
 
     def __str__(self) -> str:
         return self._ident
@@ -94,6 +95,9 @@ class Worker:
         *,
         on_window: Callable[[Window], None] | None = None,
         close_target: bool = True,
+        shard: Shard | None = None,
+        first_slot: int = 0,
+        start_at: float | None = None,
     ) -> Report:
         """Call the target ``rps`` times a second for ``duration`` seconds (``None``: until
         ``stop()``), then wait for the calls in flight (bounded by the timeout) and report.
@@ -102,13 +106,15 @@ class Worker:
         ``duration`` is shorter, the length. ``on_window`` receives each closed report window.
         A target with an ``aclose()`` coroutine (the http target's pool) is closed at the end
         unless ``close_target`` is false (several workers sharing one target).
+
+        A farm agent also gives its ``shard`` of the farm's global slots, the ``first_slot`` it
+        covers and ``start_at``, the farm's start on ``time.monotonic``'s clock.
         """
         profile = resolve_profile(rps, duration, self._config.profile)
         _check_duration(duration)
         if self._busy:
             raise WorkerBusy(f"{self._ident!r} is already working: try again when it is done")
         self._busy = True
-        self._stop_requested = False
         cfg = self._config
         hub = GossipHub(self, cfg.listeners, cfg.gossip_capacity)
         executor = Executor(
@@ -120,9 +126,15 @@ class Worker:
             window=cfg.window,
             spin=cfg.spin,
             until=duration,
+            shard=shard,
+            first_slot=first_slot,
+            start_at=start_at,
             hub=hub,
             on_window=on_window,
         )
+        for epoch in self._epochs:  # plans announced before the executor existed
+            executor.replan(*epoch)
+        self._epochs.clear()
         self._executor = executor
         self._loop = asyncio.get_running_loop()
         started = time.monotonic()
@@ -135,6 +147,7 @@ class Worker:
         finally:
             self._executor = None
             self._loop = None
+            self._stop_requested = False
             aclose = getattr(self._target, "aclose", None)
             if close_target and aclose is not None:
                 await aclose()  # e.g. the http target's connection pool
@@ -168,17 +181,31 @@ class Worker:
         """End the current run early: no further slot is scheduled, calls in flight finish.
         Safe to call from any thread."""
         self._stop_requested = True
+        self._on_executor(lambda executor: executor.stop())
+
+    def replan(self, from_slot: int, shard: Shard | None) -> None:
+        """From global slot ``from_slot`` on, fire the slots of ``shard`` (a farm's new plan
+        epoch). Safe to call from any thread, also just before the run starts."""
+        if not self._on_executor(lambda executor: executor.replan(from_slot, shard)):
+            self._epochs.append((from_slot, shard))
+
+    def _on_executor(self, action: Callable[[Executor], None]) -> bool:
+        """Run ``action`` on the current executor, on its loop's thread; False if none."""
         loop, executor = self._loop, self._executor
         if loop is None or executor is None:
-            return
+            return False
         try:
             running = asyncio.get_running_loop()
         except RuntimeError:
             running = None
         if running is loop:
-            executor.stop()
-        else:
-            loop.call_soon_threadsafe(executor.stop)
+            action(executor)
+            return True
+        try:
+            loop.call_soon_threadsafe(action, executor)
+        except RuntimeError:
+            return False  # the loop closed: the run is over
+        return True
 
 
 def hire(ident: str, target: Callable[[Context], Any] | None, *offers: Offer) -> Worker:

@@ -11,7 +11,6 @@ Nothing executable arrives over the wire: the target is a name resolved on this 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import queue
@@ -28,11 +27,11 @@ import psutil
 import zmq
 
 from pusher_farm.core import loop as _loop
-from pusher_farm.core.executor import Executor
-from pusher_farm.core.gossip import Gossiper, GossipHub
+from pusher_farm.core.config import with_gossips, with_overtime, with_profile, with_spin, with_timeout, with_window
+from pusher_farm.core.gossip import Gossiper
 from pusher_farm.core.schedule import Shard
 from pusher_farm.core.window import Window
-from pusher_farm.core.worker import hire
+from pusher_farm.core.worker import Worker, hire
 from pusher_farm.errors import ProtocolError, PusherError
 from pusher_farm.farm.plan import AgentPlan
 from pusher_farm.farm.protocol import Message
@@ -62,10 +61,9 @@ class AgentTiming:
 class _Run:
     plan: AgentPlan
     target: Callable[..., Any]
-    loop: asyncio.AbstractEventLoop | None = None
-    executor: Executor | None = None
+    worker: Worker | None = None
     stop_requested: bool = False
-    #: epochs that arrived before the executor existed
+    #: epochs that arrived before the worker existed
     epochs: list[tuple[int, Shard]] = field(default_factory=list)
 
 
@@ -147,59 +145,45 @@ class Agent:
             self._outbox.put(("window", {"run": plan.run, "seq": windows, "w": w.to_wire()}))
             windows += 1
 
-        async def main() -> Executor:
-            worker = hire(self.name, run.target)
-            hub = GossipHub(worker, self.gossips, 65_536)
-            executor = Executor(
+        done: dict[str, Any] = {"run": plan.run, "stopped_early": True, "sent_s": 0.0}
+        cpu0, started = time.process_time(), time.monotonic()
+        try:
+            worker = hire(
+                self.name,
                 run.target,
-                plan.profile,
-                ident=self.name,
-                overtime=plan.overtime,
-                timeout=plan.timeout,
-                window=plan.window,
-                until=plan.until,
-                shard=plan.shard,
-                first_slot=plan.first,
-                start_at=plan.local_start,
-                hub=hub,
-                on_window=on_window,
-                spin=plan.spin,
+                with_profile(plan.profile),
+                with_overtime(plan.overtime),
+                with_timeout(plan.timeout),
+                with_window(plan.window),
+                with_spin(plan.spin),
+                with_gossips(*self.gossips),
             )
-            for from_slot, shard in run.epochs:
-                executor.replan(from_slot, shard)
-            run.loop = asyncio.get_running_loop()
-            run.executor = executor
-            if run.stop_requested:
-                return executor
-            hub.start()
-            try:
-                await executor.run()
-            finally:
-                aclose = getattr(run.target, "aclose", None)
-                if aclose is not None:
-                    await aclose()
-                await asyncio.to_thread(hub.close, 10.0)
-            return executor
-
-        started = time.monotonic()
-        cpu0 = time.process_time()
-        executor = _loop.run(main())
+            for epoch in run.epochs:
+                worker.replan(*epoch)
+            run.worker = worker
+            if not run.stop_requested:
+                report = _loop.run(
+                    worker.work(
+                        None,
+                        plan.until,
+                        on_window=on_window,
+                        shard=plan.shard,
+                        first_slot=plan.first,
+                        start_at=plan.local_start,
+                    )
+                )
+                done.update(
+                    stopped_early=report.stopped_early or run.stop_requested,
+                    sent_s=report.send_duration_s,
+                    gossip_dropped=report.gossip_dropped,
+                )
+        except PusherError as exc:  # a plan this agent cannot follow: say so, count nothing
+            log.error("run %s: %s", plan.run, exc)
         elapsed = time.monotonic() - started
-        sent = executor.scheduled_end - executor.t0 if executor.scheduled_end == executor.scheduled_end else 0.0
-        self._outbox.put(
-            (
-                "done",
-                {
-                    "run": plan.run,
-                    "windows": windows,
-                    "stopped_early": executor.stopped_early or run.stop_requested,
-                    "sent_s": max(sent, 0.0),
-                    "elapsed_s": elapsed,
-                    "cpu": round(100 * (time.process_time() - cpu0) / max(elapsed, 1e-9), 1),
-                    "gossip_dropped": executor.hub.dropped if executor.hub else 0,
-                },
-            )
+        done.update(
+            windows=windows, elapsed_s=elapsed, cpu=round(100 * (time.process_time() - cpu0) / max(elapsed, 1e-9), 1)
         )
+        self._outbox.put(("done", done))
         self._current = None
         self._runs_served += 1
         log.info("run %s done: %d windows", plan.run, windows)
@@ -209,11 +193,8 @@ class Agent:
         if run is None:
             return
         run.stop_requested = True
-        if run.loop is not None and run.executor is not None:
-            try:
-                run.loop.call_soon_threadsafe(run.executor.stop)
-            except RuntimeError:
-                pass  # the loop already closed: the run is over
+        if run.worker is not None:
+            run.worker.stop()
 
     # -- control thread: the socket -------------------------------------------------------------
 
@@ -370,13 +351,10 @@ class Agent:
             log.error("bad epoch for run %s: %s", msg["run"], exc)
             return
         log.info("new plan from slot %d: share %.3f", msg["from_slot"], weights[shard.index] / sum(weights))
-        if run.loop is None or run.executor is None:
+        if run.worker is None:
             run.epochs.append((msg["from_slot"], shard))
-            return
-        try:
-            run.loop.call_soon_threadsafe(run.executor.replan, msg["from_slot"], shard)
-        except RuntimeError:
-            pass  # the run just ended
+        else:
+            run.worker.replan(msg["from_slot"], shard)
 
     def _start(self, msg: Message) -> None:
         run_id = msg["run"]
