@@ -254,7 +254,7 @@ class Agent:
                     if self._unacked:
                         continue
                     transport.send("bye")
-                    time.sleep(0.05)
+                    transport.linger = 1.0  # let the last done and bye leave before closing
                     self._stopping.set()
                     self._runs.put(None)
                     break

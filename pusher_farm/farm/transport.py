@@ -136,6 +136,8 @@ class DealerTransport:
         self.socket.setsockopt(zmq.RECONNECT_IVL_MAX, 2000)
         self.socket.connect(connect)
         self.bad = BadFrames("agent")
+        #: seconds ``close`` waits for queued messages to leave (0: drop them, e.g. stale ones)
+        self.linger = 0.0
 
     def poll(self, timeout: float) -> bool:
         return bool(self.socket.poll(max(0, int(timeout * 1000)), zmq.POLLIN))
@@ -161,4 +163,4 @@ class DealerTransport:
             return False
 
     def close(self) -> None:
-        self.socket.close(linger=0)
+        self.socket.close(linger=int(self.linger * 1000))
