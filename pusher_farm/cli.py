@@ -25,7 +25,7 @@ from pusher_farm.core.report import Report
 from pusher_farm.core.schedule import Constant, Profile, parse_duration, parse_stages
 from pusher_farm.core.window import Window
 from pusher_farm.core.worker import hire
-from pusher_farm.errors import InvalidOption, PusherError
+from pusher_farm.errors import PusherError
 from pusher_farm.farm.plan import RunSpec, Task
 from pusher_farm.farm.state import Timing
 
@@ -483,4 +483,4 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(EXIT_USAGE)
 
 
-__all__ = ["cli", "main", "InvalidOption"]
+__all__ = ["cli", "main"]

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pusher_farm.core.executor import Context, inline
 from pusher_farm.targets import Param, Plugin
 
+if TYPE_CHECKING:  # targets sit below the core: they import none of it at run time
+    from pusher_farm.core.executor import Context
 
-@inline
+
 def noop(ctx: Context) -> None:
     """Does nothing, right on the event loop: the generator's own cost per slot."""
     return None
+
+
+# What pusher_farm.inline sets: call this cheap, non-blocking function right on the loop.
+noop.__pusher_inline__ = True  # type: ignore[attr-defined]
 
 
 def _make_noop() -> Any:

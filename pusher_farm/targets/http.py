@@ -9,13 +9,16 @@ the first call on the running loop and closed by ``aclose`` when the run ends.
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import aiohttp
 
-from pusher_farm.core.executor import Context
 from pusher_farm.errors import TargetError
 from pusher_farm.targets import Param, Plugin
+
+if TYPE_CHECKING:  # targets sit below the core: they import none of it at run time
+    from pusher_farm.core.executor import Context
 
 METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 
