@@ -227,7 +227,9 @@ class CoordinatorState:
             waiting = [a.label() for a in self._used() if a.state is not AgentState.PREPARED]
             actions.append(self._finish(False, f"no answer to prepare from {', '.join(waiting)}", 2))
         elif self.phase is Phase.RUNNING:
-            actions += self._maybe_finish(now)
+            deadline = self._deadline()
+            if deadline is not None and now > deadline:  # done and lost are handled as they come
+                actions += self._maybe_finish(now)
         return actions
 
     # -- handlers ---------------------------------------------------------------------------
@@ -398,14 +400,18 @@ class CoordinatorState:
         agent.windows_expected = msg["windows"]
         agent.stopped_early = msg["stopped_early"]
         agent.stats.update({k: v for k, v in msg.body.items() if k not in ("v", "t", "run")})
-        return self._check_done(agent) + self._maybe_finish(now)
+        return self._check_done(agent)
 
     def _check_done(self, agent: AgentRecord) -> list[Action]:
-        if agent.windows_expected is not None and len(agent.seqs) >= agent.windows_expected:
-            if agent.state is AgentState.RUNNING:
-                agent.state = AgentState.DONE
-                return [Log("info", f"{agent.label()} done: {agent.windows_expected} windows")]
-        return []
+        """Once ``agent`` said done and every window it counted is in: it is done, and the run
+        may be (a lost agent that came back settles the same way)."""
+        if agent.windows_expected is None or len(agent.seqs) < agent.windows_expected:
+            return []
+        actions: list[Action] = []
+        if agent.state is AgentState.RUNNING:
+            agent.state = AgentState.DONE
+            actions.append(Log("info", f"{agent.label()} done: {agent.windows_expected} windows"))
+        return actions + self._maybe_finish(self._now)
 
     def _on_heartbeat(self, agent: AgentRecord, msg: Message, now: float) -> list[Action]:
         agent.stats.update({k: v for k, v in msg.body.items() if k not in ("v", "t")})
