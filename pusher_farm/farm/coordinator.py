@@ -80,6 +80,7 @@ class Coordinator:
         self._stop = threading.Event()
         self._abort = False
         self._stop_sent = False
+        self._stopped_at: float | None = None
         self._closed = False
         self.cpu_seconds = 0.0
 
@@ -108,10 +109,11 @@ class Coordinator:
                     self.aggregator.release(self._running_ids())
                 if finish is None and self._stop.is_set() and not self._stop_sent:
                     self._stop_sent = True
+                    self._stopped_at = self.clock()
                     finish = self._apply(self.state.stop(self.clock(), abort=self._abort))
-                    if self._abort and finish is None:
-                        # Second Ctrl-C: give agents a moment to say what ran, not the whole grace.
-                        self.state.timing = Timing(**{**self.timing.__dict__, "end_grace": 1.0})
+                if finish is None and self._abort:
+                    # A second interrupt: report now with what has arrived.
+                    finish = Finish(False, "aborted: windows not yet received are not in this report", 1)
             if not finish.ok and self.state.start_at is None:
                 self._apply(self.state.stop(self.clock(), abort=True))
         finally:
@@ -192,7 +194,11 @@ class Coordinator:
             describe = ", ".join(t.profile.describe() for t in spec.tasks if t.profile is not None)
         stopped = any(a["stopped_early"] for a in agents) or self._stop_sent
         if stopped or math.isinf(length):
+            # What the agents said they sent; failing that (aborted before their done), the time
+            # from the start to the stop.
             length = longest_sent
+            if not length and start_at is not None and self._stopped_at is not None:
+                length = max(0.0, self._stopped_at - start_at)
         notes = []
         if not finish.ok and finish.reason:
             notes.append(finish.reason)
