@@ -37,6 +37,16 @@ def balanced(c):
     return c["scheduled"] == c["succeeded"] + c["failed"] + c["canceled"]
 
 
+def coordinator(*args: str, out=None, environ=None, quiet=False, lab=None) -> subprocess.Popen:
+    """`farm coordinator ARGS -q` (with --json OUT), on this host or in a lab namespace."""
+    cmd = [*FARM, "coordinator", *args, "-q", *(["--json", str(out)] if out is not None else [])]
+    stream = subprocess.DEVNULL if quiet else subprocess.PIPE
+    kw = {"env": environ or env(), "stdout": stream, "stderr": stream, "text": True}
+    if lab is not None:
+        return lab[0].popen(lab[1], cmd, **kw)
+    return subprocess.Popen(cmd, **kw)
+
+
 def agent(endpoint, name, *extra, environ=None):
     return subprocess.Popen(
         [*FARM, "agent", "--connect", endpoint, "--name", name, "--once", "-q", *extra],
@@ -69,26 +79,8 @@ def test_farm_run_two_processes_holds_the_rate(tmp_path):
 def test_coordinator_and_two_agent_processes(tmp_path):
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     out = tmp_path / "r.json"
-    coord = subprocess.Popen(
-        [
-            *FARM,
-            "coordinator",
-            "noop",
-            "--rps",
-            "1000",
-            "--duration",
-            "3s",
-            "--bind",
-            endpoint,
-            "--expect-agents",
-            "2",
-            "--json",
-            str(out),
-            "-q",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    coord = coordinator(
+        "noop", "--rps", "1000", "--duration", "3s", "--bind", endpoint, "--expect-agents", "2", out=str(out)
     )
     agents = [agent(endpoint, f"a{i}") for i in range(2)]
     _, err = coord.communicate(timeout=120)
@@ -107,27 +99,8 @@ def test_three_agents_interleave_evenly_and_histograms_merge_exactly(tmp_path):
     record.mkdir()
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     out = tmp_path / "r.json"
-    coord = subprocess.Popen(
-        [
-            *FARM,
-            "coordinator",
-            "recorder:hit",
-            "--rps",
-            "30",
-            "--duration",
-            "3s",
-            "--bind",
-            endpoint,
-            "--expect-agents",
-            "3",
-            "--json",
-            str(out),
-            "-q",
-        ],
-        env=env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    coord = coordinator(
+        "recorder:hit", "--rps", "30", "--duration", "3s", "--bind", endpoint, "--expect-agents", "3", out=str(out)
     )
     agents = [
         agent(endpoint, f"a{i}", "--gossip", "recorder:Recorder", environ=env(PUSHER_TEST_RECORD=str(record)))
@@ -172,25 +145,7 @@ def test_target_that_cannot_be_imported_on_an_agent_fails_the_run_naming_it(tmp_
     mod.mkdir()
     (mod / "agentonly.py").write_text("def fn(ctx):\n    return 1\n")
     endpoint = f"tcp://127.0.0.1:{free_port()}"
-    coord = subprocess.Popen(
-        [
-            *FARM,
-            "coordinator",
-            "agentonly:fn",
-            "--rps",
-            "10",
-            "--duration",
-            "2s",
-            "--bind",
-            endpoint,
-            "--expect-agents",
-            "2",
-            "-q",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    coord = coordinator("agentonly:fn", "--rps", "10", "--duration", "2s", "--bind", endpoint, "--expect-agents", "2")
     good = agent(endpoint, "has-it", environ=env(PYTHONPATH=str(mod)))
     bad = agent(endpoint, "lacks-it")
     out, err = coord.communicate(timeout=120)
@@ -204,24 +159,8 @@ def test_a_silent_coordinator_stops_the_agents_load(tmp_path):
     record = tmp_path / "rec"
     record.mkdir()
     endpoint = f"tcp://127.0.0.1:{free_port()}"
-    coord = subprocess.Popen(
-        [
-            *FARM,
-            "coordinator",
-            "recorder:hit",
-            "--rps",
-            "100",
-            "--duration",
-            "60s",
-            "--bind",
-            endpoint,
-            "--expect-agents",
-            "1",
-            "-q",
-        ],
-        env=env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    coord = coordinator(
+        "recorder:hit", "--rps", "100", "--duration", "60s", "--bind", endpoint, "--expect-agents", "1", quiet=True
     )
     a = agent(endpoint, "orphan", "--gossip", "recorder:Recorder", environ=env(PUSHER_TEST_RECORD=str(record)))
     from recorder import read
@@ -312,28 +251,19 @@ def test_an_agent_serves_several_runs_in_a_row(tmp_path):
 def test_kill_9_one_of_three_agents_moves_its_share_to_the_others(tmp_path):
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     out = tmp_path / "r.json"
-    coord = subprocess.Popen(
-        [
-            *FARM,
-            "coordinator",
-            "noop",
-            "--rps",
-            "300",
-            "--duration",
-            "12s",
-            "--bind",
-            endpoint,
-            "--expect-agents",
-            "3",
-            "--agent-timeout",
-            "2s",
-            "--json",
-            str(out),
-            "-q",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    coord = coordinator(
+        "noop",
+        "--rps",
+        "300",
+        "--duration",
+        "12s",
+        "--bind",
+        endpoint,
+        "--expect-agents",
+        "3",
+        "--agent-timeout",
+        "2s",
+        out=str(out),
     )
     agents = [agent(endpoint, f"a{i}") for i in range(3)]
     time.sleep(5)
@@ -367,26 +297,8 @@ def test_ten_thousand_bad_frames_during_a_run_change_nothing(tmp_path):
 
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     out = tmp_path / "r.json"
-    coord = subprocess.Popen(
-        [
-            *FARM,
-            "coordinator",
-            "noop",
-            "--rps",
-            "500",
-            "--duration",
-            "4s",
-            "--bind",
-            endpoint,
-            "--expect-agents",
-            "2",
-            "--json",
-            str(out),
-            "-q",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    coord = coordinator(
+        "noop", "--rps", "500", "--duration", "4s", "--bind", endpoint, "--expect-agents", "2", out=str(out)
     )
     agents = [agent(endpoint, f"a{i}") for i in range(2)]
     time.sleep(2.5)
@@ -433,28 +345,19 @@ def test_with_keys_only_authorised_agents_join(tmp_path):
     shutil.copy(keys / "coordinator.key", other / "coordinator.key")
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     out = tmp_path / "r.json"
-    coord = subprocess.Popen(
-        [
-            *FARM,
-            "coordinator",
-            "noop",
-            "--rps",
-            "100",
-            "--duration",
-            "2s",
-            "--bind",
-            endpoint,
-            "--expect-agents",
-            "1",
-            "--keys",
-            str(keys),
-            "--json",
-            str(out),
-            "-q",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    coord = coordinator(
+        "noop",
+        "--rps",
+        "100",
+        "--duration",
+        "2s",
+        "--bind",
+        endpoint,
+        "--expect-agents",
+        "1",
+        "--keys",
+        str(keys),
+        out=str(out),
     )
     stranger = agent(endpoint, "stranger", "--keys", str(other))
     plain = agent(endpoint, "plain")
@@ -503,29 +406,19 @@ def test_a_partition_that_heals_loses_and_doubles_no_window(tmp_path):
     record.mkdir()
     port = free_port()
     out = tmp_path / "r.json"
-    coord = subprocess.Popen(
-        [
-            *FARM,
-            "coordinator",
-            "recorder:hit",
-            "--rps",
-            "200",
-            "--duration",
-            "12s",
-            "--bind",
-            f"tcp://127.0.0.1:{port}",
-            "--expect-agents",
-            "2",
-            "--agent-timeout",
-            "2s",
-            "--json",
-            str(out),
-            "-q",
-        ],
-        env=env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    coord = coordinator(
+        "recorder:hit",
+        "--rps",
+        "200",
+        "--duration",
+        "12s",
+        "--bind",
+        f"tcp://127.0.0.1:{port}",
+        "--expect-agents",
+        "2",
+        "--agent-timeout",
+        "2s",
+        out=str(out),
     )
     with Proxy(port) as proxy:
         rec_env = env(PUSHER_TEST_RECORD=str(record))
@@ -557,26 +450,8 @@ def test_a_partition_that_heals_loses_and_doubles_no_window(tmp_path):
 def test_an_agent_that_connects_mid_run_takes_a_share(tmp_path):
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     out = tmp_path / "r.json"
-    coord = subprocess.Popen(
-        [
-            *FARM,
-            "coordinator",
-            "noop",
-            "--rps",
-            "200",
-            "--duration",
-            "8s",
-            "--bind",
-            endpoint,
-            "--expect-agents",
-            "1",
-            "--json",
-            str(out),
-            "-q",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    coord = coordinator(
+        "noop", "--rps", "200", "--duration", "8s", "--bind", endpoint, "--expect-agents", "1", out=str(out)
     )
     first = agent(endpoint, "first")
     time.sleep(4)
@@ -620,33 +495,23 @@ def test_hosts_in_namespaces_survive_a_5s_link_cut(tmp_path):
             env=env(),
         )
         try:
-            coord = lab.popen(
-                "c",
-                [
-                    *FARM,
-                    "coordinator",
-                    "http",
-                    "--url",
-                    f"http://{t}:8080/",
-                    "--rps",
-                    "200",
-                    "--duration",
-                    "14s",
-                    "--bind",
-                    f"tcp://{c}:5555",
-                    "--insecure",
-                    "--expect-agents",
-                    "2",
-                    "--agent-timeout",
-                    "3s",
-                    "--json",
-                    str(out),
-                    "-q",
-                ],
-                env=env(),
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
+            coord = coordinator(
+                "http",
+                "--url",
+                f"http://{t}:8080/",
+                "--rps",
+                "200",
+                "--duration",
+                "14s",
+                "--bind",
+                f"tcp://{c}:5555",
+                "--insecure",
+                "--expect-agents",
+                "2",
+                "--agent-timeout",
+                "3s",
+                out=str(out),
+                lab=(lab, "c"),
             )
             agents = [
                 lab.popen(
