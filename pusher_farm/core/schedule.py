@@ -74,6 +74,10 @@ class Profile:
         self._r0 = np.array([s.start for s in stages])
         self._slope = np.array([(s.end - s.start) / s.duration for s in stages])
 
+    def length(self, until: float | None = None) -> float:
+        """How long a run of this profile lasts when cut at ``until`` seconds (None: not cut)."""
+        return self.duration if until is None else min(until, self.duration)
+
     def slots_until(self, t: float) -> float:
         """The integral of the rate over [0, t]: how many slots are due before ``t``."""
         t = min(t, self.duration)
@@ -116,7 +120,7 @@ class Profile:
 
     def slot_count(self, until: float | None = None) -> int:
         """Number of slots due in [0, until) (the whole profile by default)."""
-        end = self.duration if until is None else min(until, self.duration)
+        end = self.length(until)
         if math.isinf(end):
             raise InvalidOption("an open-ended profile has no slot count; give a duration")
         n = self.slots_until(end)
@@ -245,7 +249,7 @@ def slot_batches(
 
     ``first`` is the first global slot number considered; ``shard`` keeps only owned slots.
     """
-    end = profile.duration if until is None else min(until, profile.duration)
+    end = profile.length(until)
     if shard is not None:
         period, offsets = shard.cycle()
     else:

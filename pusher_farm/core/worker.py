@@ -154,7 +154,7 @@ class Worker:
             await asyncio.to_thread(hub.close, 10.0)
             self._busy = False
         end = executor.scheduled_end if not math.isnan(executor.scheduled_end) else time.monotonic()
-        length = profile.duration if duration is None else min(duration, profile.duration)
+        length = profile.length(duration)
         sent_s = max(end - executor.t0, 0.0)
         schedule_s = sent_s if (executor.stopped_early or math.isinf(length)) else length
         return Report.from_tally(

@@ -176,7 +176,7 @@ class Coordinator:
         if spec.sharded:
             profile = spec.tasks[0].profile
             assert profile is not None
-            length = profile.duration if spec.until is None else min(spec.until, profile.duration)
+            length = profile.length(spec.until)
             requested = profile.average_rate(length)
             target = spec.tasks[0].target
             describe = profile.describe()
@@ -185,7 +185,7 @@ class Coordinator:
             requested = 0.0
             for t in spec.tasks:
                 assert t.profile is not None
-                ln = t.profile.duration if spec.until is None else min(spec.until, t.profile.duration)
+                ln = t.profile.length(spec.until)
                 lengths.append(ln)
                 requested += t.profile.average_rate(ln)
             length = max(lengths)

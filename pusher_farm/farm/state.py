@@ -462,7 +462,7 @@ class CoordinatorState:
         assert self.start_at is not None
         profile = self.spec.tasks[0].profile
         assert profile is not None
-        length = profile.duration if self.spec.until is None else min(self.spec.until, profile.duration)
+        length = profile.length(self.spec.until)
         rtts = [a.rtt for a in live if not math.isnan(a.rtt)]
         at = now + self.timing.start_lead + 2 * max(rtts, default=0.0) - self.start_at
         if at >= length:
@@ -502,7 +502,7 @@ class CoordinatorState:
         profile = self.spec.tasks[0].profile
         assert profile is not None
         if lost.shard is not None:
-            length = profile.duration if self.spec.until is None else min(self.spec.until, profile.duration)
+            length = profile.length(self.spec.until)
             lost.missed_until = epoch[1] if epoch is not None else profile.slot_count(length)
             lost.missed_slots = self._missed(lost, lost.missed_until)
         if not live or epoch is None:
@@ -563,7 +563,7 @@ class CoordinatorState:
         for i in range(len(self._used())):
             task = self.spec.task_for(i)
             assert task.profile is not None
-            length = task.profile.duration if self.spec.until is None else min(self.spec.until, task.profile.duration)
+            length = task.profile.length(self.spec.until)
             lengths.append(length + (task.timeout or 0.0))
         longest = max(lengths, default=0.0)
         if math.isinf(longest):
