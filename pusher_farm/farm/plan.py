@@ -11,7 +11,7 @@ from pusher_farm.core.config import DEFAULT_OVERTIME, DEFAULT_TIMEOUT
 from pusher_farm.core.schedule import Constant, Profile, Shard, Stage, Stages
 from pusher_farm.errors import ProtocolError
 
-__all__ = ["AgentPlan", "RunSpec", "Task", "profile_from_wire", "profile_to_wire"]
+__all__ = ["AgentPlan", "RunSpec", "Task", "profile_from_wire"]
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,7 @@ class AgentPlan:
 
     @property
     def profile(self) -> Profile:
-        return profile_from_wire([[s.duration, s.start, s.end] for s in self.stages])
+        return profile_from_wire(_stages_to_wire(self.stages))
 
     @property
     def shard(self) -> Shard | None:
@@ -87,7 +87,7 @@ class AgentPlan:
         return {
             "start_at": self.start_at,
             "offset": self.offset,
-            "stages": [[s.duration, s.start, s.end] for s in self.stages],
+            "stages": _stages_to_wire(self.stages),
             "until": self.until,
             "index": self.index,
             "weights": None if self.weights is None else list(self.weights),
@@ -128,8 +128,8 @@ class AgentPlan:
         return plan
 
 
-def profile_to_wire(profile: Profile) -> list[list[float]]:
-    return [[s.duration, s.start, s.end] for s in profile.stages]
+def _stages_to_wire(stages: tuple[Stage, ...]) -> list[list[float]]:
+    return [[s.duration, s.start, s.end] for s in stages]
 
 
 def profile_from_wire(stages: Any) -> Profile:

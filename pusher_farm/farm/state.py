@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pusher_farm.core.schedule import Shard
-from pusher_farm.farm.plan import AgentPlan, RunSpec, profile_to_wire
+from pusher_farm.farm.plan import AgentPlan, RunSpec
 from pusher_farm.farm.protocol import Message
 
 __all__ = [
@@ -359,10 +359,8 @@ class CoordinatorState:
             spin=task.spin,
             first=first,
         )
-        wire = plan.to_wire()
-        wire["stages"] = profile_to_wire(task.profile)
         agent.last_sent = self._now
-        return Send(agent.id, "start", {"run": self.run_id, "plan": wire})
+        return Send(agent.id, "start", {"run": self.run_id, "plan": plan.to_wire()})
 
     def _on_refuse(self, agent: AgentRecord, msg: Message, now: float) -> list[Action]:
         if msg["run"] != self.run_id:
