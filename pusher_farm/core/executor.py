@@ -134,7 +134,6 @@ class Executor:
         self.timeout = timeout
         self.window = window
         self.until = until
-        self.shard = shard
         self.first_slot = first_slot
         self.start_at = start_at
         self.hub = hub if hub else None
