@@ -115,6 +115,12 @@ def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--header", "headers", multiple=True, metavar="'NAME: VALUE'", help="HTTP header (repeatable)."),
         click.option("--body", help="HTTP request body."),
         click.option(
+            "--engine",
+            type=click.Choice(["lean", "aiohttp"]),
+            help="HTTP engine for the http target: lean (the default: HTTP/1.1 keep-alive, several times faster) "
+            "or aiohttp (when the load needs redirects, cookies or a proxy).",
+        ),
+        click.option(
             "--json", "json_path", type=click.Path(dir_okay=False), help="Write the JSON report here ('-': stdout)."
         ),
         click.option("-q", "--quiet", is_flag=True, help="No live progress lines."),
@@ -144,10 +150,15 @@ def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _target_params(
-    params: tuple[str, ...], url: str | None, method: str | None, headers: tuple[str, ...], body: str | None
+    params: tuple[str, ...],
+    url: str | None,
+    method: str | None,
+    headers: tuple[str, ...],
+    body: str | None,
+    engine: str | None = None,
 ) -> dict[str, Any]:
     out = _params(params)
-    for key, value in (("url", url), ("method", method), ("body", body)):
+    for key, value in (("url", url), ("method", method), ("body", body), ("engine", engine)):
         if value is not None:
             out[key] = value
     if headers:
@@ -177,7 +188,9 @@ def _spec(target: str, opts: dict[str, Any], *, check_import: bool) -> RunSpec:
     spin_s = _duration_or_none(opts["spin"], "--spin") or 0.0
     with_overtime(opts["overtime"]), with_timeout(timeout_s), with_spin(spin_s)  # validate
     _check_json_path(opts["json_path"])
-    params = _target_params(opts["params"], opts["url"], opts["method"], opts["headers"], opts["body"])
+    params = _target_params(
+        opts["params"], opts["url"], opts["method"], opts["headers"], opts["body"], opts["engine"]
+    )
     if check_import or target in builtin_names():
         fn = resolve(target, params)  # fails here, with one line, rather than on every agent
         aclose = getattr(fn, "aclose", None)

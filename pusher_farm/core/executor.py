@@ -59,9 +59,17 @@ def inline(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def target_kind(target: Callable[..., Any]) -> str:
-    """'inline', 'async' or 'sync': how the executor will call ``target``."""
+    """'inline', 'callback', 'async' or 'sync': how the executor will call ``target``.
+
+    A *callback* target (the http target's lean engine) has ``__pusher_start__(ctx, done)``,
+    which starts the call without blocking and returns a handle with ``cancel()``; it calls
+    ``done(ctx, result, error_kind)`` exactly once, later, from the loop (``error_kind`` None:
+    success). No task per call: the cheapest way to keep many calls in flight.
+    """
     if getattr(target, "__pusher_inline__", False):
         return "inline"
+    if callable(getattr(target, "__pusher_start__", None)):
+        return "callback"
     if inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(
         getattr(target, "__call__", None)  # noqa: B004 - an object with an async __call__
     ):
@@ -89,7 +97,7 @@ class Context:
         self.worker = worker
         self.cancelled = False
         self._done = False
-        self._task: asyncio.Future[Any] | None = None
+        self._task: Any = None  # what cancels the call: its task, future or handle
 
     def remaining(self) -> float | None:
         """Seconds left before the timeout, ``None`` without one."""
@@ -148,7 +156,7 @@ class Executor:
         self._pacer: asyncio.Task[None] | None = None
         # Calls in flight in launch order, which is also deadline order (one timeout for all):
         # the sweeper reads expired calls off the front, with no timer per call.
-        self._inflight: dict[Context, asyncio.Future[Any]] = {}
+        self._inflight: dict[Context, Any] = {}  # a task, a future or a callback target's handle
         self._idle: asyncio.Event | None = None
         self._pool: DaemonPool | None = None
         self._epochs: list[tuple[int, Shard | None]] = [(first_slot, shard)]
@@ -221,7 +229,8 @@ class Executor:
                 now = self.clock()
                 ctx.cancelled = True
                 self._failed(ctx, now, now, kind)
-            task.cancel()
+            if task is not None:
+                task.cancel()
 
     def replan(self, from_slot: int, shard: Shard | None) -> None:
         """From global slot ``from_slot`` on, fire the slots of ``shard`` (a new plan epoch,
@@ -307,6 +316,24 @@ class Executor:
                 self._succeeded(ctx, now, self.clock(), result)
             self._release()
             return
+        if kind == "callback":
+            inflight = self._inflight
+            inflight[ctx] = None  # before the call: done() may come before start returns
+            try:
+                handle = self.target.__pusher_start__(ctx, self._callback_done)  # type: ignore[attr-defined]
+            except _FATAL:
+                inflight.pop(ctx, None)
+                self._failed(ctx, now, self.clock(), INTERRUPTED)
+                self._release()
+                raise
+            except BaseException as exc:
+                inflight.pop(ctx, None)
+                self._failed(ctx, now, self.clock(), _kind_of(exc))
+                self._release()
+                return
+            if ctx in inflight:
+                ctx._task = inflight[ctx] = handle
+            return
         loop = asyncio.get_running_loop()
         if kind == "async":
             task: asyncio.Future[Any] = loop.create_task(self._call_async(ctx, now))
@@ -316,6 +343,15 @@ class Executor:
             task.add_done_callback(partial(self._sync_done, ctx))
         ctx._task = task
         self._inflight[ctx] = task
+
+    def _callback_done(self, ctx: Context, result: Any, error: str | None) -> None:
+        self._inflight.pop(ctx, None)
+        if not ctx._done:  # else already counted (timed out, or the run was aborted)
+            if error is None:
+                self._succeeded(ctx, ctx.started, self.clock(), result)
+            else:
+                self._failed(ctx, ctx.started, self.clock(), error)
+        self._release()
 
     def _release(self) -> None:
         self.in_flight -= 1
@@ -341,7 +377,7 @@ class Executor:
         ctx.cancelled = True
         now = self.clock()
         self._failed(ctx, ctx.started, now, TIMEOUT)
-        if self.kind == "async" and ctx._task is not None:
+        if self.kind in ("async", "callback") and ctx._task is not None:
             ctx._task.cancel()
 
     async def _call_async(self, ctx: Context, start: float) -> None:
