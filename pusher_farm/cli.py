@@ -188,9 +188,7 @@ def _spec(target: str, opts: dict[str, Any], *, check_import: bool) -> RunSpec:
     spin_s = _duration_or_none(opts["spin"], "--spin") or 0.0
     with_overtime(opts["overtime"]), with_timeout(timeout_s), with_spin(spin_s)  # validate
     _check_json_path(opts["json_path"])
-    params = _target_params(
-        opts["params"], opts["url"], opts["method"], opts["headers"], opts["body"], opts["engine"]
-    )
+    params = _target_params(opts["params"], opts["url"], opts["method"], opts["headers"], opts["body"], opts["engine"])
     if check_import or target in builtin_names():
         fn = resolve(target, params)  # fails here, with one line, rather than on every agent
         aclose = getattr(fn, "aclose", None)
