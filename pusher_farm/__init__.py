@@ -9,6 +9,7 @@ import pusher_farm.farm as _farm_package  # noqa: F401
 from pusher_farm.core.config import (
     Config,
     Offer,
+    with_batch,
     with_gossips,
     with_overtime,
     with_profile,
@@ -68,6 +69,7 @@ __all__ = [
     "inline",
     "parse_duration",
     "parse_stages",
+    "with_batch",
     "with_gossips",
     "with_overtime",
     "with_profile",

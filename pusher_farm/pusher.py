@@ -106,13 +106,14 @@ def _on_processes(
             raise WorkerBusy(f"{w.ident!r} is already working: try again when it is done")
         name, params = spec_of(w.target)
         profile = resolve_profile(rps, duration, cfg.profile)
-        tasks.append(Task(name, params, profile, cfg.overtime, cfg.timeout, cfg.spin))
+        tasks.append(Task(name, params, profile, cfg.overtime, cfg.timeout, cfg.spin, cfg.batch))
     window = workers[0].config().window
     if sharded:
         one = tasks[0]
         assert one.profile is not None and rps is not None
         total = Constant(rps * len(workers), duration)
-        spec = RunSpec((Task(one.target, one.params, total, one.overtime, one.timeout, one.spin),), duration, window)
+        task = Task(one.target, one.params, total, one.overtime, one.timeout, one.spin, one.batch)
+        spec = RunSpec((task,), duration, window)
     else:
         spec = RunSpec(tuple(tasks), duration, window)
     for w in workers:

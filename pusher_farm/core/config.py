@@ -11,10 +11,12 @@ from pusher_farm.core.schedule import Profile
 from pusher_farm.errors import InvalidOption, InvalidOvertime
 
 __all__ = [
+    "DEFAULT_BATCH",
     "DEFAULT_OVERTIME",
     "DEFAULT_TIMEOUT",
     "Config",
     "Offer",
+    "with_batch",
     "with_gossips",
     "with_overtime",
     "with_profile",
@@ -28,6 +30,8 @@ __all__ = [
 DEFAULT_OVERTIME = 10_000
 #: Per-call bound by default, so a run always ends; ``with_timeout(None)`` removes it.
 DEFAULT_TIMEOUT = 30.0
+#: Slots due within this long of a wake-up are launched with it (``with_batch``).
+DEFAULT_BATCH = 0.004
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,8 @@ class Config:
     window: float = 1.0
     #: seconds of busy-waiting before each slot (0: sleep on the loop's millisecond timers)
     spin: float = 0.0
+    #: slots due within this long of a wake-up start with it, up to this early (fewer wake-ups)
+    batch: float = DEFAULT_BATCH
     #: gossips one listener may have waiting before further ones are counted as dropped
     gossip_capacity: int = 65_536
     busy: bool = field(default=False, compare=False)
@@ -95,6 +101,21 @@ def with_window(seconds: float) -> Offer:
     ):
         raise InvalidOption(f"window must be a positive number of seconds, got {seconds!r}")
     return lambda c: replace(c, window=float(seconds))
+
+
+def with_batch(seconds: float) -> Offer:
+    """Launch every slot due within ``seconds`` of a wake-up with it: fewer wake-ups (about a
+    third of the CPU per call at a few thousand calls per second with the default 4 ms), at the
+    price of starting such slots up to ``seconds`` early. Their latency then counts from their
+    actual start (never below the service time); their lag is 0. 0 wakes up for every slot
+    (on the loop's millisecond timers); ``with_spin`` ignores the batch."""
+    if (
+        isinstance(seconds, bool)
+        or not isinstance(seconds, (int, float))
+        or not (math.isfinite(seconds) and 0 <= seconds <= 0.1)
+    ):
+        raise InvalidOption(f"batch must be between 0 and 0.1 second, got {seconds!r}")
+    return lambda c: replace(c, batch=float(seconds))
 
 
 def with_spin(seconds: float) -> Offer:

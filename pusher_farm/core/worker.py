@@ -125,6 +125,7 @@ class Worker:
             timeout=cfg.timeout,
             window=cfg.window,
             spin=cfg.spin,
+            batch=cfg.batch,
             until=duration,
             shard=shard,
             first_slot=first_slot,

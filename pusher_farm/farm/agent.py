@@ -27,7 +27,15 @@ import psutil
 import zmq
 
 from pusher_farm.core import loop as _loop
-from pusher_farm.core.config import with_gossips, with_overtime, with_profile, with_spin, with_timeout, with_window
+from pusher_farm.core.config import (
+    with_batch,
+    with_gossips,
+    with_overtime,
+    with_profile,
+    with_spin,
+    with_timeout,
+    with_window,
+)
 from pusher_farm.core.gossip import Gossiper
 from pusher_farm.core.schedule import Shard
 from pusher_farm.core.window import Window
@@ -156,6 +164,7 @@ class Agent:
                 with_timeout(plan.timeout),
                 with_window(plan.window),
                 with_spin(plan.spin),
+                with_batch(plan.batch),
                 with_gossips(*self.gossips),
             )
             for epoch in run.epochs:

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pusher_farm.core.config import DEFAULT_OVERTIME, DEFAULT_TIMEOUT
+from pusher_farm.core.config import DEFAULT_BATCH, DEFAULT_OVERTIME, DEFAULT_TIMEOUT
 from pusher_farm.core.schedule import Constant, Profile, Shard, Stage, Stages
 from pusher_farm.errors import ProtocolError
 
@@ -25,6 +25,7 @@ class Task:
     overtime: int = DEFAULT_OVERTIME
     timeout: float | None = DEFAULT_TIMEOUT
     spin: float = 0.0
+    batch: float = DEFAULT_BATCH
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,7 @@ class AgentPlan:
     timeout: float | None
     window: float
     spin: float
+    batch: float
     #: the first global slot this plan covers (an agent that joins mid-run starts later)
     first: int = 0
 
@@ -95,6 +97,7 @@ class AgentPlan:
             "timeout": self.timeout,
             "window": self.window,
             "spin": self.spin,
+            "batch": self.batch,
             "first": self.first,
         }
 
@@ -115,6 +118,7 @@ class AgentPlan:
                 timeout=None if d["timeout"] is None else float(d["timeout"]),
                 window=float(d["window"]),
                 spin=float(d["spin"]),
+                batch=float(d["batch"]),
                 first=int(d.get("first", 0)),
             )
         except ProtocolError:

@@ -357,6 +357,7 @@ class CoordinatorState:
             timeout=task.timeout,
             window=self.spec.window,
             spin=task.spin,
+            batch=task.batch,
             first=first,
         )
         agent.last_sent = self._now

