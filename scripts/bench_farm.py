@@ -7,9 +7,11 @@ Prints a table and writes JSON (default bench-results/bench_farm.json):
   at 1k, 5k and 20k rps (noop target), and the bytes per agent-second the coordinator received;
 * the coordinator's CPU share with 200 and 1,000 simulated agents, each sending one report
   window per second (a separate process plays the agents over real ZeroMQ sockets, so only
-  the coordinator's own work is measured).
+  the coordinator's own work is measured);
+* scale-out: the highest no-op rate ``farm run -p 1`` and ``farm run -p 2`` sustain with < 1%
+  shortfall and every slot accounted (coordinator included, all on this machine's cores).
 
-Usage: python scripts/bench_farm.py [--quick] [--out PATH]
+Usage: python scripts/bench_farm.py [--quick] [--coordinator-only] [--scale-only] [--out PATH]
 """
 
 from __future__ import annotations
@@ -124,6 +126,46 @@ def simulate(endpoint: str, count: int, seconds: int, per_window: int) -> None:
     ctx.term()
 
 
+def sustains(processes: int, rate: float, duration: float) -> dict:
+    """One ``farm run noop -p N`` at ``rate``: achieved rate and whether every slot is counted."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "r.json"
+        cmd = [
+            sys.executable, "-m", "pusher_farm", "run", "noop", "--rps", str(rate), "--duration", f"{duration}s",
+            "-p", str(processes), "--json", str(out), "-q",
+        ]  # fmt: skip
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+        d = json.loads(out.read_text())
+    c = d["counts"]
+    return {
+        "processes": processes,
+        "rate": rate,
+        "achieved_rps": d["achieved_rps"],
+        "shortfall": 1 - d["achieved_rps"] / rate,
+        "canceled": c["canceled"],
+        "balanced": c["scheduled"] == c["succeeded"] + c["failed"] + c["canceled"],
+    }
+
+
+def max_rate(processes: int, duration: float, low: float, high: float) -> tuple[float, list[dict]]:
+    """Highest rate (to 5%) with < 1% shortfall, nothing canceled, every slot counted."""
+    trials = []
+    best = 0.0
+    while high / low > 1.05:
+        mid = (low * high) ** 0.5
+        r = sustains(processes, round(mid), duration)
+        trials.append(r)
+        achieved, short = r["achieved_rps"], r["shortfall"]
+        print(f"    -p {processes} {round(mid):>8}/s: achieved {achieved:>10.0f}/s shortfall {short:+.2%}")
+        if r["shortfall"] < 0.01 and r["balanced"] and r["canceled"] == 0:
+            best, low = max(best, r["achieved_rps"]), mid
+        else:
+            high = mid
+    return best, trials
+
+
 def coordinator_cost(count: int, seconds: int, per_window: int) -> dict:
     from pusher_farm.core.schedule import Constant
     from pusher_farm.farm.coordinator import Coordinator
@@ -165,6 +207,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--simulate", nargs=4, help=argparse.SUPPRESS)
     ap.add_argument("--quick", action="store_true", help="shorter runs")
+    ap.add_argument(
+        "--calls-per-window", type=int, default=50_000, help="calls in each simulated agent-second (3 histograms)"
+    )
+    ap.add_argument("--coordinator-only", action="store_true", help="only the coordinator cost")
+    ap.add_argument("--scale-only", action="store_true", help="only the scale-out runs")
     ap.add_argument("--out", default="bench-results/bench_farm.json")
     args = ap.parse_args()
     if args.simulate:
@@ -175,7 +222,7 @@ def main() -> None:
     results: dict = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]}}
     print(f"rate accuracy, noop, {duration:g} s per run (local agent processes on this host)")
     rows = []
-    for agents in (1, 2, 4):
+    for agents in () if args.coordinator_only or args.scale_only else (1, 2, 4):
         for rate in (1_000, 5_000, 20_000):
             r = accuracy(agents, rate, duration)
             rows.append(r)
@@ -188,14 +235,20 @@ def main() -> None:
     seconds = 10 if args.quick else 20
     print(f"coordinator cost, simulated agents each sending one window per second ({seconds} s)")
     cost = []
-    for count in (200, 1000):
-        r = coordinator_cost(count, seconds, 5000)
+    for count in () if args.scale_only else (200, 1000):
+        r = coordinator_cost(count, seconds, args.calls_per_window)
         cost.append(r)
         print(
             f"  {count:>5} agents: coordinator {r['coordinator_cpu_percent_steady']:5.1f}% of one core, "
-            f"{r['bytes_in_per_agent_s']} B/agent-s in, status {r['status']}"
+            f"{r['bytes_in_per_agent_s']} B/agent-s in, {r['calls_per_window']} calls per window, status {r['status']}"
         )
     results["coordinator"] = cost
+    if not args.coordinator_only:
+        print(f"scale-out: highest noop rate with < 1% shortfall, farm run -p N, {duration:g} s runs")
+        one, t1 = max_rate(1, duration, 50_000, 1_600_000)
+        two, t2 = max_rate(2, duration, 50_000, 3_200_000)
+        results["scale_out"] = {"p1_rps": one, "p2_rps": two, "ratio": two / one if one else None, "trials": t1 + t2}
+        print(f"  -p 1: {one:,.0f}/s   -p 2: {two:,.0f}/s   ratio {two / one if one else float('nan'):.2f}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")

@@ -310,8 +310,10 @@ class Agent:
                 transport.send("window", **fields)
             if self._last_done is not None:
                 transport.send("done", **self._last_done)
-        elif t == "ack":
-            self._unacked.pop((msg["run"], msg["seq"]), None)
+        elif t == "ack":  # cumulative: every window of the run up to seq is in
+            run, upto = msg["run"], msg["seq"]
+            for key in [k for k in self._unacked if k[0] == run and k[1] <= upto]:
+                del self._unacked[key]
         elif t == "prepare":
             self._prepare(transport, msg)
         elif t == "start":

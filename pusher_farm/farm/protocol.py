@@ -27,7 +27,7 @@ __all__ = [
     "encode",
 ]
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: histograms travel as one dense run of counts
 #: larger frames are refused by the sockets and by ``decode`` (a window is a few KB)
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
@@ -50,7 +50,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
     "prepare": {"run": str, "target": str, "params": dict},
     "start": {"run": str, "plan": dict},
     "epoch": {"run": str, "from_slot": int, "weights": list, "index": int},
-    "ack": {"run": str, "seq": int},
+    "ack": {"run": str, "seq": int},  # cumulative: every window of the run up to seq is in
     "stop": {"run": str, "abort": bool},
 }
 

@@ -5,7 +5,7 @@ import pytest
 from pusher_farm.core.schedule import Constant
 from pusher_farm.farm.plan import AgentPlan, RunSpec, Task
 from pusher_farm.farm.protocol import Message
-from pusher_farm.farm.state import Accept, AgentState, CoordinatorState, Finish, Phase, Send, Timing
+from pusher_farm.farm.state import ACK_EVERY, Accept, AgentState, CoordinatorState, Finish, Phase, Send, Timing
 
 TIMING = Timing(heartbeat=1.0, agent_timeout=3.0, wait_timeout=10.0, sync_pings=3, start_lead=0.5, end_grace=1.0)
 
@@ -74,14 +74,30 @@ def test_capacity_sets_the_weights():
     assert state.agents["a"].capacity == 3.0
 
 
-def test_windows_are_acknowledged_and_deduplicated():
+def test_windows_are_acknowledged_cumulatively_and_deduplicated():
     state = CoordinatorState(spec(), expect=2, timing=TIMING)
     started(state)
-    w = {"i": 0}
-    first = state.on_message("a", msg("window", run=state.run_id, seq=0, w=w), 1.0)
-    again = state.on_message("a", msg("window", run=state.run_id, seq=0, w=w), 1.1)
-    assert [type(a) for a in first] == [Accept, Send] and first[1].type == "ack"
-    assert [type(a) for a in again] == [Send] and again[0].type == "ack"
+
+    def window(seq, t):
+        return state.on_message("a", msg("window", run=state.run_id, seq=seq, w={"i": seq}), t)
+
+    def acks(actions):
+        return [a.fields["seq"] for a in actions if isinstance(a, Send) and a.type == "ack"]
+
+    first = window(0, 1.0)
+    assert [type(a) for a in first] == [Accept] and not acks(first)  # acks go every ACK_EVERY windows
+    again = window(0, 1.1)
+    assert acks(again) == [0] and not any(isinstance(a, Accept) for a in again)  # a re-send: ack at once
+    # A gap (seq 2 missing): the ack covers only the unbroken prefix.
+    sent = [acks(window(seq, 2.0 + seq)) for seq in [1, *range(3, ACK_EVERY + 3)]]
+    assert sent == [[]] * (ACK_EVERY + 1)
+    assert acks(window(2, 20.0)) == [ACK_EVERY + 2]
+    # A window of an older run is acknowledged so the agent can forget it.
+    assert acks(state.on_message("a", msg("window", run="old", seq=5, w={}), 20.5)) == [5]
+    # done: whatever is in is acknowledged at once.
+    window(ACK_EVERY + 3, 21.0)
+    done = state.on_message("a", msg("done", run=state.run_id, windows=ACK_EVERY + 4, stopped_early=False), 22.0)
+    assert acks(done) == [ACK_EVERY + 3]
 
 
 def test_done_from_all_finishes_ok():
