@@ -9,6 +9,7 @@ refused by ZeroMQ itself (``MAXMSGSIZE``), before they are ever read.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from typing import Any
 
@@ -71,7 +72,8 @@ class RouterTransport:
         self.messages_in = 0
 
     def poll(self, timeout: float) -> bool:
-        return bool(self.socket.poll(max(0, int(timeout * 1000)), zmq.POLLIN))
+        # Round up: a wait under 1 ms truncated to 0 made callers spin until their next tick.
+        return bool(self.socket.poll(max(0, math.ceil(timeout * 1000)), zmq.POLLIN))
 
     def recv_all(self, limit: int = 10_000) -> list[tuple[str, Message]]:
         """Every message waiting (up to ``limit``), bad frames dropped."""
@@ -140,7 +142,8 @@ class DealerTransport:
         self.linger = 0.0
 
     def poll(self, timeout: float) -> bool:
-        return bool(self.socket.poll(max(0, int(timeout * 1000)), zmq.POLLIN))
+        # Round up: a wait under 1 ms truncated to 0 made callers spin until their next tick.
+        return bool(self.socket.poll(max(0, math.ceil(timeout * 1000)), zmq.POLLIN))
 
     def recv_all(self, limit: int = 10_000) -> list[Message]:
         out: list[Message] = []
