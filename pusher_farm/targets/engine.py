@@ -367,7 +367,8 @@ class HttpEngine:
             waiting.conn = self._open_for(waiting.token, waiting.done)
 
     async def aclose(self) -> None:
-        """Close every connection (idle or busy: a busy one's exchange ends as CANCELLED)."""
+        """Close every idle connection; calls still waiting for one end as CANCELLED. (Busy
+        connections end with their exchange: the caller cancels what it gives up on.)"""
         while self._waiting:
             self._waiting[0].cancel()
         for conn in list(self._idle):

@@ -108,7 +108,12 @@ class LeanHttpTarget:
     async def __call__(self, ctx: Context) -> int:
         """One request awaited (for callers other than the executor, which uses the callback)."""
         future: asyncio.Future[tuple[int | None, str | None]] = asyncio.get_running_loop().create_future()
-        handle = self.__pusher_start__(ctx, lambda _, status, error: future.set_result((status, error)))
+
+        def done(_: Any, status: int | None, error: str | None) -> None:
+            if not future.done():
+                future.set_result((status, error))
+
+        handle = self.__pusher_start__(ctx, done)
         try:
             status, error = await future
         except asyncio.CancelledError:
