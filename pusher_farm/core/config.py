@@ -109,23 +109,24 @@ def with_batch(seconds: float) -> Offer:
     price of starting such slots up to ``seconds`` early. Their latency then counts from their
     actual start (never below the service time); their lag is 0. 0 wakes up for every slot
     (on the loop's millisecond timers); ``with_spin`` ignores the batch."""
-    if (
-        isinstance(seconds, bool)
-        or not isinstance(seconds, (int, float))
-        or not (math.isfinite(seconds) and 0 <= seconds <= 0.1)
-    ):
-        raise InvalidOption(f"batch must be between 0 and 0.1 second, got {seconds!r}")
-    return lambda c: replace(c, batch=float(seconds))
+    batch = _seconds_within("batch", seconds, 0.1)
+    return lambda c: replace(c, batch=batch)
 
 
 def with_spin(seconds: float) -> Offer:
     """Busy-wait the last ``seconds`` before each slot instead of sleeping, so calls start
     within microseconds of their intended time rather than within the event loop's
     millisecond timer tick. Costs CPU (a whole core above ~1k slots/s); 2 ms is plenty."""
+    spin = _seconds_within("spin", seconds, 1.0)
+    return lambda c: replace(c, spin=spin)
+
+
+def _seconds_within(name: str, seconds: float, highest: float) -> float:
+    """``seconds`` as a float if it is a number from 0 to ``highest``; else ``InvalidOption``."""
     if (
         isinstance(seconds, bool)
         or not isinstance(seconds, (int, float))
-        or not (math.isfinite(seconds) and 0 <= seconds <= 1)
+        or not (math.isfinite(seconds) and 0 <= seconds <= highest)
     ):
-        raise InvalidOption(f"spin must be between 0 and 1 second, got {seconds!r}")
-    return lambda c: replace(c, spin=float(seconds))
+        raise InvalidOption(f"{name} must be between 0 and {highest:g} second, got {seconds!r}")
+    return float(seconds)
