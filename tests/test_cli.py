@@ -11,6 +11,8 @@ def farm(*args, timeout=60):
     return subprocess.run([*FARM, *args], capture_output=True, text=True, timeout=timeout)
 
 
+HTTP_RUN = ["run", "http", "--url", "http://127.0.0.1:1/", "--rps", "1", "-d", "1s"]
+
 BAD = [
     (["run", "noop", "--rps", "0", "-d", "1s"], "invalid rps"),
     (["run", "noop", "--rps", "-5", "-d", "1s"], "invalid rps"),
@@ -35,6 +37,14 @@ BAD = [
     (["run", "http", "--url", "ftp://x/", "--rps", "10", "-d", "1s"], "not an http"),
     (["run", "http", "--url", "http://127.0.0.1:1/", "--method", "FETCH", "--rps", "1", "-d", "1s"], "unknown method"),
     (["run", "http", "--url", "http://127.0.0.1:1/", "--header", "nocolon", "--rps", "1", "-d", "1s"], "Name: value"),
+    (["run", "noop", "--rps", "10", "-d", "1s", "--batch", "2s"], "batch must be between 0 and 0.1"),
+    (["run", "noop", "--rps", "10", "-d", "1s", "--batch", "soon"], "cannot read duration"),
+    (["run", "noop", "--rps", "10", "-d", "1s", "--spin", "5s"], "spin must be between 0 and 1"),
+    ([*HTTP_RUN, "--engine", "curl"], "is not one of"),
+    ([*HTTP_RUN, "--param", "engine=curl"], "unknown engine"),
+    ([*HTTP_RUN, "--param", "connections=-1"], "must be >= 0"),
+    ([*HTTP_RUN, "--param", "connect_timeout=0"], "positive"),
+    ([*HTTP_RUN, "--param", "verify=maybe"], "true or false"),
     (["run", "noop", "--stages", "10s"], "cannot read stage"),
     (["run", "noop", "--stages", "1s:0"], "nothing would ever be sent"),
     (["run", "noop", "--rps", "10", "--stages", "1s:10"], "either --rps"),
