@@ -8,8 +8,11 @@ connections are reused, and that no socket outlives the run.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import ssl
 import struct
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -26,11 +29,12 @@ Handler = Callable[[socket.socket, "RawServer"], None]
 class RawServer:
     """A threaded TCP server on 127.0.0.1: ``handler(conn, server)`` serves one connection."""
 
-    def __init__(self, handler: Handler) -> None:
+    def __init__(self, handler: Handler, tls: ssl.SSLContext | None = None) -> None:
         self.handler = handler
+        self.tls = tls
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}/"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}/"
         self.accepted = 0
         self.requests = 0
         self.lock = threading.Lock()
@@ -68,8 +72,10 @@ class RawServer:
     def _serve(self, conn: socket.socket) -> None:
         with conn:
             try:
+                if self.tls is not None:
+                    conn = self.tls.wrap_socket(conn, server_side=True)  # the handshake, here
                 self.handler(conn, self)
-            except OSError:
+            except OSError:  # ssl.SSLError included: a client that refused our certificate
                 pass
 
     def read_request(self, conn: socket.socket, buf: bytearray) -> bool:
@@ -281,3 +287,56 @@ def test_connect_timeout_is_its_own_kind():
             s.close()
         listener.close()
     assert r.counts.failed == 10 and r.errors == {"ConnectTimeout": 10}, r.errors
+
+
+def test_a_reused_connection_closed_before_answering_is_retried_once_on_a_new_one():
+    dropped = []
+
+    def one_then_drop(conn: socket.socket, server: RawServer) -> None:
+        buf = bytearray()
+        if server.read_request(conn, buf):
+            conn.sendall(OK)
+        if server.read_request(conn, buf):
+            dropped.append(1)  # read the next request, then close without a word
+
+    with RawServer(one_then_drop) as server:
+        r = pf.work(20, 1.0, resolve("http", {"url": server.url}), pf.with_timeout(5))
+        assert r.counts.succeeded == 20 and not r.errors, (r.counts, r.errors)
+        assert len(dropped) >= 10  # the retry path really ran
+        assert server.accepted == 1 + len(dropped)  # each retry on a connection of its own
+
+    def never_answer(conn: socket.socket, server: RawServer) -> None:
+        server.read_request(conn, bytearray())
+
+    with RawServer(never_answer) as server:  # a fresh connection is not retried
+        r = pf.work(20, 0.5, resolve("http", {"url": server.url}), pf.with_timeout(5))
+    assert r.errors == {"ConnectionClosed": 10}, r.errors
+
+
+@pytest.fixture(scope="module")
+def self_signed(tmp_path_factory) -> tuple[str, str]:
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed (needed to make a test certificate)")
+    d = tmp_path_factory.mktemp("tls")
+    cert, key = str(d / "cert.pem"), str(d / "key.pem")
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
+         "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+def test_tls_with_keep_alive_and_certificate_checks(self_signed, fd_baseline):
+    server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_tls.load_cert_chain(*self_signed)
+    with RawServer(serve_each(OK), tls=server_tls) as server:
+        assert server.url.startswith("https://")
+        target = resolve("http", {"url": server.url, "verify": "false"})
+        r = pf.work(100, 1.0, target, pf.with_overtime(20), pf.with_timeout(5))
+        assert r.counts.succeeded == 100 and not r.errors, (r.counts, r.errors)
+        assert server.accepted <= 20
+        # Verified by default: a self-signed certificate is refused.
+        r = pf.work(20, 0.5, resolve("http", {"url": server.url}), pf.with_timeout(5))
+        assert r.errors == {"TLSError": 10}, r.errors
+    assert fds_back_to(fd_baseline) <= fd_baseline
