@@ -151,7 +151,6 @@ class _Connection(asyncio.Protocol):
     def _finish(self, status: int | None, error: str | None) -> None:
         done, token = self.done, self.token
         self.done = self.token = None
-        self.engine.busy -= 1
         assert done is not None
         done(token, status, error)
 
@@ -245,7 +244,7 @@ class _Connection(asyncio.Protocol):
             # it, so it is sent again, once, on a new connection.
             token, done = self.token, self.done
             self.done = self.token = None
-            engine._open_for(token, done)  # still busy: the same exchange, on a new connection
+            engine._open_for(token, done)  # the same exchange, on a new connection
             return
         if self.headers_done and not self.complete and _delimited_by_close(self.head):
             self._finish(self.parser.get_status_code(), None)  # the body ends where the connection does
@@ -298,16 +297,12 @@ class HttpEngine:
         self.opened = 0
         #: connections open or opening now
         self.open = 0
-        #: exchanges in flight
-        self.busy = 0
         self._idle: list[_Connection] = []
         self._waiting: deque[_Waiting] = deque()
-        self._loop: asyncio.AbstractEventLoop | None = None
 
     def start(self, token: Any, done: Done) -> Any:
         """Send the request; ``done(token, status, error)`` follows once, never from inside this
         call. Returns a handle whose ``cancel()`` abandons the exchange."""
-        self.busy += 1
         idle = self._idle
         while idle:
             conn = idle.pop()
@@ -319,7 +314,7 @@ class HttpEngine:
         return self._open_for(token, done)
 
     def _open_for(self, token: Any, done: Done) -> _Connection:
-        loop = self._loop = asyncio.get_running_loop()
+        loop = asyncio.get_running_loop()
         conn = _Connection(self)
         conn.token, conn.done = token, done
         self.opened += 1
@@ -398,5 +393,4 @@ class _Waiting:
             self.conn.cancel()
             return
         self.engine._waiting.remove(self)
-        self.engine.busy -= 1
         self.done(self.token, None, CANCELLED)
