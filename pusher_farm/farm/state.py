@@ -402,10 +402,11 @@ class CoordinatorState:
 
     def _ack(self, agent: AgentRecord, *, force: bool) -> list[Action]:
         """A cumulative ack (every window up to ``contiguous``), sent every ``ACK_EVERY``
-        windows, or at once when ``force``d (re-sent windows, the run's end): one ack message
-        per window was the coordinator's largest cost at 1,000 agents. Agents keep what is not
-        acknowledged and re-send it after a reconnect."""
-        if agent.contiguous < 0 or agent.contiguous == agent.acked:
+        windows, or at once when ``force``d (re-sent windows, the run's end), even if it says
+        nothing new: the agent re-sends when an ack was lost with its connection. One ack
+        message per window was the coordinator's largest cost at 1,000 agents. Agents keep what
+        is not acknowledged and re-send it after a reconnect."""
+        if agent.contiguous < 0:
             return []
         if not force and agent.contiguous - agent.acked < ACK_EVERY:
             return []
