@@ -51,6 +51,9 @@ _FATAL = (KeyboardInterrupt, SystemExit)
 _LAUNCHES_BEFORE_YIELD = 512
 #: the event loop's timer resolution
 _TIMER_TICK = 0.001
+#: most slots one wake-up launches early: batching pays at a few thousand slots/s; at high rates
+#: the timer tick already batches, and a large early burst would only fill overtime at once
+_BATCH_MOST = 16
 #: outcomes are folded into their windows this often (seconds)
 _FOLD_PERIOD = 0.025
 #: ... or this seldom when few outcomes come in (each fold is a wake-up: a cost at low rates)
@@ -263,6 +266,7 @@ class Executor:
         spin = self.spin
         ahead = 0.0 if spin else self.batch
         horizon = -math.inf
+        early = 0  # slots this wake-up launched before their time
         burst = 0
         epoch = 0
         next_k = self.first_slot  # no slot below this is ever fired (again)
@@ -277,7 +281,8 @@ class Executor:
                         break
                     due = t0 + t
                     now = clock()
-                    if due > horizon:  # else due within the batch this wake-up opened: launch now
+                    # Due within the batch this wake-up opened (and the batch not full): launch now.
+                    if due > horizon or early >= _BATCH_MOST:
                         while now < due:
                             burst = 0
                             wait = due - now
@@ -290,6 +295,9 @@ class Executor:
                                 await sleep(max(wait - spin, _TIMER_TICK))
                             now = clock()
                         horizon = now + ahead
+                        early = 0
+                    if due > now:
+                        early += 1
                     if len(self._epochs) > epoch + 1 and k >= (boundary := self._boundary(epoch)):
                         switched = True  # a new plan arrived while we waited for this slot
                         break
