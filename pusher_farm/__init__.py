@@ -3,9 +3,6 @@
 The whole public API is re-exported here (``__all__``); everything else is internal.
 """
 
-# The subpackage pusher_farm.farm is imported first, so that the function ``farm`` bound
-# below keeps the name: a later ``import pusher_farm.farm.x`` never rebinds it.
-import pusher_farm.farm as _farm_package  # noqa: F401
 from pusher_farm.core.config import (
     Config,
     Offer,

@@ -14,6 +14,8 @@ from typing import Any, NoReturn
 import click
 import zmq
 
+from pusher_farm.cluster.plan import RunSpec, Task
+from pusher_farm.cluster.state import Timing
 from pusher_farm.core import loop as _loop
 from pusher_farm.core.config import (
     DEFAULT_OVERTIME,
@@ -27,8 +29,6 @@ from pusher_farm.core.schedule import Constant, Profile, parse_duration, parse_s
 from pusher_farm.core.window import Window
 from pusher_farm.core.worker import hire
 from pusher_farm.errors import PusherError
-from pusher_farm.farm.plan import RunSpec, Task
-from pusher_farm.farm.state import Timing
 
 EXIT_USAGE = 2
 
@@ -259,7 +259,7 @@ def run(target: str, processes: int | None, **opts: Any) -> None:
       farm run http --url http://127.0.0.1:8080/ --rps 200 --duration 30s --json report.json
       farm run sleep --param ms=20 --stages '10s:0-500,20s:500,5s:500-0' -p 2
     """
-    from pusher_farm.farm.local import run_local
+    from pusher_farm.cluster.local import run_local
 
     n = (os.cpu_count() or 1) if processes is None else processes
     if n < 1 or n > 1024:
@@ -295,7 +295,7 @@ def coordinator(
       farm agent --connect tcp://127.0.0.1:5555
       farm agent --connect tcp://127.0.0.1:5555
     """
-    from pusher_farm.farm.coordinator import Coordinator
+    from pusher_farm.cluster.coordinator import Coordinator
 
     if expect < 1:
         _fail(f"--expect-agents must be at least 1, got {expect}")
@@ -305,7 +305,7 @@ def coordinator(
     _check_bind(bind, insecure or keys_dir is not None)
     keys = None
     if keys_dir is not None:
-        from pusher_farm.farm.security import CoordinatorKeys
+        from pusher_farm.cluster.security import CoordinatorKeys
 
         keys = CoordinatorKeys.load(keys_dir)
     spec = _spec(target, opts, check_import=False)
@@ -359,7 +359,7 @@ def agent(
     """Serve farm runs from a coordinator, one after another, until stopped."""
     import math
 
-    from pusher_farm.farm.agent import Agent
+    from pusher_farm.cluster.agent import Agent
 
     if not (math.isfinite(capacity) and capacity > 0):
         _fail(f"--capacity must be a positive number, got {capacity:g}")
@@ -368,7 +368,7 @@ def agent(
     listeners = [_gossiper(g) for g in gossips]
     keys = None
     if keys_dir is not None:
-        from pusher_farm.farm.security import AgentKeys
+        from pusher_farm.cluster.security import AgentKeys
 
         keys = AgentKeys.load(keys_dir, key_name)
     _setup_logging(quiet)
@@ -392,7 +392,7 @@ def keys_generate(directory: str, agents: int) -> None:
     Copy to each agent host: DIRECTORY/coordinator.key and its own agent-I.key_secret.
     The coordinator uses DIRECTORY/coordinator.key_secret and DIRECTORY/authorized/.
     """
-    from pusher_farm.farm.security import generate
+    from pusher_farm.cluster.security import generate
 
     if agents < 1:
         _fail(f"--agents must be at least 1, got {agents}")

@@ -90,8 +90,8 @@ def _on_processes(
     sharded: bool,
     on_window: Callable[[Window], None] | None,
 ) -> Report:
-    from pusher_farm.farm.local import run_local
-    from pusher_farm.farm.plan import RunSpec, Task
+    from pusher_farm.cluster.local import run_local
+    from pusher_farm.cluster.plan import RunSpec, Task
     from pusher_farm.targets import spec_of
 
     tasks = []

@@ -29,9 +29,9 @@ import numpy as np
 
 
 def accuracy(agents: int, rate: int, duration: float) -> dict:
+    from pusher_farm.cluster.local import run_local
+    from pusher_farm.cluster.plan import RunSpec, Task
     from pusher_farm.core.schedule import Constant
-    from pusher_farm.farm.local import run_local
-    from pusher_farm.farm.plan import RunSpec, Task
 
     spec = RunSpec((Task("noop", {}, Constant(rate, duration), 10_000, 30.0),), until=duration)
     box = {}
@@ -64,8 +64,8 @@ def simulate(endpoint: str, count: int, seconds: int, per_window: int) -> None:
     """Play ``count`` agents: hello, pongs, ready, then one window per second each, then done."""
     import zmq
 
+    from pusher_farm.cluster.protocol import decode, encode
     from pusher_farm.core.window import Window
-    from pusher_farm.farm.protocol import decode, encode
 
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -167,10 +167,10 @@ def max_rate(processes: int, duration: float, low: float, high: float) -> tuple[
 
 
 def coordinator_cost(count: int, seconds: int, per_window: int) -> dict:
+    from pusher_farm.cluster.coordinator import Coordinator
+    from pusher_farm.cluster.plan import RunSpec, Task
+    from pusher_farm.cluster.state import Timing
     from pusher_farm.core.schedule import Constant
-    from pusher_farm.farm.coordinator import Coordinator
-    from pusher_farm.farm.plan import RunSpec, Task
-    from pusher_farm.farm.state import Timing
 
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))

@@ -4,8 +4,8 @@ import random
 import msgpack
 import pytest
 
+from pusher_farm.cluster.protocol import MAX_MESSAGE_BYTES, PROTOCOL_VERSION, VersionMismatch, decode, encode
 from pusher_farm.errors import ProtocolError
-from pusher_farm.farm.protocol import MAX_MESSAGE_BYTES, PROTOCOL_VERSION, VersionMismatch, decode, encode
 
 
 def test_round_trip():

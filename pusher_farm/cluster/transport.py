@@ -15,12 +15,12 @@ from typing import Any
 
 import zmq
 
+from pusher_farm.cluster.protocol import MAX_MESSAGE_BYTES, Message, VersionMismatch, decode, encode
 from pusher_farm.errors import ProtocolError
-from pusher_farm.farm.protocol import MAX_MESSAGE_BYTES, Message, VersionMismatch, decode, encode
 
 __all__ = ["BadFrames", "DealerTransport", "RouterTransport"]
 
-log = logging.getLogger("pusher_farm.farm")
+log = logging.getLogger("pusher_farm.cluster")
 
 
 class BadFrames:

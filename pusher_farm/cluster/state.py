@@ -19,9 +19,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from pusher_farm.cluster.plan import AgentPlan, RunSpec
+from pusher_farm.cluster.protocol import Message
 from pusher_farm.core.schedule import Shard
-from pusher_farm.farm.plan import AgentPlan, RunSpec
-from pusher_farm.farm.protocol import Message
 
 __all__ = [
     "Accept",

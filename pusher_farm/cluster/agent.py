@@ -26,6 +26,10 @@ from typing import Any
 import psutil
 import zmq
 
+from pusher_farm.cluster.plan import AgentPlan
+from pusher_farm.cluster.protocol import Message
+from pusher_farm.cluster.security import AgentKeys
+from pusher_farm.cluster.transport import DealerTransport
 from pusher_farm.core import loop as _loop
 from pusher_farm.core.config import (
     with_batch,
@@ -41,14 +45,10 @@ from pusher_farm.core.schedule import Shard
 from pusher_farm.core.window import Window
 from pusher_farm.core.worker import Worker, hire
 from pusher_farm.errors import ProtocolError, PusherError
-from pusher_farm.farm.plan import AgentPlan
-from pusher_farm.farm.protocol import Message
-from pusher_farm.farm.security import AgentKeys
-from pusher_farm.farm.transport import DealerTransport
 
 __all__ = ["Agent", "AgentTiming"]
 
-log = logging.getLogger("pusher_farm.farm")
+log = logging.getLogger("pusher_farm.cluster")
 
 
 @dataclass(frozen=True)

@@ -2,10 +2,10 @@
 
 import pytest
 
+from pusher_farm.cluster.plan import AgentPlan, RunSpec, Task
+from pusher_farm.cluster.protocol import Message
+from pusher_farm.cluster.state import ACK_EVERY, Accept, AgentState, CoordinatorState, Finish, Phase, Send, Timing
 from pusher_farm.core.schedule import Constant
-from pusher_farm.farm.plan import AgentPlan, RunSpec, Task
-from pusher_farm.farm.protocol import Message
-from pusher_farm.farm.state import ACK_EVERY, Accept, AgentState, CoordinatorState, Finish, Phase, Send, Timing
 
 TIMING = Timing(heartbeat=1.0, agent_timeout=3.0, wait_timeout=10.0, sync_pings=3, start_lead=0.5, end_grace=1.0)
 

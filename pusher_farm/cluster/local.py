@@ -8,10 +8,10 @@ import subprocess
 import sys
 from collections.abc import Iterable
 
+from pusher_farm.cluster.coordinator import Coordinator, WindowListener
+from pusher_farm.cluster.plan import RunSpec
+from pusher_farm.cluster.state import Timing
 from pusher_farm.core.report import Report
-from pusher_farm.farm.coordinator import Coordinator, WindowListener
-from pusher_farm.farm.plan import RunSpec
-from pusher_farm.farm.state import Timing
 
 __all__ = ["run_local", "spawn_agents"]
 

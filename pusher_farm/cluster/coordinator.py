@@ -16,17 +16,17 @@ from typing import Any
 import zmq
 from zmq.auth.thread import ThreadAuthenticator
 
+from pusher_farm.cluster.aggregator import Aggregator
+from pusher_farm.cluster.plan import RunSpec
+from pusher_farm.cluster.security import CoordinatorKeys
+from pusher_farm.cluster.state import Accept, AgentState, CoordinatorState, Finish, Log, Send, Timing
+from pusher_farm.cluster.transport import RouterTransport
 from pusher_farm.core.report import Report
 from pusher_farm.core.window import Window
-from pusher_farm.farm.aggregator import Aggregator
-from pusher_farm.farm.plan import RunSpec
-from pusher_farm.farm.security import CoordinatorKeys
-from pusher_farm.farm.state import Accept, AgentState, CoordinatorState, Finish, Log, Send, Timing
-from pusher_farm.farm.transport import RouterTransport
 
 __all__ = ["Coordinator", "WindowListener"]
 
-log = logging.getLogger("pusher_farm.farm")
+log = logging.getLogger("pusher_farm.cluster")
 
 #: a coordinator-side listener: called with each merged window of the whole farm
 WindowListener = Callable[[Window], None]
