@@ -37,4 +37,4 @@ print(worker.work_sync().counts)
 # Three identical workers at 50/s each (150/s in all), one process each, merged into one report.
 # A target for other processes must be importable by module path (not a lambda, not __main__).
 report = pf.force(50, 1, checkout)(3)
-print(report.counts, report.errors, [a["counts"]["scheduled"] for a in report.agents])
+print(report.counts, report.errors, [a.counts.scheduled for a in report.agents])

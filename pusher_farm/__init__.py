@@ -3,6 +3,8 @@
 The whole public API is re-exported here (``__all__``); everything else is internal.
 """
 
+from pusher_farm._version import __version__ as __version__
+from pusher_farm.core.calls import Context, inline
 from pusher_farm.core.config import (
     Config,
     Offer,
@@ -14,9 +16,8 @@ from pusher_farm.core.config import (
     with_timeout,
     with_window,
 )
-from pusher_farm.core.executor import Context, inline
 from pusher_farm.core.gossip import Gossip, Gossiper, GossipStream, When
-from pusher_farm.core.report import Counts, Report
+from pusher_farm.core.report import AgentSummary, Counts, EpochSummary, Report, WorkerSummary
 from pusher_farm.core.schedule import Constant, Stage, Stages, parse_duration, parse_stages
 from pusher_farm.core.stats import Histogram
 from pusher_farm.core.worker import Worker, hire
@@ -33,13 +34,13 @@ from pusher_farm.errors import (
 )
 from pusher_farm.pusher import farm, farm_async, force, work
 
-__version__ = "0.1.0"
-
 __all__ = [
+    "AgentSummary",
     "Config",
     "Constant",
     "Context",
     "Counts",
+    "EpochSummary",
     "FarmError",
     "Gossip",
     "GossipStream",
@@ -59,6 +60,7 @@ __all__ = [
     "When",
     "Worker",
     "WorkerBusy",
+    "WorkerSummary",
     "farm",
     "farm_async",
     "force",

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 __all__ = [
     "FarmError",
+    "error_of_kind",
     "InvalidOption",
     "InvalidOvertime",
     "InvalidRPS",
@@ -92,3 +93,12 @@ class ProtocolError(FarmError):
     """A message on the wire that is not ours or not valid."""
 
     kind = "protocol error"
+
+
+def error_of_kind(kind: str, reason: str) -> PusherError:
+    """The error of our tree whose kind is ``kind`` (an error that crossed the wire as data),
+    or a ``FarmError`` for any other kind."""
+    for cls in (InvalidRPS, MissingTarget, WorkerBusy, InvalidOvertime, InvalidOption, ProtocolError):
+        if cls.kind == kind:
+            return cls(reason)
+    return FarmError(reason)

@@ -17,13 +17,13 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from pusher_farm.core import loop as _loop
+from pusher_farm.core.calls import Context, target_kind
 from pusher_farm.core.config import Offer
-from pusher_farm.core.executor import Context
-from pusher_farm.core.report import Report
+from pusher_farm.core.report import Report, WorkerSummary
 from pusher_farm.core.schedule import Constant
 from pusher_farm.core.window import Tally, Window
 from pusher_farm.core.worker import Worker, hire, resolve_profile
-from pusher_farm.errors import FarmError, InvalidOption, WorkerBusy
+from pusher_farm.errors import InvalidOption, WorkerBusy, error_of_kind
 
 __all__ = ["farm", "farm_async", "force", "work"]
 
@@ -48,14 +48,17 @@ def _check_workers(workers: Sequence[Worker]) -> list[Worker]:
 
 
 async def farm_async(rps: float | None, duration: float | None, workers: Sequence[Worker]) -> Report:
-    """Run ``workers`` in this process, in parallel, each at ``rps``; the first error cancels
-    them all. The report merges every worker's windows exactly (``workers`` lists each)."""
+    """Run ``workers`` in this process, in parallel, each at ``rps``. The first error cancels
+    them all and is raised as itself (as in pusher). The report merges every worker's windows
+    exactly (``workers`` lists each)."""
     workers = _check_workers(workers)
     tally = Tally(workers[0].config().window)
     started = time.monotonic()
     try:
         async with asyncio.TaskGroup() as group:
             tasks = [group.create_task(w.work(rps, duration, on_window=tally.add, close_target=False)) for w in workers]
+    except ExceptionGroup as group_error:
+        raise _first(group_error) from None
     finally:
         for target in {id(w.target): w.target for w in workers}.values():
             aclose = getattr(target, "aclose", None)
@@ -69,17 +72,25 @@ async def farm_async(rps: float | None, duration: float | None, workers: Sequenc
         requested_rps=sum(r.requested_rps for r in reports),
         duration_s=max(r.duration_s for r in reports),
         send_duration_s=max(r.send_duration_s for r in reports),
+        ran_s=max(r.ran_s for r in reports),
         elapsed_s=time.monotonic() - started,
+        planned=sum(r.counts.planned for r in reports),
         profile=first.profile,
-        overtime=sum(r.overtime for r in reports),
+        overtime=max(r.overtime for r in reports),
         timeout_s=first.timeout_s,
         stopped_early=any(r.stopped_early for r in reports),
         gossip_dropped=sum(r.gossip_dropped for r in reports),
         notes=[n for r in reports for n in r.notes],
-        workers=[
-            {**r.workers[0], "counts": r.to_dict()["counts"], "achieved_rps": round(r.achieved_rps, 3)} for r in reports
-        ],
+        workers=[r.workers[0] for r in reports],
     )
+
+
+def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first error of a task group (the one that cancelled the others), itself."""
+    error: BaseException = group
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error
 
 
 def _on_processes(
@@ -90,11 +101,12 @@ def _on_processes(
     sharded: bool,
     on_window: Callable[[Window], None] | None,
 ) -> Report:
+    from pusher_farm.cluster.coordinator import Coordinator
     from pusher_farm.cluster.local import run_local
-    from pusher_farm.cluster.plan import RunSpec, Task
+    from pusher_farm.cluster.plan import RunSpec
     from pusher_farm.targets import spec_of
 
-    tasks = []
+    configs = []
     for w in workers:
         cfg = w.config()
         if cfg.listeners:
@@ -102,31 +114,39 @@ def _on_processes(
                 f"worker {w.ident!r} has gossip listeners, which live in its own process: pass "
                 "processes=False, or give agents their listeners with `farm agent --gossip MODULE:ATTR`"
             )
-        if cfg.busy:
+        if w.busy:
             raise WorkerBusy(f"{w.ident!r} is already working: try again when it is done")
         name, params = spec_of(w.target)
         profile = resolve_profile(rps, duration, cfg.profile)
-        tasks.append(Task(name, params, profile, cfg.overtime, cfg.timeout, cfg.spin, cfg.batch))
-    window = workers[0].config().window
+        # The first error cancels every worker: a lost agent aborts the run.
+        configs.append(cfg.replace(target=name, params=params, profile=profile, until=duration, on_agent_loss="abort"))
     if sharded:
-        one = tasks[0]
-        assert one.profile is not None and rps is not None
-        total = Constant(rps * len(workers), duration)
-        task = Task(one.target, one.params, total, one.overtime, one.timeout, one.spin, one.batch)
-        spec = RunSpec((task,), duration, window)
-    else:
-        spec = RunSpec(tuple(tasks), duration, window)
+        assert rps is not None
+        configs = [configs[0].replace(profile=Constant(rps * len(workers), duration))]
+    spec = RunSpec(tuple(configs))
+    coordinators: list[Coordinator] = []
     for w in workers:
         w._busy = True
     try:
-        report = run_local(spec, len(workers), listeners=[on_window] if on_window else [])
+        report = run_local(
+            spec, len(workers), listeners=[on_window] if on_window else [], on_coordinator=coordinators.append
+        )
     finally:
         for w in workers:
             w._busy = False
-    if report.status == 2:
-        raise FarmError(report.notes[0] if report.notes else "the farm refused the run")
+    finish = coordinators[0].finish
+    if finish is not None and not finish.ok and not finish.reason.startswith("stopped"):
+        raise error_of_kind(finish.kind, finish.error)
+    span = max(report.duration_s, report.send_duration_s)
     report.workers = [
-        {"ident": w.ident, "agent": a["id"], "counts": a["counts"]}
+        WorkerSummary(
+            w.ident,
+            target_kind(w.target),
+            w.config().overtime,
+            a.counts,
+            (a.counts.succeeded + a.counts.failed) / span if span > 0 else 0.0,
+            agent=a.id,
+        )
         for w, a in zip(workers, report.agents, strict=False)
     ]
     return report

@@ -10,11 +10,20 @@ it (or at the end), so a metrics sink sees the whole farm once.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import NamedTuple
 
 from pusher_farm.core.window import Tally, Window
 
-__all__ = ["Aggregator"]
+__all__ = ["Aggregator", "AgentCounts"]
+
+
+class AgentCounts(NamedTuple):
+    """What one agent's merged windows counted."""
+
+    scheduled: int
+    succeeded: int
+    failed: int
+    canceled: int
 
 
 class Aggregator:
@@ -63,11 +72,6 @@ class Aggregator:
                 except Exception as exc:  # a broken sink must not break the run
                     self.listener_errors.append(f"{getattr(listener, '__name__', listener)!r}: {exc!r}")
 
-    def counts(self, agent: str) -> dict[str, Any]:
+    def counts(self, agent: str) -> AgentCounts:
         w = self.per_agent.get(agent) or Window(-1, 0.0, 0.0)
-        return {
-            "scheduled": w.started + w.canceled,
-            "succeeded": w.succeeded,
-            "failed": w.failed,
-            "canceled": w.canceled,
-        }
+        return AgentCounts(w.started + w.canceled, w.succeeded, w.failed, w.canceled)

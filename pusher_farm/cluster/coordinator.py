@@ -1,26 +1,28 @@
-"""The coordinator: one farm run over ZeroMQ, from the first hello to the merged report.
+"""The coordinator: one farm run, from the first hello to the merged report.
 
-The decisions live in ``CoordinatorState``; this module only moves messages between the
-socket, the state machine and the aggregator, and turns the result into a ``Report``.
+The decisions live in ``CoordinatorState``; this driver only moves frames between a hub (the
+ZeroMQ socket, or the in-process network in tests), the state machine and the aggregator, and
+turns the result into a ``Report`` (``summary``). ``step`` is one wake-up, so a test can drive a
+whole farm with a fake clock; ``run`` loops it on the real one.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-import zmq
-from zmq.auth.thread import ThreadAuthenticator
-
+from pusher_farm.cluster.actions import Accept, Action, Finish, Log, Send, SendFrame
 from pusher_farm.cluster.aggregator import Aggregator
+from pusher_farm.cluster.members import AgentState
 from pusher_farm.cluster.plan import RunSpec
+from pusher_farm.cluster.protocol import encode
 from pusher_farm.cluster.security import CoordinatorKeys
-from pusher_farm.cluster.state import Accept, AgentState, CoordinatorState, Finish, Log, Send, Timing
-from pusher_farm.cluster.transport import RouterTransport
+from pusher_farm.cluster.state import CoordinatorState, Timing
+from pusher_farm.cluster.summary import build_report
+from pusher_farm.cluster.transport import Hub
 from pusher_farm.core.report import Report
 from pusher_farm.core.window import Window
 
@@ -37,12 +39,14 @@ _TICK = 0.05
 class Coordinator:
     """Binds ``bind``, waits for ``expect`` agents, runs ``spec`` on them and reports.
 
-    ``listeners`` receive every merged window (all agents summed) once the whole farm has
-    reported it. ``stop()`` (thread-safe, e.g. from a signal handler) ends the run early: agents
-    stop scheduling and the report still covers what ran.
+    Binding beyond loopback needs ``keys`` (or ``insecure=True``): the check is here, so a
+    Python user gets the same safety as the command line. ``listeners`` receive every merged
+    window (all agents summed) once the whole farm has reported it. ``stop()`` (thread-safe,
+    e.g. from a signal handler) ends the run early: agents stop scheduling and the report still
+    covers what ran; ``stop(abort=True)`` also cancels their calls in flight.
 
-    Resource handling: the socket (and the ZeroMQ context, unless one is given) belong to the
-    coordinator and are closed when ``run`` returns or by ``close``.
+    Resource handling: the hub (socket, authenticator, context) belongs to the coordinator and
+    is closed by ``close`` (or leaving its ``with`` block); a ``hub`` passed in is closed too.
     """
 
     def __init__(
@@ -53,193 +57,98 @@ class Coordinator:
         expect: int = 1,
         timing: Timing | None = None,
         listeners: Iterable[WindowListener] = (),
-        context: zmq.Context[Any] | None = None,
         keys: CoordinatorKeys | None = None,
+        insecure: bool = False,
+        hub: Hub | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.spec = spec
-        self.expect = expect
-        self.timing = timing or Timing()
         self.clock = clock
-        self._own_context = context is None
-        self.context = context or zmq.Context()
-        self._auth: ThreadAuthenticator | None = None
-        if keys is not None:
-            # ZAP: the handshake of an agent whose public key is not in keys.authorized fails.
-            self._auth = ThreadAuthenticator(self.context)
-            self._auth.start()
-            self._auth.configure_curve(domain="*", location=str(keys.authorized))
-        try:
-            self.transport = RouterTransport(self.context, bind, None if keys is None else (keys.public, keys.secret))
-        except BaseException:
-            self._stop_auth()
-            raise
-        self.endpoint = self.transport.endpoint
-        self.aggregator = Aggregator(spec.window, listeners)
-        self.state = CoordinatorState(spec, expect, self.timing, now=clock())
-        self._stop = threading.Event()
-        self._abort = False
-        self._stop_sent = False
-        self._stopped_at: float | None = None
-        self._closed = False
+        self.state = CoordinatorState(spec, expect, timing, now=clock())
+        self.timing = self.state.timing
+        if hub is None:
+            from pusher_farm.cluster.transport_zmq import ZmqHub
+
+            hub = ZmqHub(bind, keys=keys, insecure=insecure)
+        self.hub = hub
+        self.endpoint = hub.endpoint
+        self.aggregator = Aggregator(spec.policy.window, listeners)
+        self.finish: Finish | None = None
         self.cpu_seconds = 0.0
+        self._stop = threading.Event()
+        self._abort = threading.Event()
+        self._stopped = self._aborted = False
+        self._next_tick = clock()
+        self._closed = False
 
     def stop(self, *, abort: bool = False) -> None:
-        self._abort = self._abort or abort
+        """End the run early (any thread); ``abort``: cancel the calls in flight too."""
+        if abort:
+            self._abort.set()
         self._stop.set()
 
+    def step(self, now: float, timeout: float = 0.0) -> Finish | None:
+        """One wake-up: frames in (waiting up to ``timeout`` for the first), the stop the user
+        asked for, and a tick when one is due. Returns the run's end once it has come."""
+        if self.finish is not None:
+            return self.finish
+        for peer, frame in self.hub.recv(timeout):
+            self._apply(self.state.on_frame(peer, frame, self.clock()))
+            if self.finish is not None:
+                return self.finish
+        now = self.clock()
+        if self._stop.is_set() and not self._stopped:
+            self._stopped = True
+            self._aborted = self._abort.is_set()
+            self._apply(self.state.stop(now, abort=self._aborted))
+        elif self._abort.is_set() and not self._aborted and self.finish is None:
+            self._aborted = True  # a second Ctrl-C: cancel what is in flight
+            self._apply(self.state.stop(now, abort=True))
+        if self.finish is None and now >= self._next_tick:
+            self._next_tick = now + _TICK
+            self._apply(self.state.on_tick(now))
+            running = [a.id for a in self.state.agents.values() if a.state is AgentState.RUNNING]
+            self.aggregator.release(running)
+        return self.finish
+
     def run(self) -> Report:
-        started_wall = time.monotonic()
+        """Run to the end on the real clock and return the merged report."""
+        started = time.monotonic()
         cpu0 = time.process_time()
-        finish: Finish | None = None
         try:
-            next_tick = self.clock()
-            while finish is None:
-                now = self.clock()
-                timeout = max(0.0, min(_TICK, next_tick - now))
-                if self.transport.poll(timeout):
-                    for agent, msg in self.transport.recv_all():
-                        finish = self._apply(self.state.on_message(agent, msg, self.clock())) or finish
-                        if finish is not None:
-                            break
-                now = self.clock()
-                if finish is None and now >= next_tick:
-                    next_tick = now + _TICK
-                    finish = self._apply(self.state.on_tick(now))
-                    self.aggregator.release(self._running_ids())
-                if finish is None and self._stop.is_set() and not self._stop_sent:
-                    self._stop_sent = True
-                    self._stopped_at = self.clock()
-                    finish = self._apply(self.state.stop(self.clock(), abort=self._abort))
-                if finish is None and self._abort:
-                    # A second interrupt: report now with what has arrived.
-                    finish = Finish(False, "aborted: windows not yet received are not in this report", 1)
-            if not finish.ok and self.state.start_at is None:
-                self._apply(self.state.stop(self.clock(), abort=True))
+            while self.step(self.clock(), max(0.0, min(_TICK, self._next_tick - self.clock()))) is None:
+                pass
         finally:
             self.cpu_seconds = time.process_time() - cpu0
             self.aggregator.release([], final=True)
-        return self._report(finish, time.monotonic() - started_wall)
+        assert self.finish is not None
+        return self.report(time.monotonic() - started)
 
-    def _running_ids(self) -> list[str]:
-        return [a.id for a in self.state.agents.values() if a.state is AgentState.RUNNING]
+    def report(self, elapsed: float) -> Report:
+        """The report of what has arrived (the run's end, once it has come)."""
+        finish = self.finish or Finish(False, "the run did not finish", 1)
+        return build_report(self.state, self.aggregator, finish, elapsed=elapsed, dropped=self.hub.dropped)
 
-    def _apply(self, actions: list[Any]) -> Finish | None:
-        finish = None
+    def _apply(self, actions: list[Action]) -> None:
         for action in actions:
             if isinstance(action, Send):
-                self.transport.send(action.agent, action.type, action.fields)
+                self.hub.send(action.agent, encode(action.type, **action.fields))
             elif isinstance(action, Accept):
-                try:
-                    window = Window.from_wire(action.window)
-                except (KeyError, TypeError, ValueError) as exc:
-                    self.transport.bad.drop(f"bad window from {action.agent!r}: {exc!r}")
-                    continue
-                self.aggregator.add(action.agent, window)
+                self.aggregator.add(action.agent, action.window)
+            elif isinstance(action, SendFrame):
+                self.hub.send(action.peer, action.frame)
             elif isinstance(action, Log):
                 log.log(logging.getLevelName(action.level.upper()), "%s", action.text)
             elif isinstance(action, Finish):
-                finish = action
-        return finish
-
-    def _report(self, finish: Finish, elapsed: float) -> Report:
-        state = self.state
-        spec = self.spec
-        start_at = state.start_at
-        agents = []
-        longest_sent = 0.0
-        for a in state.agents.values():
-            if a.state is AgentState.SPARE:
-                continue
-            hb = a.stats
-            longest_sent = max(longest_sent, float(hb.get("sent_s", 0.0) or 0.0))
-            agents.append(
-                {
-                    "id": a.id,
-                    "name": a.name,
-                    "host": a.host,
-                    "pid": a.pid,
-                    "capacity": a.capacity,
-                    "share": round(a.share, 6),
-                    "state": a.state.value,
-                    "counts": self.aggregator.counts(a.id),
-                    "clock_offset_ms": round(a.offset * 1000, 3),
-                    "rtt_ms": None if math.isnan(a.rtt) else round(a.rtt * 1000, 3),
-                    "lost": a.state is AgentState.LOST,
-                    "lost_at_s": None if a.lost_at is None or start_at is None else round(a.lost_at - start_at, 3),
-                    "error": a.error or None,
-                    "missed_slots": a.missed_slots,
-                    "cpu_percent": hb.get("cpu"),
-                    "stopped_early": a.stopped_early,
-                }
-            )
-        if spec.sharded:
-            profile = spec.tasks[0].profile
-            assert profile is not None
-            length = profile.length(spec.until)
-            requested = profile.average_rate(length)
-            target = spec.tasks[0].target
-            describe = profile.describe()
-        else:
-            lengths = []
-            requested = 0.0
-            for t in spec.tasks:
-                assert t.profile is not None
-                ln = t.profile.length(spec.until)
-                lengths.append(ln)
-                requested += t.profile.average_rate(ln)
-            length = max(lengths)
-            targets = sorted({t.target for t in spec.tasks})
-            target = targets[0] if len(targets) == 1 else ", ".join(targets)
-            describe = ", ".join(t.profile.describe() for t in spec.tasks if t.profile is not None)
-        stopped = any(a["stopped_early"] for a in agents) or self._stop_sent
-        if stopped or math.isinf(length):
-            # What the agents said they sent; failing that (aborted before their done), the time
-            # from the start to the stop.
-            length = longest_sent
-            if not length and start_at is not None and self._stopped_at is not None:
-                length = max(0.0, self._stopped_at - start_at)
-        notes = []
-        if not finish.ok and finish.reason:
-            notes.append(finish.reason)
-        notes += [f"coordinator listener failed: {e}" for e in self.aggregator.listener_errors]
-        if self.transport.bad.total:
-            notes.append(f"{self.transport.bad.total} bad frames were dropped by the coordinator")
-        task = spec.tasks[0]
-        report = Report.from_tally(
-            self.aggregator.tally,
-            target=target,
-            requested_rps=requested,
-            duration_s=length,
-            elapsed_s=elapsed,
-            send_duration_s=longest_sent,
-            profile=describe,
-            overtime=task.overtime,
-            timeout_s=task.timeout,
-            stopped_early=stopped,
-            agents=agents,
-            epochs=list(state.epochs),
-            notes=notes,
-        )
-        report.status = finish.status
-        return report
+                self.finish = action
 
     def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self.transport.close()
-        self._stop_auth()
-        if self._own_context:
-            self.context.term()
-
-    def _stop_auth(self) -> None:
-        if self._auth is not None:
-            self._auth.stop()
-            self._auth = None
+        if not self._closed:
+            self._closed = True
+            self.hub.close()
 
     def __enter__(self) -> Coordinator:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, *exc: Any) -> None:
         self.close()

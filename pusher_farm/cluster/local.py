@@ -6,7 +6,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 
 from pusher_farm.cluster.coordinator import Coordinator, WindowListener
 from pusher_farm.cluster.plan import RunSpec
@@ -37,15 +38,17 @@ def spawn_agents(
     return procs
 
 
-def _reap(procs: list[subprocess.Popen[bytes]], timeout: float = 10.0) -> None:
+def _reap(procs: list[subprocess.Popen[bytes]], grace: float) -> None:
+    """Let the agents leave on their own for ``grace`` seconds in all, then end them."""
+    deadline = time.monotonic() + grace
     for p in procs:
         try:
-            p.wait(timeout)
+            p.wait(max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             p.terminate()
     for p in procs:
         try:
-            p.wait(5)
+            p.wait(2)
         except subprocess.TimeoutExpired:
             p.kill()
             p.wait()
@@ -58,16 +61,20 @@ def run_local(
     listeners: Iterable[WindowListener] = (),
     timing: Timing | None = None,
     quiet_agents: bool = True,
-    on_coordinator: object = None,
+    on_coordinator: Callable[[Coordinator], None] | None = None,
 ) -> Report:
     """Run ``spec`` on ``processes`` local agents; returns the merged report."""
     timing = timing or Timing(wait_timeout=30.0)
     with Coordinator(spec, bind="tcp://127.0.0.1:*", expect=processes, timing=timing, listeners=listeners) as coord:
-        if callable(on_coordinator):
+        if on_coordinator is not None:
             on_coordinator(coord)
         procs = spawn_agents(coord.endpoint, processes, quiet=quiet_agents)
+        report = None
         try:
             report = coord.run()
         finally:
-            _reap(procs)
+            # Done agents leave within a second (their last messages' linger); after an abort
+            # or a failure, whatever is still there is not waited for long.
+            _reap(procs, 10.0 if report is not None and report.status == 0 else 2.0)
+    assert report is not None
     return report

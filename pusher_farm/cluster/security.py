@@ -17,10 +17,34 @@ import zmq.auth
 
 from pusher_farm.errors import FarmError
 
-__all__ = ["AgentKeys", "CoordinatorKeys", "generate"]
+__all__ = ["AgentKeys", "CoordinatorKeys", "check_bind", "check_connect", "generate"]
 
 COORDINATOR = "coordinator"
 AUTHORIZED = "authorized"
+
+_SCHEMES = ("tcp", "ipc", "inproc")
+_LOOPBACK = ("127.", "localhost:", "[::1]:", "::1:")
+
+
+def check_bind(endpoint: str, *, secured: bool) -> None:
+    """Refuse an endpoint that is not one, and a TCP bind beyond loopback unless ``secured``
+    (keys given, or the caller said insecure on purpose): anyone who reaches an open
+    coordinator port could join the farm and steer its load."""
+    scheme, sep, rest = endpoint.partition("://")
+    if not sep or scheme not in _SCHEMES or not rest:
+        raise FarmError(f"bind {endpoint!r}: give an endpoint like tcp://127.0.0.1:5555")
+    if scheme == "tcp" and not rest.startswith(_LOOPBACK) and not secured:
+        raise FarmError(
+            f"bind {endpoint} is reachable from other hosts and agents are not authenticated: "
+            "give keys (farm keys generate DIR, then --keys DIR), bind 127.0.0.1, or pass --insecure"
+        )
+
+
+def check_connect(endpoint: str) -> None:
+    """Refuse what is not an endpoint to connect to."""
+    scheme, sep, rest = endpoint.partition("://")
+    if not sep or scheme not in _SCHEMES or not rest:
+        raise FarmError(f"connect {endpoint!r}: give an endpoint like tcp://HOST:5555")
 
 
 @dataclass(frozen=True)

@@ -1,19 +1,39 @@
-"""A worker's settings and the offers that set them (``hire(ident, target, *offers)``)."""
+"""The one settings record of a run (``Config``) and the offers that set it.
+
+Every setting lives here once: its default, its check, and where it applies. A check reads
+numbers and also text ("30s", "none", "4ms": what a command line, a TOML file or a ``FARM_*``
+variable gives), normalises the value and raises the setting's own error with a reason that
+says how to fix it. ``Config`` runs every check when it is made (``Config(...)``,
+``config.replace(...)``, ``Config.from_wire(...)``), so a record that exists is valid.
+
+Where a setting applies (``scope`` in the field's metadata):
+
+* ``agent``: part of the plan an agent receives (``to_wire``/``from_wire``);
+* ``farm``: read by the coordinator only (what losing or gaining an agent does);
+* ``local``: never leaves this process (gossip listeners).
+
+A new setting is a field here, its command-line option and its use: the wire form, the checks
+and ``replace`` follow from the field.
+"""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from types import MappingProxyType
+from typing import Any
 
 from pusher_farm.core.gossip import Gossiper
-from pusher_farm.core.schedule import Profile
-from pusher_farm.errors import InvalidOption, InvalidOvertime
+from pusher_farm.core.schedule import Profile, parse_duration, profile_from_stages
+from pusher_farm.errors import InvalidOption, InvalidOvertime, ProtocolError, PusherError
 
 __all__ = [
     "DEFAULT_BATCH",
     "DEFAULT_OVERTIME",
     "DEFAULT_TIMEOUT",
+    "LOSS_POLICIES",
+    "MAX_OVERTIME",
     "Config",
     "Offer",
     "with_batch",
@@ -28,79 +48,294 @@ __all__ = [
 #: Calls in flight allowed by default. pusher allows a million goroutines; a Python process
 #: holds far fewer calls usefully, and a thread per in-flight call for plain functions.
 DEFAULT_OVERTIME = 10_000
+#: the most calls in flight one process may be asked for
+MAX_OVERTIME = 1_000_000
 #: Per-call bound by default, so a run always ends; ``with_timeout(None)`` removes it.
 DEFAULT_TIMEOUT = 30.0
 #: Slots due within this long of a wake-up are launched with it (``with_batch``).
 DEFAULT_BATCH = 0.004
+#: what losing an agent mid-run does (``on_agent_loss``)
+LOSS_POLICIES = ("rebalance", "abort", "continue")
+
+_NONE = ("none", "off")
+
+
+# -- checks: value in (number or text), normalised value out, or the setting's own error ------
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _seconds(name: str, value: Any, *, lowest: float, highest: float, zero: bool = False) -> float:
+    """Seconds from a number or a duration text, within [lowest, highest] (0 too if ``zero``)."""
+    span = f"{'0 or ' if zero and lowest > 0 else ''}between {_text(lowest)} and {_text(highest)}"
+    if isinstance(value, str):
+        try:
+            value = parse_duration(value, allow_zero=True)
+        except PusherError:
+            raise InvalidOption(f"cannot read {name} {value!r}: give a duration {span}, e.g. 30s or 500ms") from None
+    if not _is_number(value) or not math.isfinite(value):
+        raise InvalidOption(f"{name} must be a number of seconds {span}, got {value!r}")
+    seconds = float(value)
+    if zero and seconds == 0:
+        return 0.0
+    if not lowest <= seconds <= highest:
+        raise InvalidOption(f"{name} must be {span}, got {value!r}")
+    return seconds
+
+
+def _text(seconds: float) -> str:
+    if seconds == 0:
+        return "0"
+    if seconds >= 1:
+        return f"{seconds:g}s"
+    return f"{seconds * 1000:g}ms"
+
+
+def _overtime(value: Any) -> int:
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidOvertime(f"must be a whole number, got {value!r}")
+    if value < 0:
+        raise InvalidOvertime(f"must be more or equal zero, got {value}")
+    if value > MAX_OVERTIME:
+        raise InvalidOvertime(f"must be at most {MAX_OVERTIME:,} calls in flight per process, got {value:,}")
+    return value
+
+
+def _timeout(value: Any) -> float | None:
+    if value is None or (isinstance(value, str) and value.strip().lower() in _NONE):
+        return None
+    if (isinstance(value, str) and value.strip() in ("0", "0s")) or (_is_number(value) and value == 0):
+        raise InvalidOption("timeout must be positive (e.g. 30s), or none for no bound")
+    return _seconds("timeout", value, lowest=1e-6, highest=86_400.0)
+
+
+def _until(value: Any) -> float | None:
+    if value is None:
+        return None
+    return _seconds("duration", value, lowest=1e-6, highest=366 * 86_400.0)
+
+
+def _window(value: Any) -> float:
+    return _seconds("window", value, lowest=0.01, highest=3600.0)
+
+
+def _spin(value: Any) -> float:
+    return _seconds("spin", value, lowest=0.0, highest=1.0, zero=True)
+
+
+def _batch(value: Any) -> float:
+    return _seconds("batch", value, lowest=0.0, highest=0.1, zero=True)
+
+
+def _profile(value: Any) -> Profile | None:
+    if value is not None and not isinstance(value, Profile):
+        raise InvalidOption(f"a profile must be a Constant or Stages, got {value!r}")
+    return value
+
+
+def _listeners(value: Any) -> tuple[Gossiper, ...]:
+    listeners = tuple(value)
+    for listener in listeners:
+        if not (callable(getattr(listener, "listen", None)) and callable(getattr(listener, "stop", None))):
+            raise InvalidOption(f"{listener!r} is not a Gossiper: it needs listen(worker, gossips) and stop()")
+    return listeners
+
+
+def _capacity(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidOption(f"gossip_capacity must be a positive whole number, got {value!r}")
+    return value
+
+
+def _target(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not 0 < len(value) <= 512:
+        raise InvalidOption(f"a target name is a built-in or package.module:function, got {value!r}")
+    return value
+
+
+#: what a target parameter may hold: plain data only (it may cross the wire)
+_PLAIN = (str, int, float, bool, type(None))
+
+
+def _params(value: Any) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping) or len(value) > 256:
+        raise InvalidOption(f"target parameters must be a mapping of names to values, got {value!r}")
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        if not isinstance(key, str) or not 0 < len(key) <= 128:
+            raise InvalidOption(f"a target parameter name must be a short text, got {key!r}")
+        items = item if isinstance(item, (list, tuple)) else [item]
+        if len(items) > 1024 or not all(isinstance(i, _PLAIN) for i in items):
+            raise InvalidOption(f"target parameter {key!r} must be plain text, numbers or a list of them")
+        if any(isinstance(i, str) and len(i) > 1 << 20 for i in items):
+            raise InvalidOption(f"target parameter {key!r} is over 1 MiB")
+        out[key] = list(item) if isinstance(item, (list, tuple)) else item
+    return MappingProxyType(out)
+
+
+def _policy(value: Any) -> str:
+    if value not in LOSS_POLICIES:
+        raise InvalidOption(f"on_agent_loss must be one of {', '.join(LOSS_POLICIES)}, got {value!r}")
+    return str(value)
+
+
+def _flag(name: str) -> Callable[[Any], bool]:
+    def check(value: Any) -> bool:
+        if not isinstance(value, bool):
+            raise InvalidOption(f"{name} must be true or false, got {value!r}")
+        return value
+
+    return check
+
+
+def _profile_wire(profile: Profile | None) -> Any:
+    return None if profile is None else [[s.duration, s.start, s.end] for s in profile.stages]
+
+
+def _profile_unwire(data: Any) -> Profile | None:
+    return None if data is None else profile_from_stages(data)
+
+
+def _setting(
+    default: Any,
+    check: Callable[[Any], Any],
+    scope: str = "agent",
+    *,
+    wire: Callable[[Any], Any] | None = None,
+    unwire: Callable[[Any], Any] | None = None,
+) -> Any:
+    meta = {"check": check, "scope": scope, "wire": wire, "unwire": unwire}
+    if isinstance(default, (tuple, dict)):
+        return field(default_factory=lambda: default, metadata=meta)
+    return field(default=default, metadata=meta)
 
 
 @dataclass(frozen=True)
 class Config:
-    """A public, read-only copy of a worker's settings (``Worker.config()``)."""
+    """A run's settings, checked once when made; immutable (``replace`` makes a new one).
 
-    ident: str = ""
-    overtime: int = DEFAULT_OVERTIME
-    timeout: float | None = DEFAULT_TIMEOUT
-    listeners: tuple[Gossiper, ...] = ()
-    profile: Profile | None = None
+    ``Worker.config()`` returns its worker's; ``with_*`` offers change one setting each;
+    the farm sends an agent ``to_wire()`` and the agent reads it back with ``from_wire``.
+    """
+
+    #: the target by name (a built-in or ``package.module:function``) when it must be resolved
+    #: elsewhere (on farm agents); ``None`` for a callable given in this process
+    target: str | None = _setting(None, _target)
+    #: the target's parameters (``--param k=v``): plain data
+    params: Mapping[str, Any] = _setting({}, _params)
+    #: the rate profile (``with_profile``); ``None``: a constant rate given to ``work``
+    profile: Profile | None = _setting(None, _profile, wire=_profile_wire, unwire=_profile_unwire)  # noqa: RUF009
+    #: seconds after which the schedule is cut (``--duration`` with ``--stages``); None: not cut
+    until: float | None = _setting(None, _until)
+    #: most calls in flight per process; a slot that finds them all busy is canceled
+    overtime: int = _setting(DEFAULT_OVERTIME, _overtime)
+    #: per-call bound in seconds (a call past it fails as ``Timeout``); None: no bound
+    timeout: float | None = _setting(DEFAULT_TIMEOUT, _timeout)
     #: seconds per report window (the time series' resolution)
-    window: float = 1.0
+    window: float = _setting(1.0, _window)
     #: seconds of busy-waiting before each slot (0: sleep on the loop's millisecond timers)
-    spin: float = 0.0
+    spin: float = _setting(0.0, _spin)
     #: slots due within this long of a wake-up start with it, up to this early (fewer wake-ups)
-    batch: float = DEFAULT_BATCH
+    batch: float = _setting(DEFAULT_BATCH, _batch)
+    #: what losing an agent mid-run does: move its share to the others from the next plan
+    #: epoch ("rebalance"), stop the run ("abort"), or carry on without it ("continue")
+    on_agent_loss: str = _setting("rebalance", _policy, "farm")
+    #: an agent that connects mid-run gets a share from the next epoch
+    late_join: bool = _setting(True, _flag("late_join"), "farm")
+    #: gossip listeners, each on a thread of its own (they live in this process)
+    listeners: tuple[Gossiper, ...] = _setting((), _listeners, "local")
     #: gossips one listener may have waiting before further ones are counted as dropped
-    gossip_capacity: int = 65_536
-    busy: bool = field(default=False, compare=False)
+    gossip_capacity: int = _setting(65_536, _capacity, "local")
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            object.__setattr__(self, f.name, f.metadata["check"](getattr(self, f.name)))
+
+    def replace(self, **changes: Any) -> Config:
+        """A copy with ``changes``, every setting checked again."""
+        unknown = sorted(set(changes) - {f.name for f in fields(self)})
+        if unknown:
+            raise InvalidOption(f"no setting called {unknown[0]!r}")
+        return replace(self, **changes)
+
+    def to_wire(self) -> dict[str, Any]:
+        """The settings an agent needs, as plain msgpack-able data."""
+        out = {}
+        for f in fields(self):
+            if f.metadata["scope"] == "agent":
+                value = getattr(self, f.name)
+                wire = f.metadata["wire"]
+                out[f.name] = wire(value) if wire else (dict(value) if isinstance(value, Mapping) else value)
+        return out
+
+    @classmethod
+    def from_wire(cls, data: Any) -> Config:
+        """The settings a plan carries, checked like any other; ``ProtocolError`` if they are
+        not valid (an unknown setting is refused: this side would not honour it)."""
+        if not isinstance(data, Mapping):
+            raise ProtocolError(f"settings must be a map, got {type(data).__name__}")
+        known = {f.name: f for f in fields(cls) if f.metadata["scope"] == "agent"}
+        unknown = sorted(str(k) for k in data if k not in known)
+        if unknown:
+            raise ProtocolError(f"unknown setting {unknown[0]!r} (the coordinator is newer: upgrade this agent)")
+        try:
+            values = {}
+            for name, value in data.items():
+                unwire = known[name].metadata["unwire"]
+                values[name] = unwire(value) if unwire else value
+            return cls(**values)
+        except PusherError as exc:
+            raise ProtocolError(f"bad settings: {exc}") from None
+
+    def length(self) -> float:
+        """Seconds the schedule runs (``inf``: open-ended); needs a profile."""
+        if self.profile is None:
+            raise InvalidOption("no rate profile: give rps, or a profile with with_profile(...)")
+        return self.profile.length(self.until)
 
 
 Offer = Callable[[Config], Config]
 
 
+def _offer(**change: Any) -> Offer:
+    """An offer that sets ``change``, checked now (an offer fails where it is written)."""
+    Config(**change)
+    return lambda c: c.replace(**change)
+
+
 def with_overtime(limit: int) -> Offer:
     """At most ``limit`` calls in flight; a slot that finds them all busy is canceled.
     0 cancels every slot, as in pusher."""
-    if isinstance(limit, bool) or not isinstance(limit, int):
-        raise InvalidOvertime(f"must be a whole number, got {limit!r}")
-    if limit < 0:
-        raise InvalidOvertime(f"must be more or equal zero, got {limit}")
-    return lambda c: replace(c, overtime=limit)
+    return _offer(overtime=limit)
 
 
 def with_gossips(*listeners: Gossiper) -> Offer:
     """Send every slot's events to these listeners (each on its own thread)."""
-    for listener in listeners:
-        if not (callable(getattr(listener, "listen", None)) and callable(getattr(listener, "stop", None))):
-            raise InvalidOption(f"{listener!r} is not a Gossiper: it needs listen(worker, gossips) and stop()")
-    return lambda c: replace(c, listeners=c.listeners + tuple(listeners))
+    _listeners(listeners)
+    return lambda c: c.replace(listeners=c.listeners + tuple(listeners))
 
 
 def with_timeout(seconds: float | None) -> Offer:
     """Bound each call to ``seconds`` (a call past it fails as ``Timeout``); ``None``: no bound."""
-    if seconds is not None:
-        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
-            raise InvalidOption(f"timeout must be a number of seconds, got {seconds!r}")
-        if not (math.isfinite(seconds) and seconds > 0):
-            raise InvalidOption(f"timeout must be positive, got {seconds!r}")
-    return lambda c: replace(c, timeout=None if seconds is None else float(seconds))
+    return _offer(timeout=seconds)
 
 
 def with_profile(profile: Profile) -> Offer:
     """Follow this rate profile (``Stages``) instead of the constant rate given to ``work``."""
     if not isinstance(profile, Profile):
         raise InvalidOption(f"a profile must be a Constant or Stages, got {profile!r}")
-    return lambda c: replace(c, profile=profile)
+    return _offer(profile=profile)
 
 
 def with_window(seconds: float) -> Offer:
     """Report window length (the time series' resolution), 1 s by default."""
-    if (
-        isinstance(seconds, bool)
-        or not isinstance(seconds, (int, float))
-        or not (math.isfinite(seconds) and seconds > 0)
-    ):
-        raise InvalidOption(f"window must be a positive number of seconds, got {seconds!r}")
-    return lambda c: replace(c, window=float(seconds))
+    return _offer(window=seconds)
 
 
 def with_batch(seconds: float) -> Offer:
@@ -109,24 +344,11 @@ def with_batch(seconds: float) -> Offer:
     price of starting such slots up to ``seconds`` early. Their latency then counts from their
     actual start (never below the service time); their lag is 0. 0 wakes up for every slot
     (on the loop's millisecond timers); ``with_spin`` ignores the batch."""
-    batch = _seconds_within("batch", seconds, 0.1)
-    return lambda c: replace(c, batch=batch)
+    return _offer(batch=seconds)
 
 
 def with_spin(seconds: float) -> Offer:
     """Busy-wait the last ``seconds`` before each slot instead of sleeping, so calls start
     within microseconds of their intended time rather than within the event loop's
     millisecond timer tick. Costs CPU (a whole core above ~1k slots/s); 2 ms is plenty."""
-    spin = _seconds_within("spin", seconds, 1.0)
-    return lambda c: replace(c, spin=spin)
-
-
-def _seconds_within(name: str, seconds: float, highest: float) -> float:
-    """``seconds`` as a float if it is a number from 0 to ``highest``; else ``InvalidOption``."""
-    if (
-        isinstance(seconds, bool)
-        or not isinstance(seconds, (int, float))
-        or not (math.isfinite(seconds) and 0 <= seconds <= highest)
-    ):
-        raise InvalidOption(f"{name} must be between 0 and {highest:g} second, got {seconds!r}")
-    return float(seconds)
+    return _offer(spin=seconds)

@@ -1,12 +1,12 @@
-"""The report of a run: what was asked, what happened, and the JSON contract for rigs.
+"""The report of a run: what was asked and what happened, as numbers and typed records.
 
-``Report.to_dict()`` is the public JSON schema ``pusher-farm/report/v1``: benchmark rigs parse
-it and gate CI on it, so fields are only ever added, never renamed or removed.
+``Report.from_tally`` is the one place a report is built, in a process (``Worker.work``,
+``farm_async``) and on a farm's coordinator. Formats (the JSON contract, the console summary
+and the advice in its warnings) live in ``pusher_farm.report``, not here.
 """
 
 from __future__ import annotations
 
-import base64
 import os
 import platform
 import socket
@@ -16,26 +16,97 @@ from typing import Any
 from pusher_farm.core.stats import Histogram
 from pusher_farm.core.window import Tally
 
-__all__ = ["Counts", "Report", "SCHEMA"]
-
-SCHEMA = "pusher-farm/report/v1"
-
-#: schedule lag p99 above this means the generator, not the target, was the limit
-LAG_WARNING_MS = 10.0
+__all__ = ["AgentSummary", "Counts", "EpochSummary", "Report", "WorkerSummary"]
 
 
 @dataclass(frozen=True)
 class Counts:
-    """Every scheduled slot ends exactly once: ``scheduled == succeeded + failed + canceled``."""
+    """Where every slot went. Every planned slot was scheduled or not (``unfired``: nobody
+    reached it), ``planned == scheduled + unfired``; every scheduled slot ended exactly once,
+    ``scheduled == succeeded + failed + canceled``."""
 
     scheduled: int
     succeeded: int
     failed: int
     canceled: int
+    planned: int
+
+    @property
+    def unfired(self) -> int:
+        return self.planned - self.scheduled
 
     @property
     def balanced(self) -> bool:
-        return self.scheduled == self.succeeded + self.failed + self.canceled
+        return self.scheduled == self.succeeded + self.failed + self.canceled and self.unfired >= 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "planned": self.planned,
+            "scheduled": self.scheduled,
+            "succeeded": self.succeeded,
+            "failed": self.failed,
+            "canceled": self.canceled,
+            "unfired": self.unfired,
+        }
+
+
+@dataclass(frozen=True)
+class WorkerSummary:
+    """One worker of ``farm``/``force``: its counts (and its agent, on processes)."""
+
+    ident: str
+    kind: str
+    overtime: int
+    counts: Counts
+    achieved_rps: float
+    agent: str | None = None
+    #: the first global slot it did not pass, and when it stopped early (seconds from the
+    #: start; None: it ran its schedule to the end)
+    reach: int = 0
+    stopped_s: float | None = None
+
+
+@dataclass(frozen=True)
+class AgentSummary:
+    """One agent of a farm run, as the coordinator saw it."""
+
+    id: str
+    name: str
+    host: str
+    pid: int
+    package: str
+    capacity: float
+    #: its part of the farm's slots in the last epoch it ran in (0 once its share moved)
+    share: float
+    state: str
+    counts: Counts
+    clock_offset_ms: float
+    rtt_ms: float | None
+    lost_at_s: float | None = None
+    error: str | None = None
+    #: its unfired slots lay between these times (seconds from the start)
+    unfired_from_s: float | None = None
+    unfired_to_s: float | None = None
+    cpu_percent: float | None = None
+    stopped_early: bool = False
+    gossip_dropped: int = 0
+    #: windows it sent that were not valid, so not counted
+    rejected_windows: int = 0
+
+    @property
+    def lost(self) -> bool:
+        return self.state == "lost"
+
+
+@dataclass(frozen=True)
+class EpochSummary:
+    """A plan epoch after the first: from ``from_slot`` (``at_s`` from the start) the slots
+    were dealt among ``agents`` because of ``reason``."""
+
+    from_slot: int
+    at_s: float
+    agents: tuple[str, ...]
+    reason: str
 
 
 @dataclass
@@ -54,18 +125,23 @@ class Report:
     #: from the start to the last slot's launch: longer than ``duration_s`` when the
     #: generator fell behind its schedule
     send_duration_s: float = 0.0
+    #: from the start to the end of the last call (the in-flight drain included)
+    ran_s: float = 0.0
+    #: most calls in flight per process (per worker or agent), as ``--overtime`` says
     overtime: int = 0
     timeout_s: float | None = None
     stopped_early: bool = False
     gossip_dropped: int = 0
-    workers: list[dict[str, Any]] = field(default_factory=list)
-    agents: list[dict[str, Any]] = field(default_factory=list)
-    #: plan epochs after the first (a farm that lost an agent moved its share)
-    epochs: list[dict[str, Any]] = field(default_factory=list)
+    workers: list[WorkerSummary] = field(default_factory=list)
+    agents: list[AgentSummary] = field(default_factory=list)
+    #: plan epochs after the first (a farm that lost or gained an agent moved shares)
+    epochs: list[EpochSummary] = field(default_factory=list)
     generator: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    #: frames the coordinator dropped because they were not valid messages
+    bad_frames: int = 0
     #: exit status for the command line: 0 ran as asked, 1 ran but agents were lost or the
-    #: run was cut short by the farm, 2 refused before any load (bad target on an agent, ...)
+    #: run was aborted, 2 refused before any load (bad target on an agent, ...)
     status: int = 0
 
     @classmethod
@@ -77,14 +153,19 @@ class Report:
         requested_rps: float,
         duration_s: float,
         elapsed_s: float,
+        planned: int | None = None,
         **extra: Any,
     ) -> Report:
+        """The report of the windows in ``tally``; ``planned`` slots (default: the scheduled
+        ones) and the other fields as given."""
         t = tally.total
+        scheduled = t.started + t.canceled
         counts = Counts(
-            scheduled=t.started + t.canceled,
+            scheduled=scheduled,
             succeeded=t.succeeded,
             failed=t.failed,
             canceled=t.canceled,
+            planned=scheduled if planned is None else planned,
         )
         extra.setdefault("generator", generator_info())
         return cls(
@@ -111,85 +192,10 @@ class Report:
 
     @property
     def throughput_rps(self) -> float:
-        """Successful calls per second of the whole run, in-flight drain included."""
-        return self.counts.succeeded / self.elapsed_s if self.elapsed_s > 0 else 0.0
-
-    @property
-    def warnings(self) -> list[str]:
-        """What a reader must not miss: the generator as the limit, canceled slots, losses."""
-        out = list(self.notes)
-        lag_p99 = self.lag.percentile(99) / 1000
-        if lag_p99 > LAG_WARNING_MS:
-            out.append(
-                f"schedule lag p99 is {lag_p99:.1f} ms: the generator itself fell behind, so the "
-                "rate was limited by this machine, not by the target (add processes or hosts)"
-            )
-        if self.counts.canceled:
-            out.append(
-                f"{self.counts.canceled} slots were canceled because {self.overtime} calls were "
-                "already in flight (raise --overtime, or the target is slower than the rate allows)"
-            )
-        if self.gossip_dropped:
-            out.append(f"{self.gossip_dropped} gossips could not be delivered to a slow listener")
-        if self.latency.clamped:
-            out.append(f"{self.latency.clamped} latencies above one hour were recorded as one hour")
-        for a in self.agents:
-            if a.get("lost"):
-                out.append(
-                    f"agent {a.get('name')} (host {a.get('host')}) was lost at {a.get('lost_at_s')}s: "
-                    f"its windows up to then are counted; {a.get('missed_slots', 0)} of its slots were "
-                    "never reported"
-                )
-        if not self.counts.balanced:
-            out.append("counts do not add up: scheduled != succeeded + failed + canceled")
-        return out
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON contract (schema ``pusher-farm/report/v1``)."""
-        return {
-            "schema": SCHEMA,
-            "target": self.target,
-            "profile": self.profile,
-            "requested_rps": round(self.requested_rps, 6),
-            "duration_s": round(self.duration_s, 6),
-            "send_duration_s": round(self.send_duration_s, 6),
-            "elapsed_s": round(self.elapsed_s, 6),
-            "achieved_rps": round(self.achieved_rps, 3),
-            "throughput_rps": round(self.throughput_rps, 3),
-            "overtime": self.overtime,
-            "timeout_s": self.timeout_s,
-            "stopped_early": self.stopped_early,
-            "status": self.status,
-            "counts": {
-                "scheduled": self.counts.scheduled,
-                "succeeded": self.counts.succeeded,
-                "failed": self.counts.failed,
-                "canceled": self.counts.canceled,
-            },
-            "errors": dict(self.errors),
-            "latency_ms": self.latency.summary_ms(),
-            "service_time_ms": self.service.summary_ms(),
-            "schedule_lag_ms": self.lag.summary_ms(),
-            "series": self.series,
-            "gossip_dropped": self.gossip_dropped,
-            "workers": self.workers,
-            "agents": self.agents,
-            "epochs": self.epochs,
-            "missed_slots": sum(int(a.get("missed_slots") or 0) for a in self.agents),
-            "warnings": self.warnings,
-            "generator": self.generator,
-            "histograms": {
-                "format": "HdrHistogram V2, zlib, base64; microseconds",
-                "latency": _encode(self.latency),
-                "service_time": _encode(self.service),
-                "schedule_lag": _encode(self.lag),
-            },
-        }
-
-
-def _encode(h: Histogram) -> str:
-    raw = h.to_hdr().encode()
-    return raw.decode("ascii") if isinstance(raw, bytes) else base64.b64encode(raw).decode("ascii")
+        """Successful calls per second, from the start to the end of the last call (the
+        schedule's length at least): start-up time before the first slot does not count."""
+        span = max(self.duration_s, self.ran_s)
+        return self.counts.succeeded / span if span > 0 else 0.0
 
 
 def generator_info() -> dict[str, Any]:

@@ -29,6 +29,7 @@ __all__ = [
     "Stages",
     "parse_duration",
     "parse_stages",
+    "profile_from_stages",
     "slot_batches",
 ]
 
@@ -193,6 +194,11 @@ class Shard:
         if not 0 <= self.index < len(self.weights):
             raise InvalidOption(f"shard index {self.index} out of range")
 
+    @property
+    def share(self) -> float:
+        """This shard's part of every slot (its weight over the sum of weights)."""
+        return self.weights[self.index] / sum(self.weights)
+
     def cycle(self) -> tuple[int, np.ndarray]:
         """(cycle length, this shard's offsets within a cycle)."""
         return _cycle(self.weights, self.index)
@@ -270,12 +276,41 @@ def slot_batches(
         cycle += per_batch
 
 
+#: the most stages a profile may have
+MAX_STAGES = 10_000
+
+
+def profile_from_stages(stages: object) -> Profile:
+    """The profile of ``[[duration, from, to], ...]`` (``Profile.stages`` as plain data): a
+    ``Constant`` for one flat stage, else ``Stages``. ``InvalidOption`` for anything else."""
+    if not isinstance(stages, (list, tuple)) or not 0 < len(stages) <= MAX_STAGES:
+        raise InvalidOption(f"a profile is a list of 1 to {MAX_STAGES} stages [duration, from, to]")
+    parsed = []
+    for s in stages:
+        if not (
+            isinstance(s, (list, tuple))
+            and len(s) == 3
+            and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in s)
+        ):
+            raise InvalidOption(f"a stage is [duration, from, to] in seconds and calls per second, got {s!r}")
+        parsed.append(Stage(float(s[0]), float(s[1]), float(s[2])))
+    if any(math.isinf(s.duration) for s in parsed[:-1]) or any(math.isnan(s.duration) for s in parsed):
+        raise InvalidOption("only the last stage of a profile may be open-ended")
+    if len(parsed) == 1 and parsed[0].start == parsed[0].end:
+        only = parsed[0]
+        return Constant(only.start, None if math.isinf(only.duration) else only.duration)
+    if math.isinf(parsed[-1].duration):
+        raise InvalidOption("an open-ended stage must hold a constant rate")
+    return Stages(parsed)
+
+
 _DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|us|h|m|s)")
 _UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
-def parse_duration(text: str | float | int) -> float:
-    """'30s', '1m30s', '500ms', '2h' or a plain number of seconds → seconds (> 0)."""
+def parse_duration(text: str | float | int, *, allow_zero: bool = False) -> float:
+    """'30s', '1m30s', '500ms', '2h' or a plain number of seconds → seconds (> 0, or >= 0
+    with ``allow_zero``)."""
     if isinstance(text, (int, float)) and not isinstance(text, bool):
         seconds = float(text)
     else:
@@ -291,7 +326,7 @@ def parse_duration(text: str | float | int) -> float:
                 pos = m.end()
             if pos != len(s) or not s:
                 raise InvalidOption(f"cannot read duration {text!r}: use e.g. 30s, 1m30s, 500ms or 2h") from None
-    if not (math.isfinite(seconds) and seconds > 0):
+    if not (math.isfinite(seconds) and (seconds > 0 or (allow_zero and seconds == 0))):
         raise InvalidOption(f"duration must be positive, got {text!r}")
     return seconds
 

@@ -243,14 +243,22 @@ class Histogram:
         }
 
     @classmethod
-    def from_sparse(cls, data: dict[str, Any]) -> Histogram:
-        """The histogram ``to_sparse`` encoded; ``ValueError`` for anything inconsistent."""
-        h = cls()
-        offset, k, width = int(data["o"]), int(data["k"]), int(data["b"])
-        if width not in (1, 2, 4, 8) or not (0 <= k and 0 <= offset and offset + k <= _LAYOUT.counts_len):
+    def from_sparse(cls, data: Any) -> Histogram:
+        """The histogram ``to_sparse`` encoded; ``ValueError`` for anything malformed or
+        inconsistent (it may come from a peer: every field is checked)."""
+        if not isinstance(data, dict):
+            raise ValueError("a histogram must be a map")
+        offset, k, width = _whole(data, "o"), _whole(data, "k"), _whole(data, "b")
+        if width not in (1, 2, 4, 8) or offset + k > _LAYOUT.counts_len:
             raise ValueError("histogram encoding out of range")
+        payload = data.get("z")
+        if not isinstance(payload, bytes):
+            raise ValueError("histogram payload must be bytes")
         d = zlib.decompressobj()
-        raw = d.decompress(data["z"], width * k + 1)
+        try:
+            raw = d.decompress(payload, width * k + 1)
+        except zlib.error:
+            raise ValueError("histogram payload is not zlib data") from None
         if len(raw) != width * k or d.unconsumed_tail:
             raise ValueError("histogram payload has the wrong size")
         # Counts stay in their unsigned wire type: adding them to int64 counts upcasts anyway.
@@ -260,19 +268,20 @@ class Histogram:
             shuffled = np.frombuffer(raw, dtype=np.uint8).reshape(width, k)
             run = np.ascontiguousarray(shuffled.T).view(f"<u{width}").reshape(k)
             if width == 8:  # int64 += uint64 is not a safe cast; and counts must not wrap
-                if k and int(run.max()) >= 1 << 63:
+                if k and int(run.max()) >= 1 << 62:
                     raise ValueError("histogram counts out of range")
                 run = run.astype(np.int64)
-        total = int(run.sum())
+        h = cls()
+        h.total, h.sum = _whole(data, "n"), _whole(data, "s")
+        h.min, h.max, h.clamped = _whole(data, "lo"), _whole(data, "hi"), _whole(data, "x", 0)
+        if h.total != int(run.sum()):
+            raise ValueError("histogram total does not match its counts")
+        if h.total and not (h.min <= h.max <= _LAYOUT.highest and h.min * h.total <= h.sum <= h.max * h.total):
+            raise ValueError("histogram min, max and sum do not fit its counts")
+        if h.clamped > h.total:
+            raise ValueError("histogram clamped count over its total")
         if k:
             h._sparse = (offset, run)
-        h.total = int(data["n"])
-        if h.total != total:
-            raise ValueError("histogram total does not match its counts")
-        h.sum = int(data["s"])
-        h.min = int(data["lo"])
-        h.max = int(data["hi"])
-        h.clamped = int(data.get("x", 0))
         return h
 
     # -- the hdrhistogram package ----------------------------------------------------------
@@ -316,6 +325,14 @@ class Histogram:
 
     def __repr__(self) -> str:
         return f"Histogram(total={self.total}, p50={self.percentile(50)}us, max={self.max}us)"
+
+
+def _whole(data: dict[str, Any], key: str, default: int | None = None) -> int:
+    """``data[key]`` as a whole number from 0 to 2**62 (``ValueError`` otherwise)."""
+    value = data.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 1 << 62:
+        raise ValueError(f"histogram field {key!r} must be a whole number >= 0, got {value!r}")
+    return value
 
 
 def _pname(p: float) -> str:

@@ -9,13 +9,18 @@ exactly (``merge``), so one process's report and a farm's are built the same way
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 from pusher_farm.core.stats import Histogram
 
-__all__ = ["Tally", "Window"]
+__all__ = ["MAX_ERROR_KINDS", "Tally", "Window"]
+
+#: error kinds one window may carry (a run has few; a peer sending more is refused)
+MAX_ERROR_KINDS = 1024
+_MOST = 1 << 53
 
 
 @dataclass
@@ -62,28 +67,49 @@ class Window:
         }
 
     @classmethod
-    def from_wire(cls, data: dict[str, Any]) -> Window:
-        errors = data["err"]
-        if not isinstance(errors, dict) or not all(
-            isinstance(k, str) and isinstance(v, int) and v >= 0 for k, v in errors.items()
+    def from_wire(cls, data: Any) -> Window:
+        """The window ``to_wire`` made; ``ValueError`` for anything malformed or inconsistent
+        (it comes from a peer: every field is checked)."""
+        if not isinstance(data, dict):
+            raise ValueError("a window must be a map")
+        counts = [data.get(k) for k in ("i", "st", "ok", "ko", "cx")]
+        if not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v < _MOST for v in counts):
+            raise ValueError("window index and counters must be whole numbers >= 0")
+        start, length = data.get("t"), data.get("w")
+        if not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in (start, length)
         ):
-            raise ValueError("window errors must map kinds to counts")
-        counts = [data[k] for k in ("i", "st", "ok", "ko", "cx")]
-        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in counts):
-            raise ValueError("window counters must be whole numbers >= 0")
-        return cls(
-            index=data["i"],
-            start=float(data["t"]),
-            length=float(data["w"]),
-            started=data["st"],
-            succeeded=data["ok"],
-            failed=data["ko"],
-            canceled=data["cx"],
+            raise ValueError("window start and length must be finite numbers")
+        errors = data.get("err")
+        if (
+            not isinstance(errors, dict)
+            or len(errors) > MAX_ERROR_KINDS
+            or not all(
+                isinstance(k, str)
+                and len(k) <= 256
+                and isinstance(v, int)
+                and not isinstance(v, bool)
+                and 0 <= v < _MOST
+                for k, v in errors.items()
+            )
+        ):
+            raise ValueError(f"window errors must map at most {MAX_ERROR_KINDS} short kinds to counts")
+        window = cls(
+            index=counts[0],
+            start=float(start),
+            length=float(length),
+            started=counts[1],
+            succeeded=counts[2],
+            failed=counts[3],
+            canceled=counts[4],
             errors=Counter(errors),
-            latency=Histogram.from_sparse(data["lat"]),
-            service=Histogram.from_sparse(data["svc"]),
-            lag=Histogram.from_sparse(data["lag"]),
+            latency=Histogram.from_sparse(data.get("lat")),
+            service=Histogram.from_sparse(data.get("svc")),
+            lag=Histogram.from_sparse(data.get("lag")),
         )
+        if sum(window.errors.values()) != window.failed:
+            raise ValueError("window errors do not add up to its failed count")
+        return window
 
 
 class _Row:

@@ -6,19 +6,19 @@ import asyncio
 import math
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 from pusher_farm.core import loop as _loop
+from pusher_farm.core.calls import Context, target_kind
 from pusher_farm.core.config import Config, Offer
-from pusher_farm.core.executor import Context, Executor, target_kind
+from pusher_farm.core.executor import HALT, Executor
 from pusher_farm.core.gossip import GossipHub
-from pusher_farm.core.report import Report
+from pusher_farm.core.report import Report, WorkerSummary
 from pusher_farm.core.schedule import Constant, Profile, Shard
 from pusher_farm.core.window import Window
 from pusher_farm.errors import InvalidOption, InvalidRPS, MissingTarget, PusherError, WorkerBusy
 
-__all__ = ["Worker", "hire", "resolve_profile", "target_name"]
+__all__ = ["Worker", "hire", "planned_slots", "resolve_profile", "target_name"]
 
 
 def target_name(target: Callable[..., Any]) -> str:
@@ -52,12 +52,31 @@ def _check_duration(duration: float | None) -> None:
         raise InvalidOption(f"duration must be positive, got {duration!r}")
 
 
+def planned_slots(executor: Executor) -> int:
+    """The slots ``executor``'s plan asked of it: those of its epochs' shards from its first
+    slot up to where its schedule ended (its length, or where it stopped: a run stopped early
+    planned what it passed)."""
+    length = executor.config.length()
+    end = executor.reach
+    if not executor.stopped_early and math.isfinite(length):
+        end = max(end, executor.profile.slot_count(length))
+    epochs = executor.epochs
+    total = 0
+    for i, (first, shard) in enumerate(epochs):
+        lo = max(first, executor.first_slot)
+        hi = min(end, epochs[i + 1][0]) if i + 1 < len(epochs) else end
+        if hi > lo and shard is not HALT:
+            total += hi - lo if shard is None else shard.count(lo, hi)  # type: ignore[union-attr]
+    return total
+
+
 class Worker:
     """Calls one target on an exact open-loop schedule. Create it with ``hire``.
 
     ``await worker.work(rps, duration)`` (or ``worker.work_sync``) runs it and returns the
     ``Report``; a worker runs one ``work`` at a time (``WorkerBusy`` otherwise) and can be
-    reused afterwards. ``stop()`` ends the current run early and still reports it.
+    reused afterwards. ``stop()`` ends the current run early and still reports it; ``abort()``
+    also cancels the calls in flight.
     """
 
     def __init__(self, ident: str, target: Callable[[Context], Any], config: Config) -> None:
@@ -68,7 +87,9 @@ class Worker:
         self._executor: Executor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop_requested = False
-        self._epochs: list[tuple[int, Shard | None]] = []
+        self._abort_requested = False
+        self._lease = math.inf
+        self._epochs: list[tuple[int, Shard | str | None]] = []
 
     def __str__(self) -> str:
         return self._ident
@@ -84,9 +105,14 @@ class Worker:
     def target(self) -> Callable[[Context], Any]:
         return self._target
 
+    @property
+    def busy(self) -> bool:
+        """Whether the worker is working now."""
+        return self._busy
+
     def config(self) -> Config:
-        """A public copy of this worker's settings (``busy`` says whether it is working)."""
-        return replace(self._config, busy=self._busy)
+        """This worker's settings (a read-only record)."""
+        return self._config
 
     async def work(
         self,
@@ -115,18 +141,12 @@ class Worker:
         if self._busy:
             raise WorkerBusy(f"{self._ident!r} is already working: try again when it is done")
         self._busy = True
-        cfg = self._config
+        cfg = self._config.replace(profile=profile, until=self._config.until if duration is None else duration)
         hub = GossipHub(self, cfg.listeners, cfg.gossip_capacity)
         executor = Executor(
             self._target,
-            profile,
+            cfg,
             ident=self._ident,
-            overtime=cfg.overtime,
-            timeout=cfg.timeout,
-            window=cfg.window,
-            spin=cfg.spin,
-            batch=cfg.batch,
-            until=duration,
             shard=shard,
             first_slot=first_slot,
             start_at=start_at,
@@ -136,43 +156,64 @@ class Worker:
         for epoch in self._epochs:  # plans announced before the executor existed
             executor.replan(*epoch)
         self._epochs.clear()
+        executor.lease_until = self._lease
         self._executor = executor
         self._loop = asyncio.get_running_loop()
         started = time.monotonic()
         hub.start()
         try:
-            if self._stop_requested:
-                executor.stopped_early = True
-            else:
-                await executor.run()
+            if self._abort_requested:
+                executor.aborted = True
+            if self._stop_requested or self._abort_requested:
+                executor.stop()
+            await executor.run()
         finally:
             self._executor = None
             self._loop = None
-            self._stop_requested = False
+            self._stop_requested = self._abort_requested = False
+            self._lease = math.inf
             aclose = getattr(self._target, "aclose", None)
             if close_target and aclose is not None:
                 await aclose()  # e.g. the http target's connection pool
             await asyncio.to_thread(hub.close, 10.0)
             self._busy = False
+        return self._report(executor, hub, time.monotonic() - started)
+
+    def _report(self, executor: Executor, hub: GossipHub, elapsed: float) -> Report:
+        cfg = executor.config
+        profile = executor.profile
         end = executor.scheduled_end if not math.isnan(executor.scheduled_end) else time.monotonic()
-        length = profile.length(duration)
+        length = cfg.length()
         sent_s = max(end - executor.t0, 0.0)
         schedule_s = sent_s if (executor.stopped_early or math.isinf(length)) else length
-        return Report.from_tally(
+        report = Report.from_tally(
             executor.tally,
             target=target_name(self._target),
             requested_rps=profile.average_rate(schedule_s),
             duration_s=max(schedule_s, 0.0),
             send_duration_s=sent_s,
-            elapsed_s=time.monotonic() - started,
+            ran_s=max(time.monotonic() - executor.t0, 0.0),
+            elapsed_s=elapsed,
+            planned=planned_slots(executor),
             profile=profile.describe(),
             overtime=cfg.overtime,
             timeout_s=cfg.timeout,
             stopped_early=executor.stopped_early,
             gossip_dropped=hub.dropped,
             notes=list(hub.errors),
-            workers=[{"ident": self._ident, "kind": target_kind(self._target)}],
         )
+        report.workers = [
+            WorkerSummary(
+                self._ident,
+                target_kind(self._target),
+                cfg.overtime,
+                report.counts,
+                report.achieved_rps,
+                reach=executor.reach,
+                stopped_s=executor.stopped_s,
+            )
+        ]
+        return report
 
     def work_sync(self, rps: float | None = None, duration: float | None = None) -> Report:
         """The blocking twin of ``work`` (runs its own event loop, uvloop when installed)."""
@@ -184,11 +225,32 @@ class Worker:
         self._stop_requested = True
         self._on_executor(lambda executor: executor.stop())
 
+    def abort(self) -> None:
+        """End the current run at once: no further slot, and every call in flight is
+        canceled (counted as failed, ``Interrupted``). Safe to call from any thread."""
+        self._abort_requested = True
+        self._on_executor(lambda executor: executor.abort())
+
+    def lease(self, until: float) -> None:
+        """Let the current (or next) run schedule slots until ``until`` on ``time.monotonic``'s
+        clock and no longer (a farm agent renews it while it hears its coordinator). Safe to
+        call from any thread: it only sets a number the pacer reads."""
+        self._lease = until
+        executor = self._executor
+        if executor is not None:
+            executor.lease_until = until
+
     def replan(self, from_slot: int, shard: Shard | None) -> None:
         """From global slot ``from_slot`` on, fire the slots of ``shard`` (a farm's new plan
         epoch). Safe to call from any thread, also just before the run starts."""
         if not self._on_executor(lambda executor: executor.replan(from_slot, shard)):
             self._epochs.append((from_slot, shard))
+
+    def stop_at(self, slot: int) -> None:
+        """Stop scheduling at global slot ``slot`` (a farm stops every agent at the same
+        slot). Safe to call from any thread, also just before the run starts."""
+        if not self._on_executor(lambda executor: executor.stop_at(slot)):
+            self._epochs.append((slot, HALT))
 
     def _on_executor(self, action: Callable[[Executor], None]) -> bool:
         """Run ``action`` on the current executor, on its loop's thread; False if none."""
@@ -215,7 +277,7 @@ def hire(ident: str, target: Callable[[Context], Any] | None, *offers: Offer) ->
         raise MissingTarget("not provided")
     if not callable(target):
         raise MissingTarget(f"{target!r} is not callable")
-    config = Config(ident=str(ident))
+    config = Config()
     for offer in offers:
         if not callable(offer):
             raise InvalidOption(f"{offer!r} is not an offer: use with_overtime(...), with_timeout(...), ...")

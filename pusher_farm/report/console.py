@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pusher_farm.core.report import Report
 from pusher_farm.core.window import Window
+from pusher_farm.report.contract import to_dict
 
 
 def _ms(v: float) -> str:
@@ -11,7 +12,7 @@ def _ms(v: float) -> str:
 
 
 def render_summary(report: Report) -> str:
-    d = report.to_dict()
+    d = to_dict(report)
     c = d["counts"]
     lines = [
         f"target      {d['target']}",
@@ -19,7 +20,8 @@ def render_summary(report: Report) -> str:
         f"achieved {d['achieved_rps']:g}/s over {d['duration_s']:.2f}s"
         + (" (stopped early)" if d["stopped_early"] else ""),
         f"slots       scheduled {c['scheduled']}  succeeded {c['succeeded']}  "
-        f"failed {c['failed']}  canceled {c['canceled']}",
+        f"failed {c['failed']}  canceled {c['canceled']}"
+        + (f"  unfired {c['unfired']} of {c['planned']} planned" if c["unfired"] else ""),
     ]
     if d["errors"]:
         lines.append("errors      " + "  ".join(f"{k}: {v}" for k, v in d["errors"].items()))

@@ -9,11 +9,12 @@ import tempfile
 from pathlib import Path
 
 from pusher_farm.core.report import Report
+from pusher_farm.report.contract import to_dict
 
 
 def write_json(report: Report, path: str | os.PathLike[str]) -> None:
-    """Write ``report.to_dict()``; the file appears whole or not at all (atomic rename)."""
-    text = json.dumps(report.to_dict(), indent=2) + "\n"
+    """Write ``to_dict(report)``; the file appears whole or not at all (atomic rename)."""
+    text = json.dumps(to_dict(report), indent=2) + "\n"
     if str(path) == "-":
         sys.stdout.write(text)
         return

@@ -15,7 +15,7 @@ from typing import Any
 
 from pusher_farm.errors import InvalidOption, MissingTarget, PusherError
 
-__all__ = ["Param", "Plugin", "builtin_names", "resolve", "spec_of"]
+__all__ = ["Param", "Plugin", "builtin_names", "import_attr", "resolve", "spec_of"]
 
 
 @dataclass(frozen=True)
@@ -128,19 +128,16 @@ def spec_of(target: Callable[..., Any]) -> tuple[str, dict[str, Any]]:
     return name, {}
 
 
-def _resolve(spec: str, params: dict[str, Any]) -> Callable[..., Any]:
-    builtins = _builtins()
-    if spec in builtins:
-        return builtins[spec].build(params)
+def import_attr(spec: str, what: str = "target") -> Any:
+    """The object ``package.module:attr`` names, imported on this host; ``MissingTarget``
+    saying what is wrong (``what`` names it in the message: a target, a gossip listener...)."""
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
-        raise MissingTarget(
-            f"{spec!r} is neither a built-in ({', '.join(sorted(builtins))}) nor package.module:function"
-        )
+        raise MissingTarget(f"{what} {spec!r} must be named package.module:attribute")
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise MissingTarget(f"cannot import module {module_name!r} for target {spec!r}: {exc}") from None
+        raise MissingTarget(f"cannot import module {module_name!r} for {what} {spec!r}: {exc}") from None
     except Exception as exc:  # the module itself raised while importing
         raise MissingTarget(f"importing {module_name!r} failed: {type(exc).__name__}: {exc}") from None
     obj: Any = module
@@ -149,6 +146,18 @@ def _resolve(spec: str, params: dict[str, Any]) -> Callable[..., Any]:
             obj = getattr(obj, part)
         except AttributeError:
             raise MissingTarget(f"module {module_name!r} has no attribute {attr!r}") from None
+    return obj
+
+
+def _resolve(spec: str, params: dict[str, Any]) -> Callable[..., Any]:
+    builtins = _builtins()
+    if spec in builtins:
+        return builtins[spec].build(params)
+    if spec.count(":") != 1 or spec.startswith(":") or spec.endswith(":"):
+        raise MissingTarget(
+            f"{spec!r} is neither a built-in ({', '.join(sorted(builtins))}) nor package.module:function"
+        )
+    obj = import_attr(spec)
     if isinstance(obj, Plugin):
         return obj.build(params)
     if params:

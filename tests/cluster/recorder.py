@@ -36,3 +36,31 @@ def read(folder):
 
 def hit(ctx):
     return None
+
+
+def _make_picky():
+    """Builds in the process that made it, refuses anywhere else (a farm agent)."""
+    from pusher_farm.errors import InvalidOption
+
+    if os.environ.get("PUSHER_TEST_HOME") != str(os.getpid()):
+        raise InvalidOption(f"picky builds only in process {os.environ.get('PUSHER_TEST_HOME')}")
+
+    def picky(ctx):
+        return None
+
+    return picky
+
+
+def _plugin():
+    from pusher_farm.targets import Plugin
+
+    return Plugin("picky", _make_picky)
+
+
+PICKY = _plugin()
+
+
+def crash(ctx):
+    """Kills its own process at slot 40: an agent that dies mid-run."""
+    if ctx.seq == 40:
+        os._exit(3)

@@ -1,21 +1,35 @@
 """The coordinator's state machine, driven by hand: no sockets, no sleeping."""
 
+import numpy as np
 import pytest
 
-from pusher_farm.cluster.plan import AgentPlan, RunSpec, Task
+from pusher_farm.cluster.actions import Accept, Finish, Phase, Send
+from pusher_farm.cluster.ledger import ACK_EVERY
+from pusher_farm.cluster.members import AgentState
+from pusher_farm.cluster.plan import AgentPlan, RunSpec
 from pusher_farm.cluster.protocol import Message
-from pusher_farm.cluster.state import ACK_EVERY, Accept, AgentState, CoordinatorState, Finish, Phase, Send, Timing
+from pusher_farm.cluster.state import CoordinatorState, Timing
+from pusher_farm.core.config import Config
 from pusher_farm.core.schedule import Constant
+from pusher_farm.core.window import Window
 
 TIMING = Timing(heartbeat=1.0, agent_timeout=3.0, wait_timeout=10.0, sync_pings=3, start_lead=0.5, end_grace=1.0)
 
 
 def msg(t, **fields):
-    return Message(t, {"v": 1, "t": t, **fields})
+    return Message(t, fields)
 
 
 def hello(name, capacity=1.0):
-    return msg("hello", name=name, host="h", pid=1, capacity=capacity, cpus=2)
+    return msg("hello", name=name, host="h", pid=1, capacity=capacity, cpus=2, package="0.2.0")
+
+
+def wire(index, n=1):
+    w = Window(index, float(index), 1.0, started=n, succeeded=n)
+    w.latency.record_many(np.full(n, 1000))
+    w.service.record_many(np.full(n, 1000))
+    w.lag.record_many(np.zeros(n, dtype=np.int64))
+    return w.to_wire()
 
 
 def sends(actions, type_=None):
@@ -23,12 +37,12 @@ def sends(actions, type_=None):
 
 
 def spec(rate=100.0, duration=2.0):
-    return RunSpec((Task("noop", {}, Constant(rate, duration), 10, 1.0),), until=duration)
+    return RunSpec((Config(target="noop", profile=Constant(rate, duration), until=duration, overtime=10, timeout=1.0),))
 
 
-def sync(state, agent, now, offset=0.0, rtt=0.002):
+def sync(state, agent, now, offset=0.0, rtt=0.002, capacity=1.0):
     """Answer every ping the state sends to ``agent`` until it stops pinging."""
-    actions = state.on_message(agent, hello(agent), now)
+    actions = state.on_message(agent, hello(agent, capacity), now)
     out = list(actions)
     while True:
         pings = [a for a in sends(actions, "ping") if a.agent == agent]
@@ -66,12 +80,16 @@ def test_waits_syncs_prepares_and_starts_with_equal_shares():
     assert state.agents["a"].share == 0.5
 
 
-def test_capacity_sets_the_weights():
+def test_capacity_sets_the_weights_of_every_plan():
     state = CoordinatorState(spec(), expect=2, timing=TIMING)
-    state.on_message("a", hello("a", capacity=3.0), 0.0)
-    sync(state, "b", 0.0)
-    state.on_message("b", hello("b", capacity=1.0), 0.0)
-    assert state.agents["a"].capacity == 3.0
+    for name, capacity in (("a", 3.0), ("b", 1.0)):
+        sync(state, name, 0.0, capacity=capacity)
+    for name in ("a", "b"):
+        actions = state.on_message(name, msg("ready", run=state.run_id), 0.1)
+    plans = {s.agent: AgentPlan.from_wire(state.run_id, s.fields["plan"]) for s in sends(actions, "start")}
+    assert plans["a"].weights == plans["b"].weights == (3.0, 1.0)
+    assert (plans["a"].index, plans["b"].index) == (0, 1)
+    assert state.agents["a"].share == 0.75 and state.agents["b"].share == 0.25
 
 
 def test_windows_are_acknowledged_cumulatively_and_deduplicated():
@@ -79,7 +97,7 @@ def test_windows_are_acknowledged_cumulatively_and_deduplicated():
     started(state)
 
     def window(seq, t):
-        return state.on_message("a", msg("window", run=state.run_id, seq=seq, w={"i": seq}), t)
+        return state.on_message("a", msg("window", run=state.run_id, seq=seq, w=wire(seq)), t)
 
     def acks(actions):
         return [a.fields["seq"] for a in actions if isinstance(a, Send) and a.type == "ack"]
@@ -105,7 +123,7 @@ def test_done_from_all_finishes_ok():
     state = CoordinatorState(spec(), expect=2, timing=TIMING)
     started(state)
     for agent in ("a", "b"):
-        state.on_message(agent, msg("window", run=state.run_id, seq=0, w={}), 2.0)
+        state.on_message(agent, msg("window", run=state.run_id, seq=0, w=wire(0)), 2.0)
         actions = state.on_message(agent, msg("done", run=state.run_id, windows=1, stopped_early=False), 2.5)
     finish = [a for a in actions if isinstance(a, Finish)]
     assert finish and finish[0].ok and finish[0].status == 0
@@ -116,19 +134,23 @@ def test_done_waits_for_missing_windows():
     started(state, ("a",))
     actions = state.on_message("a", msg("done", run=state.run_id, windows=2, stopped_early=False), 2.5)
     assert not [a for a in actions if isinstance(a, Finish)]
-    state.on_message("a", msg("window", run=state.run_id, seq=1, w={}), 2.6)
-    actions = state.on_message("a", msg("window", run=state.run_id, seq=0, w={}), 2.7)
+    actions = state.on_message("a", msg("window", run=state.run_id, seq=1, w=wire(1)), 2.6)
+    assert not [a for a in actions if isinstance(a, Finish)] and state.agents["a"].state is AgentState.RUNNING
+    actions = state.on_message("a", msg("window", run=state.run_id, seq=0, w=wire(0)), 2.7)
     assert state.agents["a"].state is AgentState.DONE
-    assert [a for a in actions if isinstance(a, Finish)] or state.on_tick(2.8)[-1].ok
+    finish = [a for a in actions if isinstance(a, Finish)]
+    assert len(finish) == 1 and finish[0].ok and finish[0].status == 0
 
 
 def test_refusal_names_the_agent_and_fails_with_status_2():
     state = CoordinatorState(spec(), expect=2, timing=TIMING)
     sync(state, "a", 0.0)
     sync(state, "b", 0.0)
-    actions = state.on_message("b", msg("refuse", run=state.run_id, error="cannot import module 'x'"), 0.2)
+    refuse = msg("refuse", run=state.run_id, error="cannot import module 'x'", kind="missing target")
+    actions = state.on_message("b", refuse, 0.2)
     finish = next(a for a in actions if isinstance(a, Finish))
     assert finish.status == 2 and "agent 'b'" in finish.reason and "cannot import module" in finish.reason
+    assert finish.kind == "missing target"
     assert {s.agent for s in sends(actions, "stop")} == {"a", "b"}
 
 
@@ -181,13 +203,12 @@ def test_an_agent_joining_mid_run_gets_a_share_from_the_next_epoch():
     assert plan.index == 1 and plan.weights == (1.0, 1.0) and plan.first == epoch.fields["from_slot"]
     # announced ahead of now, on the run's own schedule (100/s)
     assert plan.first == pytest.approx((5.1 + 0.5 - state.start_at) * 100, abs=2)
-    assert state.epochs[0]["reason"] == "late joined"
+    assert [e.reason for e in state.book.epochs] == ["start", "late joined"]
 
 
 def test_no_late_join_keeps_newcomers_spare():
-    from dataclasses import replace
-
-    state = CoordinatorState(replace(spec(duration=60), late_join=False), expect=1, timing=TIMING)
+    run = spec(duration=60)
+    state = CoordinatorState(RunSpec((run.configs[0].replace(late_join=False),)), expect=1, timing=TIMING)
     started(state, ("a",))
     state.on_message("late", hello("late"), 5.0)
     assert state.agents["late"].state is AgentState.SPARE

@@ -1,52 +1,110 @@
-import asyncio
+"""The executor's plan epochs, halts, lease and abort: driven by the calls themselves (an
+inline target acts on the executor the moment its slot is launched), not by sleeps."""
 
+import asyncio
+import math
+import threading
+import time
+
+from pusher_farm.core.calls import INTERRUPTED, inline
+from pusher_farm.core.config import Config
 from pusher_farm.core.executor import Executor
 from pusher_farm.core.schedule import Constant, Shard
+
+
+def config(rate, seconds, **kw):
+    return Config(profile=Constant(rate, seconds), timeout=1.0, overtime=100, **kw)
+
+
+def run(ex):
+    return asyncio.run(ex.run())
 
 
 def test_replan_switches_shard_at_the_epoch_and_never_fires_a_slot_twice():
     fired = []
 
-    async def target(ctx):
+    @inline
+    def target(ctx):
         fired.append(ctx.seq)
+        if ctx.seq == 100:
+            ex.replan(120, Shard(0, (1.0,)))  # from slot 120 on, this executor owns every slot
+        if ctx.seq == 110:
+            ex.replan(60, Shard(1, (1.0, 1.0)))  # late and in the past: must not refire anything
 
-    async def main():
-        ex = Executor(target, Constant(200, 1.0), overtime=100, timeout=1.0, shard=Shard(0, (1.0, 1.0)))
-        run = asyncio.create_task(ex.run())
-        await asyncio.sleep(0.3)
-        ex.replan(120, Shard(0, (1.0,)))  # from slot 120 on, this executor owns every slot
-        await asyncio.sleep(0.05)
-        ex.replan(60, Shard(1, (1.0, 1.0)))  # late and in the past: must not refire anything
-        tally = await run
-        return tally
-
-    tally = asyncio.run(main())
+    ex = Executor(target, config(400, 0.5), shard=Shard(0, (1.0, 1.0)))
+    tally = run(ex)
     assert len(fired) == len(set(fired))
-    assert [k for k in fired if k < 60] == list(range(0, 60, 2))
-    # Between 60 and 120 the late epoch took over at one point: evens (old plan) before it,
-    # odds (the late plan) after it, and nothing at or before that point fired again.
-    middle = [k for k in fired if 60 <= k < 120]
-    evens = [k for k in middle if k % 2 == 0]
-    odds = [k for k in middle if k % 2 == 1]
-    assert evens and odds and max(evens) < min(odds)
-    assert odds == list(range(min(odds), 120, 2))
-    assert [k for k in fired if k >= 120] == list(range(120, 200))
-    assert tally.total.succeeded == len(fired)
+    # Evens (the first plan) up to the late epoch's arrival at slot 110, then odds (the late
+    # plan) from the next slot on, then every slot from 120: nothing before 111 fired again.
+    assert fired == [*range(0, 111, 2), *range(111, 120, 2), *range(120, 200)]
+    assert tally.total.succeeded == len(fired) and ex.reach == 200
 
 
 def test_replan_to_a_sole_owner_fires_every_later_slot():
     fired = []
 
-    async def target(ctx):
+    @inline
+    def target(ctx):
         fired.append(ctx.seq)
+        if ctx.seq == 21:
+            ex.replan(50, Shard(0, (1.0,)))
+
+    ex = Executor(target, config(400, 0.25), shard=Shard(1, (1.0, 1.0)))
+    run(ex)
+    assert fired == [*range(1, 50, 2), *range(50, 100)]
+
+
+def test_stop_at_a_slot_halts_exactly_there_and_reaches_it():
+    fired = []
+
+    @inline
+    def target(ctx):
+        fired.append(ctx.seq)
+        if ctx.seq == 11:
+            ex.stop_at(31)
+
+    ex = Executor(target, config(400, 1.0), shard=Shard(1, (1.0, 1.0)))
+    run(ex)
+    assert fired == list(range(1, 31, 2))
+    assert ex.stopped_early and ex.reach == 31 and ex.stopped_s is not None
+
+
+def test_a_lapsed_lease_stops_scheduling_on_its_own():
+    fired = []
+
+    @inline
+    def target(ctx):
+        fired.append(ctx.seq)
+        if ctx.seq == 5:
+            ex.lease_until = time.monotonic() + 0.05  # nobody renews it
+
+    ex = Executor(target, config(100, 10.0))
+    run(ex)
+    assert ex.lease_expired and ex.stopped_early
+    assert 6 <= len(fired) < 1000 and fired == list(range(len(fired)))
+    assert ex.reach == len(fired)
+
+
+def test_abort_counts_calls_in_flight_as_interrupted_without_waiting_for_them():
+    release = threading.Event()
+    started = threading.Event()
+
+    def stuck(ctx):
+        started.set()
+        release.wait(30)
 
     async def main():
-        ex = Executor(target, Constant(100, 1.0), overtime=100, timeout=1.0, shard=Shard(1, (1.0, 1.0)))
-        run = asyncio.create_task(ex.run())
-        await asyncio.sleep(0.2)
-        ex.replan(50, Shard(0, (1.0,)))
-        return await run
+        ex = Executor(stuck, Config(profile=Constant(50, 10.0), timeout=30.0, overtime=100))
+        task = asyncio.create_task(ex.run())
+        while not started.is_set():
+            await asyncio.sleep(0.01)
+        ex.abort()
+        tally = await asyncio.wait_for(task, 5)  # not the 30 s timeout
+        return ex, tally
 
-    asyncio.run(main())
-    assert [k for k in fired if k < 50] == list(range(1, 50, 2))
-    assert [k for k in fired if k >= 50] == list(range(50, 100))
+    ex, tally = asyncio.run(main())
+    release.set()
+    total = tally.total
+    assert ex.aborted and ex.stopped_early
+    assert total.failed == total.started >= 1 and set(total.errors) == {INTERRUPTED}
+    assert not math.isnan(ex.scheduled_end)

@@ -1,4 +1,5 @@
 import asyncio
+import dataclasses
 import threading
 import time
 
@@ -7,6 +8,7 @@ import pytest
 import pusher_farm as pf
 from pusher_farm import When, hire, with_gossips, with_overtime, with_profile, with_timeout
 from pusher_farm.core.config import DEFAULT_BATCH
+from pusher_farm.report import warnings
 from pusher_farm.targets import resolve
 
 noop = resolve("noop")
@@ -158,14 +160,14 @@ def test_canceled_gossips_are_delivered():
 def test_slow_listener_never_slows_the_schedule_and_drops_are_counted():
     rec = Recorder(delay=0.05)
     worker = hire("w", async_noop, with_gossips(rec))
-    worker._config = pf.Config(**{**worker.config().__dict__, "gossip_capacity": 10})
+    worker._config = worker.config().replace(gossip_capacity=10)
     r = worker.work_sync(500, 1)
     assert r.counts.succeeded == 500
     assert r.lag.percentile(99) < 50_000
     assert r.gossip_dropped > 0
     assert r.gossip_dropped + len(rec.seen) == 2 * 500
     assert rec.stops == 1
-    assert any("listener" in w for w in r.warnings)
+    assert any("listener" in w for w in warnings(r))
 
 
 def test_concurrent_work_raises_worker_busy():
@@ -174,14 +176,14 @@ def test_concurrent_work_raises_worker_busy():
     async def main():
         first = asyncio.create_task(worker.work(50, 0.5))
         await asyncio.sleep(0.05)
-        assert worker.config().busy
+        assert worker.busy
         with pytest.raises(pf.WorkerBusy):
             await worker.work(50, 0.5)
         return await first
 
     report = asyncio.run(main())
     assert report.counts.succeeded == 25
-    assert not worker.config().busy
+    assert not worker.busy
     # A worker can work again once done.
     assert worker.work_sync(10, 0.5).counts.succeeded == 5
 
@@ -230,22 +232,37 @@ def test_hire_and_work_validate_their_input():
 def test_config_is_a_public_copy_and_str_is_the_ident():
     w = hire("alice", async_noop, with_overtime(7), with_timeout(2))
     c = w.config()
-    assert (c.ident, c.overtime, c.timeout, c.busy) == ("alice", 7, 2.0, False)
+    assert (w.ident, c.overtime, c.timeout, w.busy) == ("alice", 7, 2.0, False)
     assert str(w) == "alice"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        c.overtime = 8  # a read-only record: change it with replace(), which checks again
+    assert c.replace(overtime=8).overtime == 8 and c.overtime == 7
+    with pytest.raises(pf.InvalidOvertime):
+        c.replace(overtime=-1)
 
 
 def test_farm_runs_workers_in_parallel_and_merges():
     workers = [hire(f"w{i}", async_noop) for i in range(3)]
     r = pf.farm(50, 1, workers, processes=False)
     assert r.counts.succeeded == 150 and balanced(r)
-    assert [w["counts"]["succeeded"] for w in r.workers] == [50, 50, 50]
+    assert [w.counts.succeeded for w in r.workers] == [50, 50, 50]
 
 
-def test_farm_first_error_cancels_all():
-    busy = hire("b", async_noop)
-    with pytest.raises(ExceptionGroup) as info:
-        pf.farm(10, 1, [busy, hire("c", async_noop, with_profile(pf.Constant(5, 1)))], processes=False)
-    assert info.group_contains(pf.InvalidOption)
+def test_farm_first_error_cancels_all_and_is_raised_as_itself():
+    calls = []
+
+    async def counted(ctx):
+        calls.append(ctx.seq)
+        await asyncio.sleep(0.2)  # still in flight when the other worker fails
+
+    steady = hire("steady", counted)
+    failing = hire("failing", async_noop, with_profile(pf.Constant(5, 1)))  # rps and a profile: an error
+    with pytest.raises(pf.InvalidOption, match="not both"):  # itself, not an ExceptionGroup
+        pf.farm(100, 10, [steady, failing], processes=False)
+    # The error cancelled the steady worker at once: far fewer than its 1,000 slots ran,
+    # and it is free to work again.
+    assert len(calls) < 100 and not steady.busy
+    assert steady.work_sync(10, 0.2).counts.succeeded == 2
 
 
 def test_force_runs_amount_identical_workers():

@@ -1,0 +1,96 @@
+"""``farm agent`` (serve runs from a coordinator) and ``farm keys`` (who may join)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from pusher_farm.cli.common import fail, setup_logging, stop_on_signals
+
+__all__ = ["agent", "keys"]
+
+
+@click.command()
+@click.option("--connect", required=True, help="The coordinator, e.g. tcp://10.0.0.5:5555.")
+@click.option("--name", help="This agent's name in reports (default: host-pid).")
+@click.option(
+    "--capacity", type=float, default=1.0, show_default=True, help="Relative weight of this agent's share of the rate."
+)
+@click.option("--once", is_flag=True, help="Serve one run, then exit (also when the coordinator goes away).")
+@click.option(
+    "--gossip",
+    "gossips",
+    multiple=True,
+    metavar="MODULE:ATTR",
+    help="A Gossiper on this host that hears every slot's events (repeatable).",
+)
+@click.option("--keys", "keys_dir", type=click.Path(file_okay=False), help="CURVE keys folder (farm keys generate).")
+@click.option("--key", "key_name", default="agent-0", show_default=True, help="This agent's key in --keys.")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
+def agent(
+    connect: str,
+    name: str | None,
+    capacity: float,
+    once: bool,
+    gossips: tuple[str, ...],
+    keys_dir: str | None,
+    key_name: str,
+    quiet: bool,
+) -> None:
+    """Serve farm runs from a coordinator, one after another, until stopped."""
+    from pusher_farm.cluster.agent import Agent
+    from pusher_farm.cluster.protocol import MAX_CAPACITY
+    from pusher_farm.cluster.security import AgentKeys
+
+    if not (0 < capacity <= MAX_CAPACITY):  # nan fails both
+        fail(f"--capacity must be a number above 0 and at most {MAX_CAPACITY:g}, got {capacity:g}")
+    listeners = [_gossiper(g) for g in gossips]
+    keys = None if keys_dir is None else AgentKeys.load(keys_dir, key_name)
+    setup_logging(quiet)
+    server = Agent(connect, name=name, capacity=capacity, once=once, gossips=listeners, keys=keys)
+    stop_on_signals(
+        lambda abort: server.stop(),
+        first="agent stopping: a run in progress stops and reports first",
+        second="agent stopping",
+    )
+    sys.exit(server.serve())
+
+
+def _gossiper(spec: str) -> Any:
+    from pusher_farm.errors import PusherError
+    from pusher_farm.targets import import_attr
+
+    try:
+        obj = import_attr(spec, "gossip listener")
+    except PusherError as exc:
+        fail(f"--gossip {spec!r}: {exc.reason}")
+    if isinstance(obj, type) or (callable(obj) and not hasattr(obj, "listen")):
+        obj = obj()
+    if not (hasattr(obj, "listen") and hasattr(obj, "stop")):
+        fail(f"--gossip {spec!r} is not a Gossiper (needs listen(worker, gossips) and stop())")
+    return obj
+
+
+@click.group()
+def keys() -> None:
+    """CURVE keys: only authorised agents join, agents obey only their coordinator."""
+
+
+@keys.command("generate")
+@click.argument("directory", type=click.Path(file_okay=False))
+@click.option("--agents", type=int, default=1, show_default=True, help="How many agent keys to make.")
+def keys_generate(directory: str, agents: int) -> None:
+    """Make a coordinator key and agent keys in DIRECTORY (never overwrites).
+
+    \\b
+    Copy to each agent host: DIRECTORY/coordinator.key and its own agent-I.key_secret.
+    The coordinator uses DIRECTORY/coordinator.key_secret and DIRECTORY/authorized/.
+    """
+    from pusher_farm.cluster.security import generate
+
+    if agents < 1:
+        fail(f"--agents must be at least 1, got {agents}")
+    made = generate(directory, agents)
+    click.echo(f"wrote {len(made)} files to {directory}: coordinator + {agents} agent key(s)")

@@ -1,0 +1,283 @@
+"""``farm run``, ``farm coordinator`` and ``farm demo``: the commands that send load.
+
+Options become one ``Config`` (which checks every value: durations, ranges, policies), so the
+command line, the Python API and the agents agree on what a setting means.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from pusher_farm.cli.common import (
+    check_json_path,
+    duration,
+    fail,
+    finish,
+    progress,
+    setup_logging,
+    stop_on_signals,
+)
+from pusher_farm.cluster.plan import RunSpec
+from pusher_farm.cluster.state import Timing
+from pusher_farm.core import loop as _loop
+from pusher_farm.core.config import DEFAULT_OVERTIME, LOSS_POLICIES, Config
+from pusher_farm.core.schedule import Constant, Profile, parse_stages
+
+__all__ = ["coordinator", "demo", "run"]
+
+
+def _params(pairs: tuple[str, ...]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            fail(f"--param {pair!r} must look like key=value")
+        out[key] = value
+    return out
+
+
+def _profile(rps: float | None, length: str | None, stages: str | None) -> tuple[Profile, float | None]:
+    until = None if length is None else duration(length, "--duration")
+    if stages is not None:
+        if rps is not None:
+            fail("give either --rps (with --duration) or --stages, not both")
+        return parse_stages(stages), until
+    if rps is None:
+        fail("give a rate: --rps N --duration 30s, or --stages '30s:0-1000,60s:1000'")
+    if until is None:
+        fail("give --duration (e.g. --duration 30s) with --rps")
+    return Constant(rps, until), until
+
+
+def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The load options shared by ``run`` and ``coordinator``."""
+    options = [
+        click.argument("target"),
+        click.option("--rps", type=float, help="Total calls per second (constant rate)."),
+        click.option("--duration", "-d", help="How long, e.g. 30s, 5m, 1h30m."),
+        click.option(
+            "--stages",
+            help="A rate profile instead of --rps: DURATION:RATE or DURATION:FROM-TO, comma-separated, "
+            "e.g. '30s:0-1000,60s:1000,10s:1000-0'.",
+        ),
+        click.option(
+            "--overtime",
+            default=str(DEFAULT_OVERTIME),
+            show_default=True,
+            help="Most calls in flight per process; a slot that finds them all busy is canceled (0 cancels all).",
+        ),
+        click.option("--timeout", default="30s", show_default=True, help="Per-call bound ('none' for no bound)."),
+        click.option("--window", default="1s", show_default=True, help="Report window (time series step)."),
+        click.option(
+            "--spin",
+            default="0",
+            help="Busy-wait this long before each slot for sub-millisecond start times (costs a core), e.g. 2ms.",
+        ),
+        click.option(
+            "--batch",
+            default="4ms",
+            show_default=True,
+            help="Launch every slot due within this long of a wake-up with it, up to this early "
+            "(fewer wake-ups, less CPU per call; their latency counts from their actual start). "
+            "0 for one wake-up per slot.",
+        ),
+        click.option("--param", "params", multiple=True, metavar="K=V", help="A target parameter (repeatable)."),
+        click.option("--url", help="URL for the http target."),
+        click.option("--method", help="HTTP method for the http target (default GET)."),
+        click.option("--header", "headers", multiple=True, metavar="'NAME: VALUE'", help="HTTP header (repeatable)."),
+        click.option("--body", help="HTTP request body."),
+        click.option(
+            "--engine",
+            type=click.Choice(["lean", "aiohttp"]),
+            help="HTTP engine for the http target: lean (the default: HTTP/1.1 keep-alive, several times faster) "
+            "or aiohttp (when the load needs redirects, cookies or a proxy).",
+        ),
+        click.option(
+            "--json", "json_path", type=click.Path(dir_okay=False), help="Write the JSON report here ('-': stdout)."
+        ),
+        click.option("-q", "--quiet", is_flag=True, help="No live progress lines."),
+        click.option(
+            "--on-agent-loss",
+            type=click.Choice(LOSS_POLICIES),
+            default="rebalance",
+            show_default=True,
+            help="An agent silent past the timeout: move its share to the others, stop the run, or go on.",
+        ),
+        click.option(
+            "--late-join/--no-late-join",
+            default=True,
+            show_default=True,
+            help="Give an agent that connects mid-run a share from the next epoch.",
+        ),
+        click.option(
+            "--agent-timeout",
+            default="3s",
+            show_default=True,
+            help="Silence after which an agent is lost (heartbeats go every third of it, at most 1 s).",
+        ),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _config(target: str, opts: dict[str, Any], *, check_import: bool) -> Config:
+    """The run the options describe, every value checked before any process starts."""
+    from pusher_farm.targets import builtin_names, resolve
+
+    profile, until = _profile(opts["rps"], opts["duration"], opts["stages"])
+    params = _params(opts["params"])
+    for key in ("url", "method", "body", "engine"):
+        if opts[key] is not None:
+            params[key] = opts[key]
+    if opts["headers"]:
+        params["headers"] = list(opts["headers"])
+    config = Config(
+        target=target,
+        params=params,
+        profile=profile,
+        until=until,
+        overtime=opts["overtime"],
+        timeout=opts["timeout"],
+        window=opts["window"],
+        spin=opts["spin"],
+        batch=opts["batch"],
+        on_agent_loss=opts["on_agent_loss"],
+        late_join=opts["late_join"],
+    )
+    check_json_path(opts["json_path"])
+    if check_import or target in builtin_names():
+        fn = resolve(target, params)  # fails here, with one line, rather than on every agent
+        aclose = getattr(fn, "aclose", None)
+        if aclose is not None:
+            _loop.run(aclose())
+    return config
+
+
+def _stop_on_signals(coord: Any) -> None:
+    stop_on_signals(
+        lambda abort: coord.stop(abort=abort),
+        first="stopping: waiting for calls in flight (Ctrl-C again to abort them)",
+        second="aborting: calls in flight are canceled",
+    )
+
+
+def _timing(opts: dict[str, Any], wait: float) -> Timing:
+    agent_timeout = duration(opts["agent_timeout"], "--agent-timeout")
+    return Timing(heartbeat=min(1.0, agent_timeout / 3), agent_timeout=agent_timeout, wait_timeout=wait)
+
+
+@click.command()
+@run_options
+@click.option(
+    "-p",
+    "--processes",
+    type=int,
+    default=None,
+    help="Local agent processes sharing the rate (default: one per core).",
+)
+def run(target: str, processes: int | None, **opts: Any) -> None:
+    """Run TARGET (noop, sleep, http or package.module:function) on this host.
+
+    The total rate is shared by N local agent processes under a coordinator on loopback: the
+    same path as `farm coordinator` with agents on many hosts.
+
+    \\b
+    Examples:
+      farm run noop --rps 1000 --duration 10s
+      farm run http --url http://127.0.0.1:8080/ --rps 200 --duration 30s --json report.json
+      farm run sleep --param ms=20 --stages '10s:0-500,20s:500,5s:500-0' -p 2
+    """
+    from pusher_farm.cluster.local import run_local
+
+    n = (os.cpu_count() or 1) if processes is None else processes
+    if n < 1 or n > 1024:
+        fail(f"--processes must be between 1 and 1024, got {n}")
+    spec = RunSpec((_config(target, opts, check_import=True),))
+    timing = _timing(opts, 30.0)
+    setup_logging(opts["quiet"])
+    report = run_local(
+        spec,
+        n,
+        listeners=progress(opts["quiet"]),
+        timing=timing,
+        on_coordinator=lambda coord: _stop_on_signals(coord),
+    )
+    finish(report, opts["json_path"], opts["quiet"])
+    sys.exit(report.status)
+
+
+@click.command()
+@run_options
+@click.option("--bind", default="tcp://127.0.0.1:5555", show_default=True, help="Where agents connect.")
+@click.option("--expect-agents", "-n", "expect", type=int, required=True, help="Agents to wait for.")
+@click.option("--wait", "wait", default="60s", show_default=True, help="How long to wait for them.")
+@click.option("--keys", "keys_dir", type=click.Path(file_okay=False), help="CURVE keys folder (farm keys generate).")
+@click.option("--insecure", is_flag=True, help="Allow a non-loopback --bind without keys.")
+def coordinator(
+    target: str, bind: str, expect: int, wait: str, keys_dir: str | None, insecure: bool, **opts: Any
+) -> None:
+    """Run TARGET on agents that connect to --bind, sharing the total rate among them.
+
+    \\b
+    Example (three shells):
+      farm coordinator noop --rps 2000 --duration 10s --expect-agents 2
+      farm agent --connect tcp://127.0.0.1:5555
+      farm agent --connect tcp://127.0.0.1:5555
+    """
+    from pusher_farm.cluster.coordinator import Coordinator
+    from pusher_farm.cluster.security import CoordinatorKeys
+
+    if expect < 1:
+        fail(f"--expect-agents must be at least 1, got {expect}")
+    wait_s = duration(wait, "--wait")
+    spec = RunSpec((_config(target, opts, check_import=False),))
+    timing = _timing(opts, wait_s)
+    keys = None if keys_dir is None else CoordinatorKeys.load(keys_dir)
+    setup_logging(opts["quiet"])
+    with Coordinator(
+        spec,
+        bind=bind,
+        expect=expect,
+        timing=timing,
+        listeners=progress(opts["quiet"]),
+        keys=keys,
+        insecure=insecure,
+    ) as coord:
+        click.echo(f"coordinator on {coord.endpoint}: waiting for {expect} agent(s)", err=True)
+        _stop_on_signals(coord)
+        report = coord.run()
+    finish(report, opts["json_path"], opts["quiet"])
+    sys.exit(report.status)
+
+
+@click.command()
+@click.option("--rps", type=float, default=200.0, show_default=True, help="Calls per second.")
+@click.option("--duration", "-d", "length", default="5s", show_default=True, help="How long.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the JSON report here.")
+@click.option("-q", "--quiet", is_flag=True, help="No live progress lines.")
+def demo(rps: float, length: str, json_path: str | None, quiet: bool) -> None:
+    """Start a small HTTP server on 127.0.0.1 and load it: see the whole thing work."""
+    from pusher_farm.core.config import with_timeout
+    from pusher_farm.core.worker import hire
+    from pusher_farm.demo import DemoServer
+    from pusher_farm.report import progress_line
+    from pusher_farm.targets import resolve
+
+    until = duration(length, "--duration")
+    profile = Constant(rps, until)
+    check_json_path(json_path)
+    with DemoServer() as server:
+        url = server.url + "?ms=2&fail=0.01"
+        click.echo(f"demo server on {server.url} (2 ms +-50% per response, 1% answered 503)", err=True)
+        click.echo(f"farm run http --url '{url}' --rps {profile.rate:g} --duration {until:g}s", err=True)
+        fn = resolve("http", {"url": url})
+        worker = hire("demo", fn, with_timeout(5.0))
+        on_window = None if quiet else (lambda w: click.echo(progress_line(w), err=True))
+        report = _loop.run(worker.work(profile.rate, until, on_window=on_window))
+    finish(report, json_path, quiet)

@@ -1,0 +1,185 @@
+"""The coordinator's plan: prepare the agents, start them, and move shares between epochs.
+
+Part of ``CoordinatorState`` (its handler table is split by concern; see ``state``). Sharded
+runs deal the farm's global slots among the agents by capacity; a lost agent's share moves to
+the others, and a late agent gets one, from a new plan epoch announced far enough ahead for
+every agent to hear of it (``start_lead`` + two worst round trips).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+from pusher_farm.cluster.actions import Action, Log, Phase, Send
+from pusher_farm.cluster.epochs import PlanBook
+from pusher_farm.cluster.members import AgentRecord, AgentState
+from pusher_farm.cluster.plan import AgentPlan
+from pusher_farm.cluster.protocol import Message
+
+if TYPE_CHECKING:
+    from pusher_farm.cluster.state import CoordinatorState
+
+__all__ = ["PlanMixin"]
+
+
+class PlanMixin:
+    book: PlanBook | None
+
+    def init_plan(self: CoordinatorState) -> None:
+        #: the epochs of a sharded run (None: each agent runs its own whole profile)
+        self.book = PlanBook(self.spec.profile_for(0)) if self.spec.sharded else None
+
+    def plan_handlers(self: CoordinatorState) -> dict[str, Any]:
+        return {"ready": self._on_ready, "refuse": self._on_refuse}
+
+    def synced(self: CoordinatorState, agent: AgentRecord, now: float) -> list[Action]:
+        """``agent``'s clock is measured: prepare it (a late joiner) or, once every expected
+        agent is, all of them."""
+
+        if agent.joining:
+            return [self._prepare(agent)] if self.phase is Phase.RUNNING else []
+        used = self._used()
+        if self.phase is not Phase.WAITING or len(used) < self.expect:
+            return []
+        if any(a.state is not AgentState.SYNCED for a in used):
+            return []
+        self.phase = Phase.PREPARING
+        for i, a in enumerate(used):
+            a.index = i
+        return [self._prepare(a) for a in used]
+
+    def _prepare(self: CoordinatorState, agent: AgentRecord) -> Action:
+
+        config = self.spec.config_for(max(agent.index, 0))
+        agent.last_sent = self._now
+        return Send(agent.id, "prepare", {"run": self.run_id, "target": config.target, "params": dict(config.params)})
+
+    def _on_ready(self: CoordinatorState, agent: AgentRecord, msg: Message, now: float) -> list[Action]:
+
+        if msg["run"] != self.run_id:
+            return []
+        if agent.joining and agent.state is AgentState.SYNCED and self.phase is Phase.RUNNING:
+            agent.index = max(a.index for a in self.agents.values()) + 1
+            return self._join(agent, now)
+        if self.phase is not Phase.PREPARING or agent.state is not AgentState.SYNCED:
+            return []
+        agent.state = AgentState.PREPARED
+        used = self._used()
+        if any(a.state is not AgentState.PREPARED for a in used):
+            return []
+        return self._start(used, now)
+
+    def _start(self: CoordinatorState, used: list[AgentRecord], now: float) -> list[Action]:
+
+        self.phase = Phase.RUNNING
+        rtts = [a.rtt for a in used if not math.isnan(a.rtt)]
+        self.start_at = now + self.timing.start_lead + 2 * max(rtts, default=0.0)
+        self.started_running(now)
+        if self.book is not None:
+            shards = self.book.open([(a.id, a.name, a.capacity) for a in used], from_slot=0, at_s=0.0, reason="start")
+            for agent, shard in zip(used, shards, strict=True):
+                agent.shard = shard
+        actions: list[Action] = []
+        for agent in used:
+            agent.state = AgentState.RUNNING
+            actions.append(self._start_message(agent, first=0))
+        actions.append(Log("info", f"run {self.run_id} starts on {len(used)} agents"))
+        return actions
+
+    def _start_message(self: CoordinatorState, agent: AgentRecord, first: int) -> Action:
+        """The ``start`` that gives ``agent`` its plan: its shard from slot ``first`` on
+        (sharded runs), or the whole of its own profile."""
+
+        assert self.start_at is not None
+        shard = agent.shard
+        agent.share = shard.share if shard is not None else 1.0
+        plan = AgentPlan(
+            run=self.run_id,
+            start_at=self.start_at,
+            offset=agent.offset,
+            index=shard.index if shard is not None else 0,
+            weights=shard.weights if shard is not None else None,
+            first=first,
+            config=self.spec.config_for(agent.index),
+        )
+        agent.last_sent = self._now
+        return Send(agent.id, "start", {"run": self.run_id, "plan": plan.to_wire()})
+
+    def _on_refuse(self: CoordinatorState, agent: AgentRecord, msg: Message, now: float) -> list[Action]:
+
+        if msg["run"] != self.run_id:
+            return []
+        agent.error = msg["error"]
+        agent.error_kind = msg.get("kind", "")
+        if agent.joining:
+            agent.state = AgentState.SPARE
+            return [Log("warning", f"{agent.label()} cannot join: {msg['error']}")]
+        kind = f"{agent.error_kind}: " if agent.error_kind else ""
+        reason = f"{agent.label()} cannot run the target: {kind}{agent.error}"
+        error = f"{agent.label()}: {agent.error}"
+        return [*self._stop_all(abort=True), self._finish(False, reason, 2, agent.error_kind, error)]
+
+    # -- epochs -----------------------------------------------------------------------------
+
+    def _epoch_start(self: CoordinatorState, live: list[AgentRecord], now: float) -> tuple[float, int] | None:
+        """(seconds from the start, first slot) of a new plan epoch announced now, far enough
+        ahead for every agent to hear of it; ``None`` when the schedule ends before it."""
+        assert self.start_at is not None and self.book is not None
+        length = self.spec.policy.length()
+        rtts = [a.rtt for a in live if not math.isnan(a.rtt)]
+        at = now + self.timing.start_lead + 2 * max(rtts, default=0.0) - self.start_at
+        if at >= length:
+            return None
+        return at, self.book.profile.first_slot_at(at)
+
+    def _reshard(
+        self: CoordinatorState,
+        live: list[AgentRecord],
+        at: float,
+        from_slot: int,
+        reason: str,
+        *,
+        joining: AgentRecord | None = None,
+    ) -> list[Action]:
+        """Deal the slots from ``from_slot`` on among ``live`` by capacity: an ``epoch`` to
+        every running agent, a ``start`` to one that joins now."""
+
+        assert self.book is not None
+        shards = self.book.open([(a.id, a.name, a.capacity) for a in live], from_slot=from_slot, at_s=at, reason=reason)
+        actions: list[Action] = []
+        for agent, shard in zip(live, shards, strict=True):
+            agent.shard = shard
+            if agent is joining:
+                actions.append(self._start_message(agent, first=from_slot))
+                continue
+            agent.share = shard.share
+            agent.last_sent = self._now
+            fields = {"run": self.run_id, "from_slot": from_slot, "weights": list(shard.weights), "index": shard.index}
+            actions.append(Send(agent.id, "epoch", fields))
+        actions.append(
+            Log("warning", f"{reason}: {len(live)} agents share the rate from slot {from_slot} (t={at:.2f}s)")
+        )
+        return actions
+
+    def rebalance(self: CoordinatorState, lost: AgentRecord, now: float) -> list[Action]:
+        """Move the lost agent's share to the running agents from a new plan epoch, announced
+        ahead: slots before it keep the old plan (the lost agent's unreported ones go unfired)."""
+
+        live = [a for a in self._used() if a.state is AgentState.RUNNING]
+        epoch = self._epoch_start(live, now)
+        if not live or epoch is None:
+            return [Log("warning", f"{lost.label()} lost near the end: nothing left to rebalance")]
+        lost.share = 0.0
+        return self._reshard(live, epoch[0], epoch[1], f"{lost.name} lost")
+
+    def _join(self: CoordinatorState, agent: AgentRecord, now: float) -> list[Action]:
+        """A late agent, prepared: it takes a share from the next epoch."""
+
+        running = [a for a in self._used() if a.state is AgentState.RUNNING]
+        epoch = self._epoch_start([*running, agent], now)
+        if epoch is None:
+            agent.state = AgentState.SPARE
+            return [Log("info", f"{agent.label()} joined too late to take a share")]
+        agent.state = AgentState.RUNNING
+        return self._reshard([*running, agent], epoch[0], epoch[1], f"{agent.name} joined", joining=agent)

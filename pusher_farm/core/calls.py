@@ -1,0 +1,283 @@
+"""Calls in flight: how each kind of target is called, and one way every outcome is counted.
+
+Four kinds of target (``target_kind``): ``inline`` plain functions called right on the loop
+(cheap, non-blocking ones such as the built-in ``noop``), ``callback`` targets that start a
+call without a task and report it through ``done`` (the lean http engine), coroutines
+(``async``) run as tasks on the loop, and plain functions (``sync``) run on a thread pool
+sized to overtime. Whatever the kind, an outcome goes through ``_end`` once: a call that
+already timed out or was aborted is not counted again when it returns.
+
+Timeouts: calls sit in a dict in launch order, which is also deadline order (one timeout for
+all), and ``sweep`` fails the expired ones from the front; a timer per call cost more than an
+async no-op call itself.
+
+Resource handling: ``Calls`` owns the thread pool (``close`` lets its threads go); threads of
+plain functions that ignore their timeout cannot be killed: their slot is already counted as
+``Timeout`` and their late result is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import Any
+
+from pusher_farm.core.gossip import Gossip, GossipHub, When
+from pusher_farm.core.recorder import Recorder
+from pusher_farm.core.threads import DaemonPool
+from pusher_farm.errors import TargetError
+
+__all__ = ["INTERRUPTED", "TIMEOUT", "Calls", "Context", "Target", "inline", "kind_of", "target_kind"]
+
+#: error kind of a call that ran past its timeout
+TIMEOUT = "Timeout"
+#: error kind of a call still in flight when the run was aborted
+INTERRUPTED = "Interrupted"
+
+_FATAL = (KeyboardInterrupt, SystemExit)
+
+
+def inline(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Mark a cheap, non-blocking plain function to be called right on the event loop."""
+    fn.__pusher_inline__ = True  # type: ignore[attr-defined]
+    return fn
+
+
+def target_kind(target: Callable[..., Any]) -> str:
+    """'inline', 'callback', 'async' or 'sync': how the executor will call ``target``.
+
+    A *callback* target (the http target's lean engine) has ``__pusher_start__(ctx, done)``,
+    which starts the call without blocking and returns a handle with ``cancel()``; it calls
+    ``done(ctx, result, error_kind)`` exactly once, later, from the loop (``error_kind`` None:
+    success). No task per call: the cheapest way to keep many calls in flight.
+    """
+    if getattr(target, "__pusher_inline__", False):
+        return "inline"
+    if callable(getattr(target, "__pusher_start__", None)):
+        return "callback"
+    if inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(
+        getattr(target, "__call__", None)  # noqa: B004 - an object with an async __call__
+    ):
+        return "async"
+    return "sync"
+
+
+def kind_of(exc: BaseException) -> str:
+    """The error kind a failure is counted under: a ``TargetError``'s kind, else the class name."""
+    if isinstance(exc, TargetError):
+        return exc.kind
+    return type(exc).__name__
+
+
+class Context:
+    """What a target gets for one call.
+
+    ``seq`` is the slot's number; ``intended`` its due time, ``started`` the time the executor
+    launched it and ``deadline`` the time the call times out (``None``: never), all on
+    ``time.monotonic``'s clock; ``worker`` the worker's ident. ``cancelled`` becomes true once
+    the call has timed out or the run was aborted: a plain function should check it (or
+    ``remaining()``) in long loops; a coroutine is cancelled.
+    """
+
+    __slots__ = ("seq", "intended", "started", "deadline", "worker", "cancelled", "_done", "_task")
+
+    def __init__(self, seq: int, intended: float, started: float, deadline: float | None, worker: str) -> None:
+        self.seq = seq
+        self.intended = intended
+        self.started = started
+        self.deadline = deadline
+        self.worker = worker
+        self.cancelled = False
+        self._done = False
+        self._task: Any = None  # what cancels the call: its task, future or handle
+
+    def remaining(self) -> float | None:
+        """Seconds left before the timeout, ``None`` without one."""
+        return None if self.deadline is None else self.deadline - time.monotonic()
+
+    def __repr__(self) -> str:
+        return f"Context(seq={self.seq}, worker={self.worker!r})"
+
+
+class Calls:
+    """The calls in flight of one run (see the module docstring)."""
+
+    def __init__(
+        self,
+        target: Callable[[Context], Any],
+        *,
+        ident: str,
+        overtime: int,
+        timeout: float | None,
+        recorder: Recorder,
+        hub: GossipHub | None,
+        clock: Callable[[], float],
+    ) -> None:
+        self.target = target
+        self.kind = target_kind(target)
+        self.ident = ident
+        self.overtime = overtime
+        self.timeout = timeout
+        self.recorder = recorder
+        self.hub = hub if hub else None
+        self.clock = clock
+        self.in_flight = 0
+        # Calls in flight in launch order, which is also deadline order (one timeout for all).
+        self._inflight: dict[Context, Any] = {}  # a task, a future or a callback target's handle
+        self._idle = asyncio.Event()
+        self._aborted = False
+        self._pool = DaemonPool(overtime, name=f"target:{ident}") if self.kind == "sync" and overtime else None
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+
+    # -- launching ------------------------------------------------------------------------------
+
+    def launch(self, k: int, due: float, now: float) -> None:
+        """Start slot ``k`` (due at ``due``) at ``now``, or cancel it when overtime is full."""
+        hub = self.hub
+        if self.in_flight >= self.overtime:
+            self.recorder.canceled.append(now)
+            if hub:
+                hub.publish(Gossip(When.CANCELED, self.ident, k, due, ended=now))
+            return
+        self.in_flight += 1
+        self.recorder.launches.append(now)
+        timeout = self.timeout
+        ctx = Context(k, due, now, None if timeout is None else now + timeout, self.ident)
+        if hub:
+            hub.publish(Gossip(When.BEFORE_TARGET, self.ident, k, due, started=now))
+        kind = self.kind
+        if kind == "inline" or kind == "callback":
+            try:
+                if kind == "inline":
+                    result = self.target(ctx)
+                else:
+                    self._inflight[ctx] = None  # before the call: done() may come before start returns
+                    handle = self.target.__pusher_start__(ctx, self._callback_done)  # type: ignore[attr-defined]
+                    if ctx in self._inflight:
+                        ctx._task = self._inflight[ctx] = handle
+                    return
+            except _FATAL:
+                self._end(ctx, now, self.clock(), INTERRUPTED)
+                self._release(ctx)
+                raise
+            except BaseException as exc:  # every failure is counted, none escapes
+                self._end(ctx, now, self.clock(), kind_of(exc))
+            else:
+                self._end(ctx, now, self.clock(), None, result)
+            self._release(ctx)
+            return
+        if kind == "async":
+            task: asyncio.Future[Any] = asyncio.get_running_loop().create_task(self._call_async(ctx, now))
+        else:
+            assert self._pool is not None
+            task = self._pool.submit(self._call_sync, ctx)
+            task.add_done_callback(partial(self._sync_done, ctx))
+        ctx._task = self._inflight[ctx] = task
+
+    def _callback_done(self, ctx: Context, result: Any, error: str | None) -> None:
+        self._end(ctx, ctx.started, self.clock(), error, result)
+        self._release(ctx)
+
+    async def _call_async(self, ctx: Context, start: float) -> None:
+        try:
+            result = await self.target(ctx)
+        except asyncio.CancelledError:
+            self._end(ctx, start, self.clock(), INTERRUPTED)  # not our timeout: the run is ending
+            task = asyncio.current_task()
+            if task is not None and ctx.cancelled and task.cancelling():
+                task.uncancel()
+        except _FATAL:
+            self._end(ctx, start, self.clock(), INTERRUPTED)
+            raise
+        except BaseException as exc:
+            self._end(ctx, start, self.clock(), kind_of(exc))
+        else:
+            self._end(ctx, start, self.clock(), None, result)
+        finally:
+            self._release(ctx)
+
+    def _call_sync(self, ctx: Context) -> tuple[str | None, Any, float, float]:
+        start = self.clock()
+        try:
+            result = self.target(ctx)
+        except BaseException as exc:
+            return kind_of(exc), None, start, self.clock()
+        return None, result, start, self.clock()
+
+    def _sync_done(self, ctx: Context, task: asyncio.Future[Any]) -> None:
+        if task.cancelled():
+            now = self.clock()
+            self._end(ctx, now, now, INTERRUPTED)
+        else:
+            error, result, start, end = task.result()
+            self._end(ctx, start, end, error, result)
+        self._release(ctx)
+
+    # -- ending -----------------------------------------------------------------------------
+
+    def _end(self, ctx: Context, start: float, end: float, error: str | None, result: Any = None) -> None:
+        """Count ``ctx``'s outcome, once: a call that timed out or was aborted is already in."""
+        if ctx._done:
+            return
+        ctx._done = True
+        if error is None:
+            self.recorder.succeeded(ctx.intended, start, end)
+        else:
+            self.recorder.failed(ctx.intended, start, end, error)
+        if self.hub:
+            gossip = Gossip(When.AFTER_TARGET, self.ident, ctx.seq, ctx.intended, start, end, result, error)
+            self.hub.publish(gossip)
+
+    def _release(self, ctx: Context) -> None:
+        self._inflight.pop(ctx, None)
+        self.in_flight -= 1
+        if self.in_flight == 0:
+            self._idle.set()
+
+    def sweep(self) -> None:
+        """Fail every call past its deadline as ``Timeout`` (and cancel what can be)."""
+        now = self.clock()
+        expired = []
+        for ctx in self._inflight:
+            if ctx.deadline is None or ctx.deadline > now:
+                break
+            if not ctx._done:
+                expired.append(ctx)
+        for ctx in expired:
+            ctx.cancelled = True
+            self._end(ctx, ctx.started, now, TIMEOUT)
+            if self.kind in ("async", "callback") and ctx._task is not None:
+                ctx._task.cancel()
+
+    def abort(self, kind: str = INTERRUPTED) -> None:
+        """Count every call still in flight as failed with ``kind``, cancel it, and stop
+        waiting for any (``drain`` returns at once)."""
+        for ctx, task in list(self._inflight.items()):
+            if not ctx._done:
+                now = self.clock()
+                ctx.cancelled = True
+                self._end(ctx, now, now, kind)
+            if task is not None:
+                task.cancel()
+        self._aborted = True
+        self._idle.set()
+
+    async def drain(self, grace: float | None) -> None:
+        """Wait for the calls in flight, ``grace`` seconds at most; then abort the rest as
+        ``Timeout``."""
+        if self.in_flight == 0 or self._aborted:
+            return
+        self._idle.clear()
+        try:
+            await asyncio.wait_for(self._idle.wait(), grace)
+        except TimeoutError:
+            self.abort(TIMEOUT)
+
+
+Target = Callable[[Context], Any] | Callable[[Context], Awaitable[Any]]

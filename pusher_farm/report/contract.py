@@ -1,0 +1,97 @@
+"""The JSON contract of a report, schema ``pusher-farm/report/v1``.
+
+Benchmark rigs parse it and gate CI on it, so fields are only ever added, never renamed or
+removed.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import asdict
+from typing import Any
+
+from pusher_farm.core.report import AgentSummary, Report
+from pusher_farm.core.stats import Histogram
+from pusher_farm.report.advice import warnings
+
+__all__ = ["SCHEMA", "to_dict"]
+
+SCHEMA = "pusher-farm/report/v1"
+
+
+def to_dict(report: Report) -> dict[str, Any]:
+    """``report`` as the JSON contract (plain data, ready for ``json.dumps``)."""
+    return {
+        "schema": SCHEMA,
+        "target": report.target,
+        "profile": report.profile,
+        "requested_rps": round(report.requested_rps, 6),
+        "duration_s": round(report.duration_s, 6),
+        "send_duration_s": round(report.send_duration_s, 6),
+        "ran_s": round(report.ran_s, 6),
+        "elapsed_s": round(report.elapsed_s, 6),
+        "achieved_rps": round(report.achieved_rps, 3),
+        "throughput_rps": round(report.throughput_rps, 3),
+        "overtime": report.overtime,
+        "timeout_s": report.timeout_s,
+        "stopped_early": report.stopped_early,
+        "status": report.status,
+        "counts": report.counts.as_dict(),
+        "errors": dict(report.errors),
+        "latency_ms": report.latency.summary_ms(),
+        "service_time_ms": report.service.summary_ms(),
+        "schedule_lag_ms": report.lag.summary_ms(),
+        "series": report.series,
+        "gossip_dropped": report.gossip_dropped,
+        "workers": [
+            {**asdict(w), "counts": w.counts.as_dict(), "achieved_rps": round(w.achieved_rps, 3)}
+            for w in report.workers
+        ],
+        "agents": [_agent(a) for a in report.agents],
+        "epochs": [
+            {"from_slot": e.from_slot, "at_s": round(e.at_s, 3), "agents": list(e.agents), "reason": e.reason}
+            for e in report.epochs
+        ],
+        "missed_slots": sum(a.counts.unfired for a in report.agents if a.lost),
+        "bad_frames": report.bad_frames,
+        "warnings": warnings(report),
+        "generator": report.generator,
+        "histograms": {
+            "format": "HdrHistogram V2, zlib, base64; microseconds",
+            "latency": _encode(report.latency),
+            "service_time": _encode(report.service),
+            "schedule_lag": _encode(report.lag),
+        },
+    }
+
+
+def _agent(a: AgentSummary) -> dict[str, Any]:
+    return {
+        "id": a.id,
+        "name": a.name,
+        "host": a.host,
+        "pid": a.pid,
+        "package": a.package,
+        "capacity": a.capacity,
+        "share": round(a.share, 6),
+        "state": a.state,
+        "counts": a.counts.as_dict(),
+        "clock_offset_ms": round(a.clock_offset_ms, 3),
+        "rtt_ms": None if a.rtt_ms is None else round(a.rtt_ms, 3),
+        "lost": a.lost,
+        "lost_at_s": None if a.lost_at_s is None else round(a.lost_at_s, 3),
+        "error": a.error,
+        # kept from before unfired: the slots of a lost agent that no report covers
+        "missed_slots": a.counts.unfired if a.lost else 0,
+        "unfired_from_s": None if a.unfired_from_s is None else round(a.unfired_from_s, 3),
+        "unfired_to_s": None if a.unfired_to_s is None else round(a.unfired_to_s, 3),
+        "cpu_percent": a.cpu_percent,
+        "stopped_early": a.stopped_early,
+        "gossip_dropped": a.gossip_dropped,
+        "rejected_windows": a.rejected_windows,
+    }
+
+
+def _encode(h: Histogram) -> str:
+    raw = h.to_hdr().encode()
+    return raw.decode("ascii") if isinstance(raw, bytes) else base64.b64encode(raw).decode("ascii")
