@@ -30,6 +30,7 @@ def trial(spec: dict) -> dict:
     """One run in this process; returns the figures as a dict."""
     import pusher_farm as pf
     from pusher_farm.core.loop import loop_name
+    from pusher_farm.report import to_dict
     from pusher_farm.targets import resolve
 
     if spec["target"] == "async-noop":
@@ -46,7 +47,7 @@ def trial(spec: dict) -> dict:
     wall = time.monotonic() - wall0
     r1 = resource.getrusage(resource.RUSAGE_SELF)
     cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
-    d = report.to_dict()
+    d = to_dict(report)
     c = d["counts"]
     return {
         **spec,
@@ -73,22 +74,29 @@ def run_trial(spec: dict) -> dict:
 
 
 def accounting_cost(n: int = 200_000) -> dict:
-    """ns per outcome to stamp it (three appends) and fold it into three histograms."""
-    from pusher_farm.core.executor import Context, Executor
-    from pusher_farm.core.schedule import Constant
+    """ns per outcome to count it (the one outcome path: three appends) and fold it into three
+    histograms."""
+    from pusher_farm.core.calls import Calls, Context
+    from pusher_farm.core.recorder import Recorder
 
-    ex = Executor(lambda ctx: None, Constant(1.0, 1.0), overtime=1, timeout=None)
-    ex.t0 = time.monotonic()
-    ctxs = [Context(k, ex.t0 + k * 1e-6, ex.t0 + k * 1e-6 + 5e-6, None, "") for k in range(n)]
-    end = ex.t0 + 0.5
+    recorder = Recorder(1.0, lambda w: None)
+    recorder.t0 = time.monotonic()
+    calls = Calls(
+        lambda ctx: None, ident="", overtime=1, timeout=None, recorder=recorder, hub=None, clock=time.monotonic
+    )
+    t0 = recorder.t0
+    ctxs = [Context(k, t0 + k * 1e-6, t0 + k * 1e-6 + 5e-6, None, "") for k in range(n)]
+    end = t0 + 0.5
     t = time.perf_counter()
     for ctx in ctxs:
-        ex._succeeded(ctx, ctx.started, end, None)
+        calls._end(ctx, ctx.started, end, None)
     stamp = time.perf_counter() - t
+    folded = []
+    recorder.emit = folded.append
     t = time.perf_counter()
-    ex._flush(final=True)
+    recorder.flush(end, final=True)
     fold = time.perf_counter() - t
-    assert ex.tally.total.succeeded == n
+    assert sum(w.succeeded for w in folded) == n
     return {"stamp_ns": round(stamp / n * 1e9, 1), "fold_ns": round(fold / n * 1e9, 1)}
 
 

@@ -30,14 +30,16 @@ import numpy as np
 
 def accuracy(agents: int, rate: int, duration: float) -> dict:
     from pusher_farm.cluster.local import run_local
-    from pusher_farm.cluster.plan import RunSpec, Task
+    from pusher_farm.cluster.plan import RunSpec
+    from pusher_farm.core.config import Config
     from pusher_farm.core.schedule import Constant
+    from pusher_farm.report import to_dict
 
-    spec = RunSpec((Task("noop", {}, Constant(rate, duration), 10_000, 30.0),), until=duration)
+    spec = RunSpec((Config(target="noop", profile=Constant(rate, duration), until=duration),))
     box = {}
     report = run_local(spec, agents, on_coordinator=lambda c: box.setdefault("c", c))
     coord = box["c"]
-    d = report.to_dict()
+    d = to_dict(report)
     c = d["counts"]
     return {
         "agents": agents,
@@ -51,8 +53,8 @@ def accuracy(agents: int, rate: int, duration: float) -> dict:
             for a in d["agents"]
         ),
         "lag_p99_ms": d["schedule_lag_ms"]["p99"],
-        "bytes_in_per_agent_s": round(coord.transport.bytes_in / agents / duration),
-        "bytes_out_per_agent_s": round(coord.transport.bytes_out / agents / duration),
+        "bytes_in_per_agent_s": round(coord.hub.bytes_in / agents / duration),
+        "bytes_out_per_agent_s": round(coord.hub.bytes_out / agents / duration),
         "coordinator_cpu_percent": round(100 * coord.cpu_seconds / d["elapsed_s"], 2),
     }
 
@@ -85,7 +87,7 @@ def simulate(endpoint: str, count: int, seconds: int, per_window: int) -> None:
         s.setsockopt(zmq.LINGER, 0)
         s.setsockopt(zmq.IDENTITY, f"sim-{i}".encode())
         s.connect(endpoint)
-        s.send(encode("hello", name=f"sim-{i}", host="sim", pid=i, capacity=1.0, cpus=1))
+        s.send(encode("hello", name=f"sim-{i}", host="sim", pid=i, capacity=1.0, cpus=1, package="bench"))
         socks.append(s)
     poller = zmq.Poller()
     for s in socks:
@@ -168,13 +170,17 @@ def max_rate(processes: int, duration: float, low: float, high: float) -> tuple[
 
 def coordinator_cost(count: int, seconds: int, per_window: int) -> dict:
     from pusher_farm.cluster.coordinator import Coordinator
-    from pusher_farm.cluster.plan import RunSpec, Task
+    from pusher_farm.cluster.plan import RunSpec
     from pusher_farm.cluster.state import Timing
+    from pusher_farm.core.config import Config
     from pusher_farm.core.schedule import Constant
+    from pusher_farm.report import to_dict
 
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    spec = RunSpec((Task("noop", {}, Constant(count * 10.0, seconds), 100, 1.0),), until=seconds)
+    spec = RunSpec(
+        (Config(target="noop", profile=Constant(count * 10.0, seconds), until=seconds, overtime=100, timeout=1.0),)
+    )
     # Simulated agents are silent between windows: a generous agent timeout keeps them alive.
     timing = Timing(wait_timeout=120, agent_timeout=30, end_grace=30, start_lead=2.0)
     with Coordinator(spec, bind="tcp://127.0.0.1:*", expect=count, timing=timing) as coord:
@@ -189,14 +195,14 @@ def coordinator_cost(count: int, seconds: int, per_window: int) -> dict:
         coord.aggregator.listeners.append(mark)
         report = coord.run()
         sim.wait(60)
-    d = report.to_dict()
+    d = to_dict(report)
     # Steady state: between the first and the last merged window.
     (t0, c0), (t1, c1) = cpu_marks[1], cpu_marks[-2]
     return {
         "agents": count,
         "windows_per_second": count,
         "calls_per_window": per_window,
-        "windows_received": sum(len(a.seqs) for a in coord.state.agents.values()),
+        "windows_received": sum(len(a.ledger.seqs) for a in coord.state.agents.values()),
         "coordinator_cpu_percent_steady": round(100 * (c1 - c0) / (t1 - t0), 2),
         "bytes_in_per_agent_s": round(coord.transport.bytes_in / count / seconds),
         "status": d["status"],

@@ -125,6 +125,9 @@ class Calls:
         self.hub = hub if hub else None
         self.clock = clock
         self.in_flight = 0
+        # The recorder's stamp buffers, appended to directly: this is once per call.
+        self._ok = tuple(b.append for b in recorder.ok)
+        self._ko = tuple(b.append for b in recorder.ko)
         # Calls in flight in launch order, which is also deadline order (one timeout for all).
         self._inflight: dict[Context, Any] = {}  # a task, a future or a callback target's handle
         self._idle = asyncio.Event()
@@ -227,9 +230,13 @@ class Calls:
             return
         ctx._done = True
         if error is None:
-            self.recorder.succeeded(ctx.intended, start, end)
+            intended, started, ended = self._ok
         else:
-            self.recorder.failed(ctx.intended, start, end, error)
+            intended, started, ended, kind = self._ko
+            kind(error)
+        intended(ctx.intended)
+        started(start)
+        ended(end)
         if self.hub:
             gossip = Gossip(When.AFTER_TARGET, self.ident, ctx.seq, ctx.intended, start, end, result, error)
             self.hub.publish(gossip)

@@ -40,20 +40,21 @@ class Recorder:
         self._next_window = 0
         self._open: dict[int, Window] = {}
         self._kinds: set[str] = set()
-        # Buffers of outcomes not yet folded into a window (swapped out by ``flush``).
+        # Buffers of stamps not yet folded into a window. They stay the same list objects for
+        # the whole run (``flush`` empties them), so a caller may keep their bound ``append``s.
         self.launches: list[float] = []
         self.canceled: list[float] = []
-        self._ok: tuple[list[float], list[float], list[float]] = ([], [], [])
-        self._ko: tuple[list[float], list[float], list[float], list[str]] = ([], [], [], [])
+        self.ok: tuple[list[float], list[float], list[float]] = ([], [], [])
+        self.ko: tuple[list[float], list[float], list[float], list[str]] = ([], [], [], [])
 
     def succeeded(self, intended: float, start: float, end: float) -> None:
-        ok = self._ok
+        ok = self.ok
         ok[0].append(intended)
         ok[1].append(start)
         ok[2].append(end)
 
     def failed(self, intended: float, start: float, end: float, kind: str) -> None:
-        ko = self._ko
+        ko = self.ko
         ko[0].append(intended)
         ko[1].append(start)
         ko[2].append(end)
@@ -62,10 +63,9 @@ class Recorder:
     def flush(self, now: float, *, final: bool) -> int:
         """Fold buffered stamps into their windows; emit every window whose end has passed
         (every window at all when ``final``). Returns how many stamps it folded."""
-        launches, self.launches = self.launches, []
-        canceled, self.canceled = self.canceled, []
-        ok, self._ok = self._ok, ([], [], [])
-        ko, self._ko = self._ko, ([], [], [], [])
+        launches, canceled = _take(self.launches), _take(self.canceled)
+        ok = tuple(_take(b) for b in self.ok)
+        ko = tuple(_take(b) for b in self.ko)
         late: dict[int, Window] = {}
         self._count(launches, "started", late)
         self._count(canceled, "canceled", late)
@@ -141,6 +141,13 @@ class Recorder:
                 picked = kinds if first == last else [kinds[j] for j in np.flatnonzero(mask).tolist()]
                 w.failed += len(picked)
                 w.errors.update(picked)
+
+
+def _take(buffer: list[Any]) -> list[Any]:
+    """What ``buffer`` holds, leaving it empty (the same list object)."""
+    out = buffer[:]
+    buffer.clear()
+    return out
 
 
 def _per_window(index: np.ndarray) -> list[tuple[int, int]]:
