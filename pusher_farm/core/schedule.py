@@ -75,6 +75,12 @@ class Profile:
         self._r0 = np.array([s.start for s in stages])
         self._slope = np.array([(s.end - s.start) / s.duration for s in stages])
 
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Profile) and type(other) is type(self) and other.stages == self.stages
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, self.stages))
+
     def length(self, until: float | None = None) -> float:
         """How long a run of this profile lasts when cut at ``until`` seconds (None: not cut)."""
         return self.duration if until is None else min(until, self.duration)

@@ -1,0 +1,166 @@
+"""The agent's state machine, driven by hand: frames in, actions out, no sockets, no clock."""
+
+import math
+
+import pytest
+
+from pusher_farm.cluster.agent_state import (
+    AgentMachine,
+    AgentTiming,
+    Exit,
+    Halt,
+    Launch,
+    Lease,
+    Reconnect,
+    Replan,
+    Send,
+)
+from pusher_farm.cluster.plan import AgentPlan
+from pusher_farm.cluster.protocol import encode
+from pusher_farm.core.config import Config
+from pusher_farm.core.schedule import Constant
+from pusher_farm.errors import MissingTarget
+
+
+def noop(ctx):
+    return None
+
+
+def resolve(name, params):
+    if name != "noop":
+        raise MissingTarget(f"cannot import {name}")
+    return noop
+
+
+def machine(**kw):
+    m = AgentMachine(name="a", host="h", pid=1, capacity=1.0, cpus=2, resolve=resolve, package="0.2.0", **kw)
+    m.hello(0.0)
+    return m
+
+
+def welcome(m, now=0.1, heartbeat=0.5, lease=2.0):
+    return m.on_frame(encode("welcome", agent="a/x", package="0.2.0", heartbeat=heartbeat, lease=lease), now)
+
+
+def sends(actions, type_=None):
+    return [a for a in actions if isinstance(a, Send) and (type_ is None or a.type == type_)]
+
+
+def plan_wire(**over):
+    config = Config(target="noop", profile=Constant(100, 10), until=10)
+    plan = AgentPlan("r1", start_at=5.0, offset=0.0, index=0, weights=(1.0, 1.0), first=0, config=config)
+    return {**plan.to_wire(), **over}
+
+
+def started(m, now=0.3):
+    m.on_frame(encode("prepare", run="r1", target="noop", params={}), now)
+    return m.on_frame(encode("start", run="r1", plan=plan_wire()), now)
+
+
+def test_ping_is_answered_and_the_welcome_sets_heartbeat_and_lease():
+    m = machine()
+    pong = sends(m.on_frame(encode("ping", id=3, t0=1.0), 2.0), "pong")[0]
+    assert pong.fields == {"id": 3, "t0": 1.0, "t1": 2.0, "t2": 2.0}
+    welcome(m, heartbeat=0.25, lease=1.5)
+    assert (m.heartbeat, m.lease) == (0.25, 1.5)
+    beats = [a for t in (0.2, 0.36, 0.5, 0.62) for a in sends(m.on_tick(t), "heartbeat")]
+    assert len(beats) == 2  # at 0.36 and 0.62: every 0.25 s from the welcome, not the old 1 s
+
+
+def test_prepare_resolves_the_target_here_or_refuses_with_its_kind():
+    m = machine()
+    welcome(m)
+    assert sends(m.on_frame(encode("prepare", run="r1", target="noop", params={}), 0.2), "ready")
+    refuse = sends(m.on_frame(encode("prepare", run="r2", target="x:y", params={}), 0.2), "refuse")[0]
+    assert refuse.fields["kind"] == "missing target" and "cannot import x:y" in refuse.fields["error"]
+
+
+def test_start_launches_and_every_frame_renews_the_lease():
+    m = machine()
+    welcome(m, lease=2.0)
+    actions = started(m)
+    assert [type(a) for a in actions if not isinstance(a, (Send,))][-2:] == [Launch, Lease]
+    lease = [a for a in m.on_frame(encode("heartbeat"), 3.0) if isinstance(a, Lease)]
+    assert lease[0].until == 5.0
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"weights": [1.0, math.inf]},
+        {"weights": [1.0, -1.0]},
+        {"weights": [1.0]},  # index 0 fine, but then index 1 below...
+        {"index": 5},
+        {"first": -1},
+        {"start_at": math.nan},
+        {"config": {"overtime": -1, "target": "noop", "profile": [[1.0, 1.0, 1.0]]}},
+        {"config": {"target": "noop"}},  # no profile
+    ],
+)
+def test_a_plan_that_is_not_valid_is_refused_not_run(bad):
+    if bad == {"weights": [1.0]}:
+        bad = {"weights": [1.0], "index": 1}
+    m = machine()
+    welcome(m)
+    m.on_frame(encode("prepare", run="r1", target="noop", params={}), 0.2)
+    actions = m.on_frame(encode("start", run="r1", plan=plan_wire(**bad)), 0.3)
+    assert not any(isinstance(a, Launch) for a in actions)
+    refuse = sends(actions, "refuse")[0]
+    assert "bad plan" in refuse.fields["error"] and m.current is None
+
+
+def test_epochs_stops_and_aborts_reach_the_current_run_only():
+    m = machine()
+    welcome(m)
+    started(m)
+    replan = [a for a in m.on_frame(encode("epoch", run="r1", from_slot=40, weights=[1.0], index=0), 1.0)]
+    assert isinstance(replan[-2], Replan) and replan[-2].from_slot == 40
+    assert m.on_frame(encode("epoch", run="other", from_slot=40, weights=[1.0], index=0), 1.0)[:-1] == []
+    bad = m.on_frame(encode("epoch", run="r1", from_slot=40, weights=[1.0], index=3), 1.0)
+    assert not any(isinstance(a, Replan) for a in bad) and m.bad_frames == 1
+    halt = [a for a in m.on_frame(encode("stop", run="r1", abort=False, at_slot=77), 1.1) if isinstance(a, Halt)]
+    assert halt == [Halt("r1", abort=False, at_slot=77)]
+
+
+def test_silence_halts_the_load_at_the_lease_then_reconnects():
+    m = machine()
+    welcome(m, now=0.1, lease=2.0)
+    started(m, now=0.3)
+    assert not any(isinstance(a, Halt) for a in m.on_tick(2.2))
+    actions = m.on_tick(2.4)
+    assert any(isinstance(a, Halt) for a in actions) and any(isinstance(a, Reconnect) for a in actions)
+    assert sends(actions, "hello") and not m.welcomed
+
+
+def test_windows_are_kept_until_acked_and_sent_again_after_a_welcome():
+    m = machine()
+    welcome(m)
+    started(m)
+    for seq in range(3):
+        m.on_window("r1", seq, {"i": seq})
+    m.on_frame(encode("ack", run="r1", seq=1), 1.0)
+    m.on_done("r1", {"windows": 3, "stopped_early": False}, 1.5)
+    again = welcome(m, now=2.0)
+    assert [(s.type, s.fields.get("seq")) for s in sends(again)] == [("window", 2), ("done", None)]
+
+
+def test_an_once_agent_leaves_when_its_run_is_in_and_acknowledged():
+    m = machine(once=True)
+    welcome(m)
+    started(m)
+    m.on_window("r1", 0, {"i": 0})
+    m.on_done("r1", {"windows": 1, "stopped_early": False}, 1.0)
+    assert not any(isinstance(a, Exit) for a in m.on_tick(1.1))  # window 0 not acknowledged yet
+    m.on_frame(encode("ack", run="r1", seq=0), 1.2)
+    actions = m.on_tick(1.3)
+    assert sends(actions, "bye") and [a.status for a in actions if isinstance(a, Exit)] == [0]
+
+
+def test_an_once_agent_nobody_ever_answers_gives_up():
+    m = AgentMachine(
+        name="a", host="h", pid=1, capacity=1.0, cpus=1, resolve=resolve, once=True,
+        timing=AgentTiming(connect_timeout=10.0),
+    )  # fmt: skip
+    m.hello(0.0)
+    exits = [a for t in range(1, 16) for a in m.on_tick(float(t)) if isinstance(a, Exit)]
+    assert len(exits) == 1 and exits[0].status == 0

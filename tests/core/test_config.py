@@ -1,0 +1,126 @@
+"""The one settings record: checked once when made, from numbers or text, and on the wire."""
+
+import math
+
+import pytest
+
+import pusher_farm as pf
+from pusher_farm.core.config import MAX_OVERTIME, Config
+from pusher_farm.core.schedule import Constant, parse_stages
+from pusher_farm.errors import InvalidOption, InvalidOvertime, ProtocolError
+
+
+@pytest.mark.parametrize(
+    ("setting", "given", "held"),
+    [
+        ("timeout", "30s", 30.0),
+        ("timeout", "500ms", 0.5),
+        ("timeout", "none", None),
+        ("timeout", None, None),
+        ("timeout", 2, 2.0),
+        ("window", "1m", 60.0),
+        ("batch", "0", 0.0),
+        ("batch", "4ms", 0.004),
+        ("spin", 0, 0.0),
+        ("spin", "2ms", 0.002),
+        ("overtime", "64", 64),
+        ("until", "1m30s", 90.0),
+    ],
+)
+def test_settings_read_numbers_and_text(setting, given, held):
+    assert getattr(Config(**{setting: given}), setting) == held
+
+
+@pytest.mark.parametrize(
+    ("setting", "given", "error", "words"),
+    [
+        ("timeout", 0, InvalidOption, "none for no bound"),
+        ("timeout", "0", InvalidOption, "none for no bound"),
+        ("timeout", -1, InvalidOption, "timeout must be"),
+        ("timeout", math.nan, InvalidOption, "timeout must be"),
+        ("timeout", "soon", InvalidOption, "cannot read timeout"),
+        ("window", 0.001, InvalidOption, "window must be between 10ms and 3600s"),
+        ("batch", 0.5, InvalidOption, "batch must be between 0 and 100ms"),
+        ("spin", math.inf, InvalidOption, "spin must be"),
+        ("overtime", -1, InvalidOvertime, "more or equal zero"),
+        ("overtime", 1.5, InvalidOvertime, "whole number"),
+        ("overtime", True, InvalidOvertime, "whole number"),
+        ("overtime", MAX_OVERTIME + 1, InvalidOvertime, "at most"),
+        ("on_agent_loss", "panic", InvalidOption, "rebalance, abort, continue"),
+        ("late_join", "yes", InvalidOption, "true or false"),
+        ("params", {"k": object()}, InvalidOption, "plain text, numbers"),
+        ("target", "", InvalidOption, "target name"),
+        ("listeners", [object()], InvalidOption, "not a Gossiper"),
+    ],
+)
+def test_nonsense_is_refused_by_the_setting_s_own_check(setting, given, error, words):
+    with pytest.raises(error, match=words):
+        Config(**{setting: given})
+
+
+def test_replace_checks_again_and_never_changes_the_original():
+    c = Config(overtime=5)
+    assert c.replace(overtime=6).overtime == 6 and c.overtime == 5
+    with pytest.raises(InvalidOvertime):
+        c.replace(overtime=-1)
+    with pytest.raises(InvalidOption, match="no setting called 'overtim'"):
+        c.replace(overtim=6)
+
+
+def test_offers_fail_where_they_are_written():
+    with pytest.raises(InvalidOvertime):
+        pf.with_overtime(-1)
+    with pytest.raises(InvalidOption):
+        pf.with_batch(1.0)
+    config = pf.with_timeout("2s")(Config())
+    assert config.timeout == 2.0
+
+
+def test_the_wire_carries_what_agents_need_and_nothing_local():
+    class Listener:
+        def listen(self, worker, gossips): ...
+        def stop(self): ...
+
+    c = Config(
+        target="noop",
+        params={"ms": "5", "headers": ["A: b"]},
+        profile=parse_stages("1s:0-10,2s:10"),
+        until=2.5,
+        overtime=7,
+        timeout=None,
+        batch=0,
+        listeners=(Listener(),),
+        on_agent_loss="abort",
+    )
+    wire = c.to_wire()
+    assert "listeners" not in wire and "on_agent_loss" not in wire and "gossip_capacity" not in wire
+    back = Config.from_wire(wire)
+    assert back.replace(listeners=c.listeners, on_agent_loss="abort") == c
+    assert back.profile.stages == c.profile.stages
+
+
+@pytest.mark.parametrize(
+    "wire",
+    [
+        "not a map",
+        {"overtime": -1},
+        {"timeout": math.inf},
+        {"window": math.nan},
+        {"profile": [[1.0, math.inf, 1.0]]},
+        {"profile": [[math.inf, 1.0, 1.0], [1.0, 1.0, 1.0]]},
+        {"profile": []},
+        {"profile": [[1.0, 1.0]]},
+        {"params": {"k": {"nested": "map"}}},
+        {"params": {"k": "x" * (2 << 20)}},
+        {"listeners": []},  # a local setting never comes from the wire
+        {"warm": 10},  # a setting this side does not know
+    ],
+)
+def test_settings_from_the_wire_are_checked_like_any_other(wire):
+    with pytest.raises(ProtocolError):
+        Config.from_wire(wire)
+
+
+def test_an_open_ended_constant_travels_too():
+    c = Config(profile=Constant(5.0))
+    assert math.isinf(Config.from_wire(c.to_wire()).profile.duration)
