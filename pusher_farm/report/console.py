@@ -37,15 +37,15 @@ def render_summary(report: Report) -> str:
     if d["agents"]:
         lines += [
             "",
-            f"{'agent':20}{'host':>16}{'share':>8}{'scheduled':>11}{'ok':>10}{'failed':>8}"
-            f"{'canceled':>10}{'offset ms':>11}",
+            f"{'agent':20}{'host':>16}{'version':>9}{'share':>7}{'scheduled':>11}{'ok':>10}{'failed':>8}"
+            f"{'canceled':>10}{'unfired':>9}{'offset ms':>11}",
         ]
         for a in d["agents"]:
             ac = a["counts"]
             lines.append(
-                f"{a['id'][:20]:20}{str(a.get('host', ''))[:16]:>16}{a.get('share', 0):>8.3f}"
-                f"{ac['scheduled']:>11}{ac['succeeded']:>10}{ac['failed']:>8}{ac['canceled']:>10}"
-                f"{a.get('clock_offset_ms', 0.0):>11.3f}" + ("  LOST" if a.get("lost") else "")
+                f"{a['name'][:20]:20}{str(a.get('host', ''))[:16]:>16}{a['package'][:8]:>9}{a.get('share', 0):>7.3f}"
+                f"{ac['scheduled']:>11}{ac['succeeded']:>10}{ac['failed']:>8}{ac['canceled']:>10}{ac['unfired']:>9}"
+                f"{a.get('clock_offset_ms', 0.0):>11.3f}" + (f"  {a['state'].upper()}" if a["state"] != "done" else "")
             )
     for w in d["warnings"]:
         lines.append(f"WARNING: {w}")
