@@ -181,8 +181,9 @@ def force(
     processes: bool = True,
 ) -> Callable[[int], Report]:
     """``force(rps, duration, target, *offers)(amount)`` runs ``amount`` identical workers,
-    each at ``rps`` (so the total is ``amount * rps``). On processes their slots interleave
-    evenly, as one farm-wide schedule."""
+    each at ``rps`` (so the total is ``amount * rps``). On processes at a constant rate their
+    slots interleave evenly, as one farm-wide schedule; with a profile (``with_profile``) each
+    worker follows it whole, at the same instants as the others."""
 
     def run(amount: int) -> Report:
         if isinstance(amount, bool) or not isinstance(amount, int) or amount < 1:

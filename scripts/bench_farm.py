@@ -204,7 +204,7 @@ def coordinator_cost(count: int, seconds: int, per_window: int) -> dict:
         "calls_per_window": per_window,
         "windows_received": sum(len(a.ledger.seqs) for a in coord.state.agents.values()),
         "coordinator_cpu_percent_steady": round(100 * (c1 - c0) / (t1 - t0), 2),
-        "bytes_in_per_agent_s": round(coord.transport.bytes_in / count / seconds),
+        "bytes_in_per_agent_s": round(coord.hub.bytes_in / count / seconds),
         "status": d["status"],
     }
 

@@ -96,6 +96,9 @@ def test_run_noop_writes_the_json_contract(tmp_path):
     c = d["counts"]
     assert c["scheduled"] == c["succeeded"] + c["failed"] + c["canceled"]
     assert d["achieved_rps"] == pytest.approx(300, rel=0.01)
+    # Successes over the run from its first slot: start-up (processes, imports) is not in it.
+    assert d["throughput_rps"] == pytest.approx(300, rel=0.1)
+    assert c["planned"] == c["scheduled"] and c["unfired"] == 0
     for key in ("latency_ms", "service_time_ms", "schedule_lag_ms"):
         assert set(d[key]) >= {"p50", "p90", "p99", "p99.9", "max", "mean"}
     assert len(d["series"]) >= 2
@@ -131,26 +134,36 @@ def test_demo_runs_out_of_the_box(tmp_path):
     assert "latency" in p.stdout
 
 
-def test_sigint_stops_gracefully_and_still_reports(tmp_path):
+def test_sigint_stops_every_agent_at_one_slot_and_still_reports(tmp_path):
+    import os
     import signal
     import time
 
+    marker = tmp_path / "started"
+    (tmp_path / "tick.py").write_text(f"def tick(ctx):\n    open({str(marker)!r}, 'a').close()\n")
     out = tmp_path / "r.json"
     proc = subprocess.Popen(
-        [*FARM, "run", "noop", "--rps", "100", "-d", "60s", "--json", str(out), "-q"],
+        [*FARM, "run", "tick:tick", "--rps", "100", "-d", "60s", "-p", "2", "--json", str(out), "-q"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
     )
-    time.sleep(2.0)
+    deadline = time.monotonic() + 60
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)
     proc.send_signal(signal.SIGINT)
-    _stdout, stderr = proc.communicate(timeout=30)
+    _stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 0, stderr
     d = json.loads(out.read_text())
     assert d["stopped_early"] is True
-    assert 50 <= d["counts"]["scheduled"] <= 250
     c = d["counts"]
+    assert 10 <= c["scheduled"] < 6000
     assert c["scheduled"] == c["succeeded"] + c["failed"] + c["canceled"]
+    # Both agents stopped at the same slot: nothing planned was left unfired.
+    assert c["planned"] == c["scheduled"] and c["unfired"] == 0
 
 
 def test_a_target_stuck_past_its_timeout_does_not_keep_the_process_alive(tmp_path):

@@ -51,9 +51,9 @@ def agent(
     setup_logging(quiet)
     server = Agent(connect, name=name, capacity=capacity, once=once, gossips=listeners, keys=keys)
     stop_on_signals(
-        lambda abort: server.stop(),
-        first="agent stopping: a run in progress stops and reports first",
-        second="agent stopping",
+        lambda abort: server.stop(abort=abort),
+        first="agent stopping: a run in progress stops and reports first (Ctrl-C again to abort its calls)",
+        second="agent aborting: calls in flight are canceled",
     )
     sys.exit(server.serve())
 

@@ -107,6 +107,8 @@ class AgentDriver:
         assert self.link is not None
         for frame in self.link.recv(timeout):
             self.apply(self.machine.on_frame(frame, now), now)
+            if self.status is not None:
+                return  # it exited: nothing more goes out
         while True:
             try:
                 kind, run, fields = self._inbox.get_nowait()
@@ -116,10 +118,14 @@ class AgentDriver:
                 self.apply(self.machine.on_window(run, fields["seq"], fields["w"]), now)
             elif kind == "done":
                 self.apply(self.machine.on_done(run, fields, now), now)
+            elif kind == "abort":  # the user asked again: cancel the calls in flight too
+                self.runner.halt(abort=True, at_slot=None)
             else:  # "stop": the user asked this agent to stop
                 self.apply(self.machine.stop(), now)
+            if self.status is not None:
+                return
         if self.status is None:
-            self.apply(self.machine.on_tick(now, self.probe() if self.probe else None), now)
+            self.apply(self.machine.on_tick(now, self.probe), now)
 
     def apply(self, actions: Sequence[Action], now: float) -> None:
         for action in actions:
@@ -224,13 +230,17 @@ class ExecutorRunner:
                 sent_s=result.send_duration_s,
                 ran_s=result.ran_s,
                 gossip_dropped=result.gossip_dropped,
-                reach=summary.reach,
             )
+            if summary.reach is not None:
+                done["reach"] = summary.reach
             if summary.stopped_s is not None:
                 done["stopped_s"] = summary.stopped_s
-        except PusherError as exc:  # a plan this agent cannot follow: say so, count nothing
+        except PusherError as exc:  # a plan this agent cannot follow: say so
             log.error("run %s: %s", plan.run, exc)
             done["error"] = str(exc)
+        except Exception as exc:  # a bug must not leave the coordinator waiting for this run
+            log.exception("run %s failed", plan.run)
+            done["error"] = f"{type(exc).__name__}: {exc}"
         elapsed = time.monotonic() - started
         done.update(
             windows=windows,
@@ -309,9 +319,10 @@ class Agent:
             control.join(10)
         return self.driver.status or 0
 
-    def stop(self) -> None:
-        """Stop serving (thread-safe): the run in progress stops scheduling and reports first."""
-        self.driver.report("stop", "", {})
+    def stop(self, *, abort: bool = False) -> None:
+        """Stop serving (thread-safe): the run in progress stops scheduling and reports first;
+        ``abort``: its calls in flight are canceled too."""
+        self.driver.report("abort" if abort else "stop", "", {})
 
     def _control(self) -> None:
         driver = self.driver

@@ -113,6 +113,9 @@ class Log:
 
 Action = Send | Launch | Replan | Halt | Lease | Reconnect | Exit | Log
 
+#: error texts sent to the coordinator are cut to this many characters
+_MOST_TEXT = 4000
+
 
 class AgentMachine:
     """One agent's protocol state (see the module docstring). ``resolve(name, params)``
@@ -151,7 +154,10 @@ class AgentMachine:
         self.once = once
         self.timing = timing or AgentTiming()
         self.heartbeat = self.timing.heartbeat
+        #: seconds after the coordinator last heard this agent that its load may go on (its
+        #: welcome says); also how long a silent coordinator is waited for before reconnecting
         self.lease = self.timing.coordinator_timeout
+        self._lease_until = now
         self.welcomed = False
         self.leaving = False
         self.exited = False
@@ -197,21 +203,30 @@ class AgentMachine:
             self.bad_frames += 1
             return [Log("warning", f"dropped {msg.type!r}: not a message for agents")]
         actions = handler(self, msg, now)
-        if self.current is not None and not self.halted:
-            actions.append(Lease(now + self.lease))
+        seen = msg.get("seen")
+        if seen is not None and self.welcomed:
+            # The coordinator heard this agent ``seen`` seconds ago: the load may go on until
+            # ``lease`` after that, and no longer (see ``Timing.lease``).
+            self._lease_until = max(self._lease_until, now - seen + self.lease)
+            if self.current is not None and not self.halted:
+                actions.append(Lease(self._lease_until))
         return actions
 
-    def on_tick(self, now: float, stats: Mapping[str, Any] | None = None) -> list[Action]:
+    def on_tick(self, now: float, stats: Callable[[], Mapping[str, Any]] | None = None) -> list[Action]:
+        """A wake-up; ``stats`` says what a heartbeat tells of this agent (its CPU, ...): it is
+        asked only when a heartbeat goes."""
         if self.exited:
             return []
         actions: list[Action] = []
         if now >= self._next_beat:
             self._next_beat = now + self.heartbeat
-            actions.append(Send("heartbeat", {"state": "running" if self.current else "idle", **(stats or {})}))
+            extra = stats() if stats is not None else {}
+            actions.append(Send("heartbeat", {"state": "running" if self.current else "idle", **extra}))
         silent = now - self._last_heard
-        if silent > self.lease and self.current is not None and not self.halted:
+        if now > self._lease_until and self.current is not None and not self.halted:
             self.halted = True
-            actions.append(Log("warning", f"coordinator silent for {silent:.1f}s: stopping the load"))
+            text = f"the coordinator has not heard this agent for {self.lease:.1f}s: stopping the load"
+            actions.append(Log("warning", text))
             actions.append(Halt(self.current, abort=False))
         if silent > self.lease:
             actions += self._silence(now)
@@ -230,13 +245,15 @@ class AgentMachine:
 
     def on_done(self, run: str, fields: dict[str, Any], now: float) -> list[Action]:
         """The run ended on the executor: say so (again after a reconnect, like windows)."""
+        if "error" in fields:
+            fields = {**fields, "error": str(fields["error"])[:_MOST_TEXT]}
         self._last_done = {"run": run, **fields}
         self.current = None
         self.halted = False
         self.runs_served += 1
         actions: list[Action] = [Send("done", self._last_done)]
         if self.leaving:
-            actions += self._exit(0, "")
+            actions += [Send("bye", {}), *self._exit(0, "")]
         return actions
 
     def stop(self) -> list[Action]:
@@ -281,11 +298,12 @@ class AgentMachine:
             target = self.resolve(msg["target"], msg["params"])
         except PusherError as exc:
             return [
-                Send("refuse", {"run": run, "error": exc.reason, "kind": exc.kind}),
+                Send("refuse", {"run": run, "error": exc.reason[:_MOST_TEXT], "kind": exc.kind}),
                 Log("error", f"cannot run target {msg['target']!r}: {exc}"),
             ]
         except Exception as exc:  # a target's own module raising while it is built
-            return [Send("refuse", {"run": run, "error": f"{type(exc).__name__}: {exc}", "kind": ""})]
+            error = f"{type(exc).__name__}: {exc}"[:_MOST_TEXT]
+            return [Send("refuse", {"run": run, "error": error, "kind": ""})]
         self._prepared = {run: target}
         return [Send("ready", {"run": run})]
 
@@ -298,7 +316,7 @@ class AgentMachine:
             plan = AgentPlan.from_wire(run, msg["plan"])
         except ProtocolError as exc:
             return [
-                Send("refuse", {"run": run, "error": f"bad plan: {exc.reason}", "kind": "protocol error"}),
+                Send("refuse", {"run": run, "error": f"bad plan: {exc.reason}"[:_MOST_TEXT], "kind": "protocol error"}),
                 Log("error", f"bad plan for run {run}: {exc.reason}"),
             ]
         self.current = run

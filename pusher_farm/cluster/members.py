@@ -67,6 +67,9 @@ class AgentRecord:
     joining: bool = False
     #: lost, then reconnected: its remaining windows are awaited (until the deadline)
     returned: bool = False
+    #: the slot from which its share moved to others (it must stop there), once lost
+    share_ends: int | None = None
+    told_to_stop: bool = False
     samples: list[tuple[float, float]] = field(default_factory=list)  # (rtt, offset)
     pings_sent: int = 0
     ledger: Ledger = field(default_factory=Ledger)

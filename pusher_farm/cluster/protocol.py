@@ -173,6 +173,7 @@ _TIME = _Number()  # a clock reading in seconds (monotonic clocks start anywhere
 _SEQ = _Whole()
 _PACKAGE = _Text(64, 1)
 _ERROR = _Text(4096)
+_SEEN = _Number(0.0, 1e6)
 
 # type -> (required fields, optional fields)
 SCHEMA: dict[str, tuple[dict[str, _Field], dict[str, _Field]]] = {
@@ -205,18 +206,23 @@ SCHEMA: dict[str, tuple[dict[str, _Field], dict[str, _Field]]] = {
             "error": _ERROR,
         },
     ),
-    "heartbeat": ({}, {"state": _Text(16), "cpu": _Number(0.0, 1e5)}),
     "bye": ({}, {}),
-    # coordinator -> agent
+    # coordinator -> agent: each may say how long ago the coordinator last heard the agent
+    # ("seen"), which renews the agent's lease
     "welcome": (
-        {"agent": _Text(512, 1), "package": _PACKAGE, "heartbeat": _Number(0.01, 60.0), "lease": _Number(0.05, 3600.0)},
-        {},
+        {
+            "agent": _Text(1024, 1),
+            "package": _PACKAGE,
+            "heartbeat": _Number(0.01, 60.0),
+            "lease": _Number(0.05, 3600.0),
+        },
+        {"seen": _SEEN},
     ),
     # "v" is kept: a refusal from a peer that predates the envelope carries its own version there
     "refused": ({"reason": _ERROR}, {"v": _Whole(0, 1 << 31), "versions": _List(_Whole(), 16), "package": _PACKAGE}),
-    "ping": ({"id": _Whole(), "t0": _TIME}, {}),
-    "prepare": ({"run": _RUN, "target": _Text(512, 1), "params": _Map(256)}, {}),
-    "start": ({"run": _RUN, "plan": _Map(64)}, {}),
+    "ping": ({"id": _Whole(), "t0": _TIME}, {"seen": _SEEN}),
+    "prepare": ({"run": _RUN, "target": _Text(512, 1), "params": _Map(256)}, {"seen": _SEEN}),
+    "start": ({"run": _RUN, "plan": _Map(64)}, {"seen": _SEEN}),
     "epoch": (
         {
             "run": _RUN,
@@ -224,10 +230,11 @@ SCHEMA: dict[str, tuple[dict[str, _Field], dict[str, _Field]]] = {
             "weights": _List(_Number(0.0, MAX_CAPACITY, above=True), MAX_AGENTS),
             "index": _Whole(0, MAX_AGENTS),
         },
-        {},
+        {"seen": _SEEN},
     ),
-    "ack": ({"run": _RUN, "seq": _SEQ}, {}),  # cumulative: every window of the run up to seq is in
-    "stop": ({"run": _RUN, "abort": _Flag()}, {"at_slot": _SEQ}),
+    "ack": ({"run": _RUN, "seq": _SEQ}, {"seen": _SEEN}),  # cumulative: every window of the run up to seq is in
+    "stop": ({"run": _RUN, "abort": _Flag()}, {"at_slot": _SEQ, "seen": _SEEN}),
+    "heartbeat": ({}, {"state": _Text(16), "cpu": _Number(0.0, 1e5), "seen": _SEEN}),
 }
 
 

@@ -71,19 +71,24 @@ class Timing:
 
     @property
     def lease(self) -> float:
-        """How long an agent keeps its load going without hearing from the coordinator. It
-        stops before the coordinator can have given its share to others: the coordinator
-        hears an agent at least every heartbeat, loses it ``agent_timeout`` after its last
-        message, and moves its share ``start_lead`` later still, so an agent that stops
-        ``agent_timeout - heartbeat + start_lead / 2`` after the last message it heard never
-        fires a slot that another agent also fires."""
-        return self.agent_timeout - self.heartbeat + self.start_lead / 2
+        """How long after the coordinator last heard an agent that agent may keep its load
+        going. Every message to an agent says how long ago it was last heard (``seen``), and
+        the agent's load stops ``lease - seen`` after that message arrives. The coordinator
+        loses an agent ``agent_timeout`` after its last message and moves its share
+        ``start_lead`` (+ two round trips) later, so a silent agent (whichever way the silence
+        goes) stops half a ``start_lead`` before any other agent could fire its slots."""
+        return self.agent_timeout + self.start_lead / 2
 
 
 Handler = Callable[[AgentRecord, Message, float], list[Action]]
 
 #: the most strangers whose refusal is remembered (to log each once)
 _STRANGERS = 10_000
+#: the most agents kept spare (connected but not in the run); more are refused
+MAX_SPARES = 1_000
+#: the longest peer identity accepted (a ZeroMQ identity is at most 255 bytes; as text, with
+#: undecodable bytes escaped, up to four times that)
+MAX_IDENTITY = 1024
 
 
 class CoordinatorState(PlanMixin, ReportMixin):
@@ -102,6 +107,7 @@ class CoordinatorState(PlanMixin, ReportMixin):
         self.run_id = uuid.uuid4().hex[:12]
         self.agents: dict[str, AgentRecord] = {}
         self.created = now
+        self.preparing_since = now
         self.start_at: float | None = None
         self.finished: Finish | None = None
         #: frames dropped because they were not valid messages (whoever sent them)
@@ -129,6 +135,8 @@ class CoordinatorState(PlanMixin, ReportMixin):
         counted and dropped (a stranger's garbage) or refused with a reason (a peer of
         another version, or a hello that is not valid)."""
         self._now = now
+        if len(peer) > MAX_IDENTITY:
+            return self._bad(f"a peer named with {len(peer)} characters", now)
         try:
             msg = decode(frame)
         except VersionMismatch as exc:
@@ -151,7 +159,7 @@ class CoordinatorState(PlanMixin, ReportMixin):
         if self.phase is Phase.FINISHED:
             return []
         if msg.type == "hello":
-            return self._on_hello(agent_id, msg, now)
+            return self._stamped(self._on_hello(agent_id, msg, now))
         agent = self.agents.get(agent_id)
         if agent is None:
             return self._bad(f"{msg.type!r} from unknown peer {agent_id!r}", now)
@@ -159,9 +167,13 @@ class CoordinatorState(PlanMixin, ReportMixin):
         handler = self._handlers.get(msg.type)
         if handler is None:
             return self._bad(f"{agent.label()} sent {msg.type!r}, which agents never send", now)
-        if agent.state is AgentState.LOST and msg.type not in ("window", "done", "heartbeat", "pong", "bye"):
-            return [Log("info", f"{agent.label()} was lost: its {msg.type!r} is ignored for this run")]
-        return handler(agent, msg, now)
+        if agent.state is AgentState.LOST:
+            if msg.type not in ("window", "done", "heartbeat", "pong", "bye"):
+                return [Log("info", f"{agent.label()} was lost: its {msg.type!r} is ignored for this run")]
+            if not agent.told_to_stop and agent.share_ends is not None:
+                agent.told_to_stop = True  # it is talking while lost: make sure it stops
+                return [*self._stop_lost(agent), *handler(agent, msg, now)]
+        return self._stamped(handler(agent, msg, now))
 
     def on_tick(self, now: float) -> list[Action]:
         self._now = now
@@ -177,8 +189,17 @@ class CoordinatorState(PlanMixin, ReportMixin):
                 if connected and now - agent.last_sent >= self.timing.heartbeat:
                     agent.last_sent = now
                     actions.append(Send(agent.id, "heartbeat", {}))
-                if agent.state in WATCHED and now - agent.last_seen > self.timing.agent_timeout:
-                    actions += self._lose(agent, now, f"silent for {now - agent.last_seen:.1f}s")
+                silent = now - agent.last_seen
+                if silent <= self.timing.agent_timeout:
+                    continue
+                if agent.state in WATCHED:
+                    actions += self._lose(agent, now, f"silent for {silent:.1f}s")
+                elif agent.state is AgentState.SPARE:
+                    del self.agents[agent.id]  # a spare that left: forget it
+                elif agent.returned:  # a lost agent that came back and went again
+                    agent.returned = False
+                    if self.phase is Phase.RUNNING:
+                        actions += self._maybe_finish(now)
         if self.phase is Phase.WAITING and now - self.created > self.timing.wait_timeout:
             synced = sum(1 for a in self.agents.values() if a.state is AgentState.SYNCED)
             actions.append(
@@ -189,12 +210,12 @@ class CoordinatorState(PlanMixin, ReportMixin):
                     2,
                 )
             )
-        elif self.phase is Phase.PREPARING and now - self.created > self.timing.wait_timeout:
+        elif self.phase is Phase.PREPARING and now - self.preparing_since > self.timing.wait_timeout:
             waiting = [a.label() for a in self._used() if a.state is not AgentState.PREPARED]
             actions.append(self._finish(False, f"no answer to prepare from {', '.join(waiting)}", 2))
         elif self.phase is Phase.RUNNING:
             actions += self.tick_reports(now)
-        return actions
+        return self._stamped(actions)
 
     def stop(self, now: float, *, abort: bool = False) -> list[Action]:
         """The user asked to stop (Ctrl-C): agents stop scheduling and report what ran; with
@@ -205,7 +226,18 @@ class CoordinatorState(PlanMixin, ReportMixin):
             return []
         if self.phase is not Phase.RUNNING:
             return [*self._stop_all(abort=True), self._finish(False, "stopped before the run started", 1)]
-        return self.stop_reports(now, abort=abort)
+        return self._stamped(self.stop_reports(now, abort=abort))
+
+    def _stamped(self, actions: list[Action]) -> list[Action]:
+        """Tell each agent addressed how long ago this coordinator last heard it (``seen``):
+        it keeps its load going only while that is recent (its lease, see ``Timing.lease``).
+        A lost agent gets no ``seen``, so nothing it hears renews its lease."""
+        for action in actions:
+            if isinstance(action, Send):
+                agent = self.agents.get(action.agent)
+                if agent is not None and agent.state is not AgentState.LOST:
+                    action.fields["seen"] = max(0.0, self._now - agent.last_seen)
+        return actions
 
     # -- membership -------------------------------------------------------------------------
 
@@ -231,8 +263,10 @@ class CoordinatorState(PlanMixin, ReportMixin):
                 actions.append(Log("info", f"{existing.label()} is back: taking the windows it kept"))
             return actions
         used = len(self._used())
-        joining = self.phase is Phase.RUNNING and self.spec.policy.late_join and self.spec.sharded
+        joining = self.phase is Phase.RUNNING and self.spec.policy.late_join and self.spec.sharded and not self.cut
         spare = not joining and (self.phase is not Phase.WAITING or used >= self.expect)
+        if spare and sum(1 for a in self.agents.values() if a.state is AgentState.SPARE) >= MAX_SPARES:
+            return self._refuse_stranger(agent_id, f"{MAX_SPARES} spare agents are connected already", None)
         agent = AgentRecord(
             id=agent_id,
             name=msg["name"],
@@ -310,7 +344,7 @@ class CoordinatorState(PlanMixin, ReportMixin):
         if agent.state is AgentState.SPARE:
             del self.agents[agent.id]
             return []
-        if agent.state is AgentState.DONE:
+        if agent.state in (AgentState.DONE, AgentState.LEFT):
             agent.state = AgentState.LEFT  # done and gone, as an --once agent should be
             return []
         if agent.state is AgentState.LOST:
@@ -322,10 +356,17 @@ class CoordinatorState(PlanMixin, ReportMixin):
         """The agents of this run (lost ones included), in the order they joined."""
         return [a for a in self.agents.values() if a.state is not AgentState.SPARE]
 
-    def _lose(self, agent: AgentRecord, now: float, why: str, *, rebalance: bool = True) -> list[Action]:
+    def _lose(
+        self, agent: AgentRecord, now: float, why: str, *, rebalance: bool = True, settle: bool = True
+    ) -> list[Action]:
+        """``agent`` is gone: before the run it is dropped; in it, it is lost (its share moves
+        by the run's policy); ``settle``: see at once whether the run is over."""
         if self.phase is Phase.WAITING or agent.state is AgentState.SPARE:
             del self.agents[agent.id]
             return [Log("warning", f"{agent.label()} dropped before the run: {why}")]
+        if agent.joining and agent.shard is None:  # a late agent that never got a share
+            agent.state = AgentState.SPARE
+            return [Log("warning", f"{agent.label()} gone before it joined: {why}")]
         agent.state = AgentState.LOST
         agent.lost_at = now
         agent.returned = False
@@ -341,8 +382,17 @@ class CoordinatorState(PlanMixin, ReportMixin):
                     return actions
                 if policy == "rebalance" and self.spec.sharded:
                     actions += self.rebalance(agent, now)
-            actions += self._maybe_finish(now)
+                    actions += self._stop_lost(agent)
+            if settle:
+                actions += self._maybe_finish(now)
         return actions
+
+    def _stop_lost(self, agent: AgentRecord) -> list[Action]:
+        """Tell a lost agent whose share moved to stop where the others took over: if it can
+        still hear us (the loss was one-way), it stops there and never doubles a slot."""
+        if agent.share_ends is None:
+            return []
+        return [Send(agent.id, "stop", {"run": self.run_id, "abort": False, "at_slot": agent.share_ends})]
 
     def _stop_all(self, *, abort: bool, at_s: float | None = None) -> list[Action]:
         """Tell every agent of the run to stop: ``abort``: at once, cancelling its calls in

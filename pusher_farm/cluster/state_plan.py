@@ -45,6 +45,7 @@ class PlanMixin:
         if any(a.state is not AgentState.SYNCED for a in used):
             return []
         self.phase = Phase.PREPARING
+        self.preparing_since = now
         for i, a in enumerate(used):
             a.index = i
         return [self._prepare(a) for a in used]
@@ -113,6 +114,8 @@ class PlanMixin:
         agent.error = msg["error"]
         agent.error_kind = msg.get("kind", "")
         if agent.joining:
+            if agent.shard is not None:  # it refused the plan it joined with: its share moves on
+                return self._lose(agent, now, f"refused its plan: {msg['error']}")
             agent.state = AgentState.SPARE
             return [Log("warning", f"{agent.label()} cannot join: {msg['error']}")]
         kind = f"{agent.error_kind}: " if agent.error_kind else ""
@@ -129,9 +132,13 @@ class PlanMixin:
         length = self.spec.policy.length()
         rtts = [a.rtt for a in live if not math.isnan(a.rtt)]
         at = now + self.timing.start_lead + 2 * max(rtts, default=0.0) - self.start_at
+        # Epochs never go back: one announced later starts no earlier than the one before it
+        # (agents apply them in slot order).
+        last = self.book.epochs[-1]
+        at = max(at, last.at_s)
         if at >= length:
             return None
-        return at, self.book.profile.first_slot_at(at)
+        return at, max(self.book.profile.first_slot_at(at), last.from_slot)
 
     def _reshard(
         self: CoordinatorState,
@@ -169,9 +176,12 @@ class PlanMixin:
         live = [a for a in self._used() if a.state is AgentState.RUNNING]
         epoch = self._epoch_start(live, now)
         if not live or epoch is None:
-            return [Log("warning", f"{lost.label()} lost near the end: nothing left to rebalance")]
+            return [Log("warning", f"{lost.label()} left near the end: nothing left to rebalance")]
         lost.share = 0.0
-        return self._reshard(live, epoch[0], epoch[1], f"{lost.name} lost")
+        lost.share_ends = epoch[1]
+        return self._reshard(
+            live, epoch[0], epoch[1], f"{lost.name} {'lost' if lost.state is AgentState.LOST else 'stopped'}"
+        )
 
     def _join(self: CoordinatorState, agent: AgentRecord, now: float) -> list[Action]:
         """A late agent, prepared: it takes a share from the next epoch."""

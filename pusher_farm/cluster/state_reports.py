@@ -76,6 +76,10 @@ class ReportMixin:
         if self.stop_s is None:
             self.stop_s = max(0.0, now - self.start_at)
         self.cut = True
+        # A stopped run ends sooner than its schedule: the calls in flight and the last windows.
+        window = self.spec.policy.window
+        timeout = max((c.timeout or 0.0) for c in self.spec.configs)
+        self._deadline_at = min(self._deadline_at, now + 1.0 + timeout + window + self.timing.end_grace)
         if abort:
             self.aborted = True
             self._abort_deadline = now + self.timing.abort_grace
@@ -134,6 +138,12 @@ class ReportMixin:
         if agent.state is AgentState.RUNNING:
             agent.state = AgentState.DONE
             actions.append(Log("info", f"{agent.label()} done: {agent.ledger.expected} windows"))
+            if agent.stopped_early and not self.cut:
+                # It stopped on its own (its user, or an error): the others take its share.
+                why = agent.stats.get("error") or "stopped before the end of the run"
+                actions.append(Log("warning", f"{agent.label()} {why}"))
+                if self.spec.sharded and self.spec.policy.on_agent_loss == "rebalance":
+                    actions += self.rebalance(agent, self._now)
         return actions + self._maybe_finish(self._now)
 
     # -- the end ----------------------------------------------------------------------------
@@ -161,7 +171,7 @@ class ReportMixin:
             actions: list[Action] = []
             for a in used:
                 if a.state not in (AgentState.DONE, AgentState.LEFT, AgentState.LOST):
-                    actions += self._lose(a, now, "did not finish in time", rebalance=False)
+                    actions += self._lose(a, now, "did not finish in time", rebalance=False, settle=False)
                 a.returned = False  # stop waiting for a lost agent's last windows
             return actions + self._maybe_finish(now)
         return []

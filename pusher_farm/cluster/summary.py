@@ -48,6 +48,7 @@ def build_report(
     targets = sorted({c.target or "" for c in spec.configs})
     notes = [finish.reason] if not finish.ok and finish.reason else []
     notes += state.rejected
+    notes += [f"{a.label()}: {a.stats['error']}" for a in agents if a.stats.get("error")]
     notes += [f"coordinator listener failed: {e}" for e in aggregator.listener_errors]
     book = state.book
     epochs = [] if book is None else [EpochSummary(e.from_slot, e.at_s, e.names, e.reason) for e in book.epochs[1:]]
@@ -90,7 +91,7 @@ def _summary(state: CoordinatorState, a: AgentRecord, counts: Counts, share: Sha
         clock_offset_ms=a.offset * 1000,
         rtt_ms=None if math.isnan(a.rtt) else a.rtt * 1000,
         lost_at_s=None if a.lost_at is None or start_at is None else a.lost_at - start_at,
-        error=a.error or None,
+        error=a.error or a.stats.get("error") or None,
         unfired_from_s=share.from_s if share is not None and counts.unfired > 0 else None,
         unfired_to_s=share.to_s if share is not None and counts.unfired > 0 else None,
         cpu_percent=None if cpu is None else float(cpu),

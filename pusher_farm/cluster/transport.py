@@ -11,13 +11,10 @@ Both sides are owned by their driver, which closes them.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from typing import Protocol
 
-__all__ = ["BadFrames", "Hub", "Link", "LinkFactory"]
-
-log = logging.getLogger("pusher_farm.cluster")
+__all__ = ["Hub", "Link", "LinkFactory"]
 
 
 class Hub(Protocol):
@@ -57,25 +54,3 @@ class Link(Protocol):
 
 #: makes a fresh link to the coordinator (an agent reconnects by making a new one)
 LinkFactory = Callable[[], Link]
-
-
-class BadFrames:
-    """Counts frames that were dropped and logs them at most once per ``every`` seconds of
-    ``clock`` (a stranger's flood costs a counter, not a log line per frame)."""
-
-    def __init__(self, who: str, clock: Callable[[], float], every: float = 5.0) -> None:
-        self.who = who
-        self.clock = clock
-        self.every = every
-        self.total = 0
-        self._since_log = 0
-        self._last_log = -1e18
-
-    def drop(self, reason: str) -> None:
-        self.total += 1
-        self._since_log += 1
-        now = self.clock()
-        if now - self._last_log >= self.every:
-            log.warning("%s dropped %d bad frame(s); last: %s", self.who, self._since_log, reason)
-            self._since_log = 0
-            self._last_log = now

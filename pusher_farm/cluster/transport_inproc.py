@@ -34,7 +34,8 @@ class Network:
         self._cond = threading.Condition()
         self._to_hub: deque[tuple[float, str, bytes]] = deque()
         self._links: dict[str, InprocLink] = {}
-        self._cut: dict[str, float] = {}  # identity -> cut until (clock time)
+        self._cut: dict[str, float] = {}  # identity -> cut until (clock time), both ways
+        self._cut_out: dict[str, float] = {}  # identity -> its frames to the hub lost until
         self.hub_endpoint = "inproc://farm"
 
     def hub(self) -> InprocHub:
@@ -48,12 +49,14 @@ class Network:
             self._links[identity] = link
             return link
 
-    def cut(self, identity: str, seconds: float = math.inf) -> None:
-        """Drop every frame to and from ``identity`` for ``seconds``; frames in flight too."""
+    def cut(self, identity: str, seconds: float = math.inf, *, one_way: bool = False) -> None:
+        """Drop every frame to and from ``identity`` for ``seconds``, frames in flight too;
+        ``one_way``: only those from it (the coordinator still reaches it, but not back)."""
         with self._cond:
-            self._cut[identity] = self.clock() + seconds
+            until = self.clock() + seconds
+            (self._cut_out if one_way else self._cut)[identity] = until
             link = self._links.get(identity)
-            if link is not None:
+            if link is not None and not one_way:
                 link._inbox.clear()
             kept = [(t, who, f) for t, who, f in self._to_hub if who != identity]
             self._to_hub = deque(kept)
@@ -61,23 +64,25 @@ class Network:
     def heal(self, identity: str) -> None:
         with self._cond:
             self._cut.pop(identity, None)
+            self._cut_out.pop(identity, None)
 
     def inject(self, identity: str, frame: bytes) -> None:
         """A frame reaches the hub from ``identity``, which no link may back (a stranger)."""
         self._deliver_to_hub(identity, frame)
 
-    def _is_cut(self, identity: str) -> bool:
-        until = self._cut.get(identity)
+    def _is_cut(self, identity: str, cuts: dict[str, float] | None = None) -> bool:
+        cuts = self._cut if cuts is None else cuts
+        until = cuts.get(identity)
         if until is None:
             return False
         if self.clock() >= until:
-            del self._cut[identity]
+            del cuts[identity]
             return False
         return True
 
     def _deliver_to_hub(self, identity: str, frame: bytes) -> bool:
         with self._cond:
-            if self._is_cut(identity):
+            if self._is_cut(identity) or self._is_cut(identity, self._cut_out):
                 return True  # the sender cannot tell a cut cable
             self._to_hub.append((self.clock() + self.delay, identity, bytes(frame)))
             self._cond.notify_all()

@@ -94,7 +94,7 @@ def _text(seconds: float) -> str:
 
 
 def _overtime(value: Any) -> int:
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
         value = int(value.strip())
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidOvertime(f"must be a whole number, got {value!r}")
@@ -292,6 +292,8 @@ class Config:
             return cls(**values)
         except PusherError as exc:
             raise ProtocolError(f"bad settings: {exc}") from None
+        except Exception as exc:  # whatever a peer's values make a check trip over
+            raise ProtocolError(f"bad settings: {type(exc).__name__}") from None
 
     def length(self) -> float:
         """Seconds the schedule runs (``inf``: open-ended); needs a profile."""

@@ -35,9 +35,12 @@ from pusher_farm.core.recorder import Recorder
 from pusher_farm.core.schedule import Shard, slot_batches
 from pusher_farm.core.window import Tally, Window
 
-__all__ = ["HALT", "Executor", "plan_at"]
+__all__ = ["HALT", "Executor", "add_epoch", "plan_at"]
 
 _LAUNCHES_BEFORE_YIELD = 512
+#: the pacer sleeps at most this long at a time, so a new plan or a lapsed lease is noticed
+#: soon even at low rates (its slots may start earlier than the old plan's next one)
+_LONGEST_SLEEP = 0.05
 #: an epoch that fires nothing: the run stops at its first slot (``stop_at``)
 HALT = "halt"
 #: outcomes are folded into their windows this often (seconds)
@@ -54,16 +57,28 @@ _SWEEP_PERIOD_MAX = 0.1
 
 def plan_at(epochs: list[tuple[int, Shard | str | None]], k: int) -> tuple[Shard | str | None, float]:
     """The shard in force at global slot ``k`` among ``epochs`` ((first slot, shard), sorted:
-    the last epoch from at most ``k``) and the slot at which the next epoch takes over."""
+    the last epoch from at most ``k``; a ``HALT`` from at most ``k`` is final) and the slot at
+    which the next epoch takes over."""
     current: Shard | str | None = None
     boundary = math.inf
     for first, shard in epochs:
         if first <= k:
             current = shard
+            if shard is HALT:
+                return HALT, math.inf
         else:
             boundary = first
             break
     return current, boundary
+
+
+def add_epoch(epochs: list[tuple[int, Shard | str | None]], from_slot: int, shard: Shard | str | None) -> None:
+    """Add a plan epoch to ``epochs`` (kept sorted). A new plan supersedes any earlier-announced
+    one from the same slot on; a ``HALT`` is never superseded."""
+    if shard is not HALT:
+        epochs[:] = [(f, s) for f, s in epochs if f < from_slot or s is HALT]
+    epochs.append((from_slot, shard))
+    epochs.sort(key=lambda e: (e[0], e[1] is HALT))
 
 
 class Executor:
@@ -107,13 +122,14 @@ class Executor:
         #: the run stops scheduling past this time on ``clock`` (renewed by a farm agent)
         self.lease_until = math.inf
         self.lease_expired = False
-        #: the first global slot this executor did not pass (it fired or canceled every slot
-        #: of its plan below it)
-        self.reach = first_slot
+        #: how far this executor got in the farm's schedule: one past the last slot it
+        #: launched, or the slot it was told to halt at (None: it launched nothing)
+        self.reach: int | None = None
         #: seconds from the start at which scheduling stopped early (None: ran to the end)
         self.stopped_s: float | None = None
         self._pacer: asyncio.Task[None] | None = None
         self._epochs: list[tuple[int, Shard | str | None]] = [(first_slot, shard)]
+        self._replans = 0  # how many plans arrived (the pacer notices a change by it)
 
     @property
     def in_flight(self) -> int:
@@ -186,8 +202,8 @@ class Executor:
         e.g. after the farm lost an agent; ``HALT``: none, the run stops there). Call on the
         loop's thread. Slots this executor has already passed are never fired twice, even if
         the new epoch arrives late."""
-        self._epochs.append((from_slot, shard))
-        self._epochs.sort(key=lambda e: (e[0], e[1] is HALT))
+        add_epoch(self._epochs, from_slot, shard)
+        self._replans += 1
 
     def stop_at(self, slot: int) -> None:
         """Stop scheduling at global slot ``slot``: every agent of a farm told the same slot
@@ -212,14 +228,16 @@ class Executor:
         until = self.config.until
         burst = 0
         next_k = self.first_slot  # no slot below this is ever fired (again)
+        reached: int | None = None
         try:
             while True:
                 shard, boundary = plan_at(self._epochs, next_k)
                 if shard is HALT:
-                    next_k = max(next_k, self._halt_slot(next_k))  # every slot below it was passed
+                    halt = self._halt_slot(next_k)
+                    reached = halt if reached is None else max(reached, halt)
                     return self._stopped()
                 assert not isinstance(shard, str)
-                plans = len(self._epochs)
+                plans = self._replans
                 replanned = False
                 for ks, ts in slot_batches(self.profile, until=until, shard=shard, first=next_k):
                     for k, t in zip(ks, ts, strict=True):
@@ -232,17 +250,17 @@ class Executor:
                         wait = pacer.wait(due, now)
                         if wait is not None:
                             burst = 0
-                            while wait is not None:
-                                await sleep(wait)
+                            while wait is not None and self._replans == plans:
+                                await sleep(min(wait, _LONGEST_SLEEP))
                                 now = clock()
+                                if now > self.lease_until:
+                                    return self._lease_over()
                                 wait = pacer.wait(due, now)
-                            if now > self.lease_until:
-                                return self._lease_over()
-                        if len(self._epochs) != plans:
+                        if self._replans != plans:
                             replanned = True  # a new plan arrived while we waited for this slot
                             break
                         launch(k, due, now)
-                        next_k = k + 1
+                        next_k = reached = k + 1
                         burst += 1
                         if burst >= _LAUNCHES_BEFORE_YIELD:
                             # Far behind schedule: let calls, I/O and folding run now and then.
@@ -252,18 +270,26 @@ class Executor:
                                 return self._lease_over()
                     if replanned:
                         break
-                if not replanned:
-                    if math.isinf(boundary):
-                        return  # the schedule is exhausted and no newer plan came
+                if replanned:
+                    continue
+                if not math.isinf(boundary):
                     # No slot of this shard is left before the end, but a later epoch may own
                     # some of the slots between its start and the end.
                     next_k = max(next_k, int(boundary))
+                    continue
+                # This plan has no slot left. Until the schedule's end a newer plan may still
+                # come and give this executor some: wait for it (or for the end).
+                end = t0 + self.profile.length(until)
+                while self._replans == plans and clock() < end:
+                    await sleep(max(0.0, min(end - clock(), _LONGEST_SLEEP)))
+                if self._replans == plans:
+                    return  # the schedule is exhausted and no newer plan came
         finally:
-            self.reach = next_k
+            self.reach = reached
 
     def _halt_slot(self, k: int) -> int:
-        """The slot of the halt in force at ``k``."""
-        return max(first for first, shard in self._epochs if first <= k and shard is HALT)
+        """The slot of the halt in force at ``k`` (the first: a halt is final)."""
+        return min(first for first, shard in self._epochs if first <= k and shard is HALT)
 
     def _lease_over(self) -> None:
         self.lease_expired = True

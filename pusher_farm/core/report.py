@@ -60,9 +60,10 @@ class WorkerSummary:
     counts: Counts
     achieved_rps: float
     agent: str | None = None
-    #: the first global slot it did not pass, and when it stopped early (seconds from the
-    #: start; None: it ran its schedule to the end)
-    reach: int = 0
+    #: how far it got in the schedule (one past the last slot it launched, or its halt slot;
+    #: None: it launched nothing), and when it stopped early (seconds from the start; None:
+    #: it ran its schedule to the end)
+    reach: int | None = None
     stopped_s: float | None = None
 
 

@@ -11,6 +11,7 @@ same t_k for the same k, so the farm's combined arrivals interleave exactly.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Iterator, Sequence
@@ -223,7 +224,10 @@ class Shard:
 
 
 def _integer_weights(weights: Sequence[float]) -> list[int]:
-    fractions = [Fraction(w).limit_denominator(1000) for w in weights]
+    # Relative to the largest, to 1/1000 of it; no weight rounds to 0 (its agent would own
+    # no slot at all): a weight under a thousandth of the largest counts as a thousandth.
+    top = max(weights)
+    fractions = [max(Fraction(w / top).limit_denominator(1000), Fraction(1, 1000)) for w in weights]
     lcm = math.lcm(*(f.denominator for f in fractions))
     ints = [int(f * lcm) for f in fractions]
     g = math.gcd(*ints)
@@ -234,19 +238,39 @@ def _integer_weights(weights: Sequence[float]) -> list[int]:
     return ints
 
 
-def _cycle(weights: Sequence[float], index: int) -> tuple[int, np.ndarray]:
+@functools.lru_cache(maxsize=64)
+def _owners(weights: tuple[float, ...]) -> np.ndarray:
+    """The owner (agent index) of each position of one cycle, by smooth weighted round robin:
+    at each position every agent gains its weight, the richest (the first on a tie) owns it
+    and pays the total. Computed once per set of weights (every agent of a plan and the
+    coordinator's accounting ask for the same)."""
     ints = _integer_weights(weights)
     total = sum(ints)
-    current = [0] * len(ints)
-    owned = []
+    owners = np.empty(total, dtype=np.int64)
+    if len(ints) < 32:  # few agents: plain Python beats a numpy call per position
+        current = [0] * len(ints)
+        for pos in range(total):
+            best = 0
+            for j, w in enumerate(ints):
+                current[j] += w
+                if current[j] > current[best]:
+                    best = j
+            current[best] -= total
+            owners[pos] = best
+        return owners
+    gain = np.array(ints, dtype=np.int64)
+    current = np.zeros(len(ints), dtype=np.int64)
     for pos in range(total):
-        for j, w in enumerate(ints):
-            current[j] += w
-        best = max(range(len(ints)), key=lambda j: (current[j], -j))
+        current += gain
+        best = int(np.argmax(current))
         current[best] -= total
-        if best == index:
-            owned.append(pos)
-    return total, np.array(owned, dtype=np.int64)
+        owners[pos] = best
+    return owners
+
+
+def _cycle(weights: tuple[float, ...], index: int) -> tuple[int, np.ndarray]:
+    owners = _owners(weights)
+    return len(owners), np.flatnonzero(owners == index).astype(np.int64)
 
 
 def slot_batches(
@@ -266,6 +290,8 @@ def slot_batches(
         period, offsets = shard.cycle()
     else:
         period, offsets = 1, np.zeros(1, dtype=np.int64)
+    if not len(offsets):
+        return  # a shard that owns no slot (cannot happen with positive weights; never spin)
     per_batch = max(1, batch // max(len(offsets), 1))
     cycle = first // period
     while True:

@@ -109,6 +109,9 @@ class Window:
         )
         if sum(window.errors.values()) != window.failed:
             raise ValueError("window errors do not add up to its failed count")
+        ended = window.succeeded + window.failed
+        if not window.latency.total == window.service.total == window.lag.total == ended:
+            raise ValueError("window histograms do not hold one value per ended call")
         return window
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 from pusher_farm.core import loop as _loop
 from pusher_farm.core.calls import Context, target_kind
 from pusher_farm.core.config import Config, Offer
-from pusher_farm.core.executor import HALT, Executor
+from pusher_farm.core.executor import HALT, Executor, add_epoch
 from pusher_farm.core.gossip import GossipHub
 from pusher_farm.core.report import Report, WorkerSummary
 from pusher_farm.core.schedule import Constant, Profile, Shard
@@ -57,7 +58,7 @@ def planned_slots(executor: Executor) -> int:
     slot up to where its schedule ended (its length, or where it stopped: a run stopped early
     planned what it passed)."""
     length = executor.config.length()
-    end = executor.reach
+    end = executor.first_slot if executor.reach is None else executor.reach
     if not executor.stopped_early and math.isfinite(length):
         end = max(end, executor.profile.slot_count(length))
     epochs = executor.epochs
@@ -90,6 +91,8 @@ class Worker:
         self._abort_requested = False
         self._lease = math.inf
         self._epochs: list[tuple[int, Shard | str | None]] = []
+        #: held while plans pass from other threads to the run (see ``_on_executor``)
+        self._handover = threading.Lock()
 
     def __str__(self) -> str:
         return self._ident
@@ -140,8 +143,8 @@ class Worker:
         _check_duration(duration)
         if self._busy:
             raise WorkerBusy(f"{self._ident!r} is already working: try again when it is done")
-        self._busy = True
         cfg = self._config.replace(profile=profile, until=self._config.until if duration is None else duration)
+        self._busy = True
         hub = GossipHub(self, cfg.listeners, cfg.gossip_capacity)
         executor = Executor(
             self._target,
@@ -153,12 +156,13 @@ class Worker:
             hub=hub,
             on_window=on_window,
         )
-        for epoch in self._epochs:  # plans announced before the executor existed
-            executor.replan(*epoch)
-        self._epochs.clear()
-        executor.lease_until = self._lease
-        self._executor = executor
-        self._loop = asyncio.get_running_loop()
+        with self._handover:  # plans announced before the executor existed, none lost
+            for epoch in self._epochs:
+                executor.replan(*epoch)
+            self._epochs.clear()
+            executor.lease_until = self._lease
+            self._executor = executor
+            self._loop = asyncio.get_running_loop()
         started = time.monotonic()
         hub.start()
         try:
@@ -168,8 +172,10 @@ class Worker:
                 executor.stop()
             await executor.run()
         finally:
-            self._executor = None
-            self._loop = None
+            with self._handover:
+                self._executor = None
+                self._loop = None
+                self._epochs.clear()
             self._stop_requested = self._abort_requested = False
             self._lease = math.inf
             aclose = getattr(self._target, "aclose", None)
@@ -243,20 +249,24 @@ class Worker:
     def replan(self, from_slot: int, shard: Shard | None) -> None:
         """From global slot ``from_slot`` on, fire the slots of ``shard`` (a farm's new plan
         epoch). Safe to call from any thread, also just before the run starts."""
-        if not self._on_executor(lambda executor: executor.replan(from_slot, shard)):
-            self._epochs.append((from_slot, shard))
+        self._on_executor(lambda executor: executor.replan(from_slot, shard), pending=(from_slot, shard))
 
     def stop_at(self, slot: int) -> None:
         """Stop scheduling at global slot ``slot`` (a farm stops every agent at the same
         slot). Safe to call from any thread, also just before the run starts."""
-        if not self._on_executor(lambda executor: executor.stop_at(slot)):
-            self._epochs.append((slot, HALT))
+        self._on_executor(lambda executor: executor.stop_at(slot), pending=(slot, HALT))
 
-    def _on_executor(self, action: Callable[[Executor], None]) -> bool:
-        """Run ``action`` on the current executor, on its loop's thread; False if none."""
-        loop, executor = self._loop, self._executor
-        if loop is None or executor is None:
-            return False
+    def _on_executor(
+        self, action: Callable[[Executor], None], pending: tuple[int, Shard | str | None] | None = None
+    ) -> bool:
+        """Run ``action`` on the current executor, on its loop's thread; False if none (a
+        ``pending`` plan then waits for the next run)."""
+        with self._handover:
+            loop, executor = self._loop, self._executor
+            if loop is None or executor is None:
+                if pending is not None:
+                    add_epoch(self._epochs, *pending)
+                return False
         try:
             running = asyncio.get_running_loop()
         except RuntimeError:

@@ -23,7 +23,7 @@ from pusher_farm.cluster.plan import RunSpec
 from pusher_farm.cluster.state import Timing
 from pusher_farm.cluster.transport_inproc import Network
 from pusher_farm.core.config import Config
-from pusher_farm.core.executor import HALT, plan_at
+from pusher_farm.core.executor import HALT, add_epoch, plan_at
 from pusher_farm.core.schedule import Constant, slot_batches
 from pusher_farm.core.window import Window
 
@@ -54,11 +54,14 @@ class SimRunner:
         self.report = None
         self.fired: list[int] = []
         self.lease_until = math.inf
+        #: gossips its listeners could not take (said in its done)
+        self.gossip_dropped = 0
 
     def launch(self, plan, target, report) -> None:
         self.plan, self.report = plan, report
         self.epochs = [(plan.first, plan.shard)]
         self.next_k = plan.first
+        self.reached = None
         self.counts: Counter[int] = Counter()
         self.next_window = 0
         self.seq = 0
@@ -66,8 +69,7 @@ class SimRunner:
         self.exhausted = False
 
     def replan(self, from_slot, shard) -> None:
-        self.epochs.append((from_slot, shard))
-        self.epochs.sort(key=lambda e: (e[0], e[1] is HALT))
+        add_epoch(self.epochs, from_slot, shard)
 
     def halt(self, *, abort: bool, at_slot) -> None:
         if self.plan is None:
@@ -96,8 +98,8 @@ class SimRunner:
         while True:
             shard, boundary = plan_at(self.epochs, self.next_k)
             if shard is HALT:
-                halt = max(f for f, s in self.epochs if s is HALT and f <= self.next_k)
-                self.next_k = max(self.next_k, halt)
+                halt = min(f for f, s in self.epochs if s is HALT and f <= self.next_k)
+                self.reached = halt if self.reached is None else max(self.reached, halt)
                 self._stop(elapsed)
                 break
             got = self._fire(shard, boundary, horizon)
@@ -128,7 +130,7 @@ class SimRunner:
                     return "time"
                 self.fired.append(k)
                 self.counts[int(t // plan.config.window)] += 1
-                self.next_k = k + 1
+                self.next_k = self.reached = k + 1
         if math.isinf(boundary):
             return "end"
         self.next_k = max(self.next_k, int(boundary))
@@ -148,9 +150,11 @@ class SimRunner:
         fields = {
             "stopped_early": self.stopped_s is not None,
             "sent_s": min(elapsed, self.stopped_s if self.stopped_s is not None else elapsed),
-            "reach": self.next_k,
             "windows": self.seq,
+            "gossip_dropped": self.gossip_dropped,
         }
+        if self.reached is not None:
+            fields["reach"] = self.reached
         if self.stopped_s is not None:
             fields["stopped_s"] = self.stopped_s
         self.report("done", self.plan.run, fields)

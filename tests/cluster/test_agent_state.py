@@ -39,7 +39,8 @@ def machine(**kw):
 
 
 def welcome(m, now=0.1, heartbeat=0.5, lease=2.0):
-    return m.on_frame(encode("welcome", agent="a/x", package="0.2.0", heartbeat=heartbeat, lease=lease), now)
+    frame = encode("welcome", agent="a/x", package="0.2.0", heartbeat=heartbeat, lease=lease, seen=0.0)
+    return m.on_frame(frame, now)
 
 
 def sends(actions, type_=None):
@@ -53,8 +54,8 @@ def plan_wire(**over):
 
 
 def started(m, now=0.3):
-    m.on_frame(encode("prepare", run="r1", target="noop", params={}), now)
-    return m.on_frame(encode("start", run="r1", plan=plan_wire()), now)
+    m.on_frame(encode("prepare", run="r1", target="noop", params={}, seen=0.0), now)
+    return m.on_frame(encode("start", run="r1", plan=plan_wire(), seen=0.0), now)
 
 
 def test_ping_is_answered_and_the_welcome_sets_heartbeat_and_lease():
@@ -75,13 +76,18 @@ def test_prepare_resolves_the_target_here_or_refuses_with_its_kind():
     assert refuse.fields["kind"] == "missing target" and "cannot import x:y" in refuse.fields["error"]
 
 
-def test_start_launches_and_every_frame_renews_the_lease():
+def test_start_launches_and_the_lease_runs_from_when_the_coordinator_last_heard_us():
     m = machine()
     welcome(m, lease=2.0)
     actions = started(m)
     assert [type(a) for a in actions if not isinstance(a, (Send,))][-2:] == [Launch, Lease]
-    lease = [a for a in m.on_frame(encode("heartbeat"), 3.0) if isinstance(a, Lease)]
-    assert lease[0].until == 5.0
+    lease = [a for a in m.on_frame(encode("heartbeat", seen=0.5), 3.0) if isinstance(a, Lease)]
+    assert lease[0].until == 4.5  # heard 0.5 s ago: the load may go on 2 s after that
+    # A coordinator that stopped hearing us (a one-way loss) says so: the lease does not grow.
+    assert not [a for a in m.on_frame(encode("heartbeat", seen=2.5), 4.0) if isinstance(a, Lease) and a.until > 4.5]
+    # A message without "seen" (from a lost agent's point of view) renews nothing.
+    assert not [a for a in m.on_frame(encode("heartbeat"), 4.2) if isinstance(a, Lease)]
+    assert any(isinstance(a, Halt) for a in m.on_tick(4.6))
 
 
 @pytest.mark.parametrize(
@@ -114,8 +120,8 @@ def test_epochs_stops_and_aborts_reach_the_current_run_only():
     welcome(m)
     started(m)
     replan = [a for a in m.on_frame(encode("epoch", run="r1", from_slot=40, weights=[1.0], index=0), 1.0)]
-    assert isinstance(replan[-2], Replan) and replan[-2].from_slot == 40
-    assert m.on_frame(encode("epoch", run="other", from_slot=40, weights=[1.0], index=0), 1.0)[:-1] == []
+    assert [(a.run, a.from_slot) for a in replan if isinstance(a, Replan)] == [("r1", 40)]
+    assert m.on_frame(encode("epoch", run="other", from_slot=40, weights=[1.0], index=0), 1.0) == []
     bad = m.on_frame(encode("epoch", run="r1", from_slot=40, weights=[1.0], index=3), 1.0)
     assert not any(isinstance(a, Replan) for a in bad) and m.bad_frames == 1
     halt = [a for a in m.on_frame(encode("stop", run="r1", abort=False, at_slot=77), 1.1) if isinstance(a, Halt)]
@@ -127,7 +133,7 @@ def test_silence_halts_the_load_at_the_lease_then_reconnects():
     welcome(m, now=0.1, lease=2.0)
     started(m, now=0.3)
     assert not any(isinstance(a, Halt) for a in m.on_tick(2.2))
-    actions = m.on_tick(2.4)
+    actions = m.on_tick(2.4)  # 2 s after the start said "heard you just now"
     assert any(isinstance(a, Halt) for a in actions) and any(isinstance(a, Reconnect) for a in actions)
     assert sends(actions, "hello") and not m.welcomed
 
@@ -164,3 +170,24 @@ def test_an_once_agent_nobody_ever_answers_gives_up():
     m.hello(0.0)
     exits = [a for t in range(1, 16) for a in m.on_tick(float(t)) if isinstance(a, Exit)]
     assert len(exits) == 1 and exits[0].status == 0
+
+
+def test_a_user_stop_halts_the_run_reports_it_then_says_bye():
+    m = machine()
+    welcome(m)
+    started(m)
+    assert [a for a in m.stop() if isinstance(a, Halt)] == [Halt("r1", abort=False)]
+    actions = m.on_done("r1", {"windows": 0, "stopped_early": True}, 2.0)
+    assert [s.type for s in sends(actions)] == ["done", "bye"]
+    assert [a.status for a in actions if isinstance(a, Exit)] == [0]
+
+
+def test_long_errors_are_cut_so_they_still_fit_a_message():
+    def verbose(name, params):
+        raise MissingTarget("x" * 100_000)
+
+    m = AgentMachine(name="a", host="h", pid=1, capacity=1.0, cpus=1, resolve=verbose)
+    refuse = sends(m.on_frame(encode("prepare", run="r1", target="t:t", params={}), 0.1), "refuse")[0]
+    encode(refuse.type, **refuse.fields)  # would raise if the error were over the limit
+    done = sends(m.on_done("r1", {"windows": 0, "stopped_early": True, "error": "y" * 100_000}, 0.2), "done")[0]
+    encode(done.type, **done.fields)

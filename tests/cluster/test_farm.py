@@ -298,7 +298,7 @@ def test_a_stop_halts_every_agent_at_the_same_slot_and_leaves_nothing_unfired():
     farm.coord.stop()
     r = farm.finish()
     accounted(r)
-    reaches = {a.runner.next_k for a in farm.agents.values()}
+    reaches = {a.runner.reached for a in farm.agents.values()}
     assert len(reaches) == 1  # one slot for all
     assert r.status == 0 and r.stopped_early and r.counts.unfired == 0
     assert r.counts.planned == r.counts.scheduled == reaches.pop()
@@ -331,11 +331,14 @@ def test_an_agent_that_leaves_after_its_done_is_not_lost():
     assert next(a.status for a in farm.agents.values()) == 0
 
 
-def test_the_report_lists_each_agent_s_package_version():
-    farm = SimFarm(spec(100, 2), expect=1)
-    farm.agent("a")
-    d = to_dict(farm.finish())
-    assert d["agents"][0]["package"] == "0.2.0"
+def test_the_report_lists_each_agent_s_package_version_and_sums_dropped_gossips():
+    farm = SimFarm(spec(100, 2), expect=2)
+    for name, dropped in (("a", 3), ("b", 4)):
+        farm.agent(name).runner.gossip_dropped = dropped
+    r = farm.finish()
+    d = to_dict(r)
+    assert [a["package"] for a in d["agents"]] == ["0.2.0", "0.2.0"]
+    assert r.gossip_dropped == d["gossip_dropped"] == 7 and [a.gossip_dropped for a in r.agents] == [3, 4]
 
 
 def test_an_agent_that_cannot_build_the_target_refuses_with_its_error_kind():
@@ -356,7 +359,73 @@ def test_an_agent_that_cannot_build_the_target_refuses_with_its_error_kind():
     assert r.counts.scheduled == 0
 
 
-def test_agent_timing_defaults_hold_the_lease_rule():
+def test_a_one_way_loss_never_doubles_a_slot():
+    """The agent still hears the coordinator, but the coordinator no longer hears it: the
+    coordinator's messages say so (``seen`` grows), so they stop renewing the agent's lease."""
+    farm = SimFarm(spec(200, 20), expect=2)
+    _a, b = farm.agent("a"), farm.agent("b")
+    farm.at(5.0)
+    farm.net.cut(b.identity, 6.0, one_way=True)
+    r = farm.finish()
+    accounted(r)
+    assert fired_once(farm, 4000)
+    cut = by_name(r)["b"]
+    assert cut.lost and b.runner.stopped_s < r.epochs[0].at_s
+    assert cut.counts.scheduled == len(b.runner.fired)  # it came back with every window
+
+
+def test_timing_defaults_hold_the_lease_rule():
     t = Timing()
-    assert t.lease < t.agent_timeout + t.start_lead - t.heartbeat
-    assert AgentTiming().coordinator_timeout >= t.lease
+    # An agent stops its load before its share can move: lease < loss + announcement lead.
+    assert t.lease < t.agent_timeout + t.start_lead
+    assert AgentTiming().coordinator_timeout <= t.lease
+
+
+def test_two_agents_lost_at_once_leave_the_third_every_slot_after_the_epochs():
+    farm = SimFarm(spec(300, 12), expect=3)
+    for name in ("a", "b", "c"):
+        farm.agent(name)
+    farm.at(4.0)
+    for name in ("b", "c"):  # both go silent at the same moment
+        farm.agents[name].alive = False
+        farm.net.cut(farm.agents[name].identity)
+    r = farm.finish()
+    accounted(r)
+    assert fired_once(farm, 3600)
+    froms = [e.from_slot for e in r.epochs]
+    assert froms == sorted(froms)  # epochs never go back
+    last = r.epochs[-1]
+    assert last.agents == ("a",)
+    after = sorted(k for k in farm.agents["a"].runner.fired if k >= last.from_slot)
+    assert after == list(range(last.from_slot, 3600))
+
+
+def test_a_stop_right_after_a_late_join_stops_the_newcomer_too():
+    farm = SimFarm(spec(200, 60), expect=1)
+    farm.agent("first")
+    farm.at(4.0)
+    late = farm.agent("late")
+    while len(farm.coord.state.book.epochs) < 2:  # its share is announced, not yet begun
+        farm.step()
+    farm.coord.stop()
+    r = farm.finish(limit=30)
+    accounted(r)
+    assert r.counts.unfired == 0 and late.runner.stopped_s is not None
+    assert {a.runner.reached for a in farm.agents.values()} == {r.counts.planned}
+    assert late.runner.fired == []  # told to stop before its share began
+
+
+def test_an_agent_its_user_stops_hands_its_share_to_the_others():
+    farm = SimFarm(spec(200, 12), expect=2)
+    a, b = farm.agent("a"), farm.agent("b")
+    farm.at(4.0)
+    b.driver.report("stop", "", {})  # Ctrl-C on b's host
+    r = farm.finish()
+    accounted(r)
+    assert fired_once(farm, 2400)
+    assert [e.reason for e in r.epochs] == ["b stopped"]
+    epoch = r.epochs[0]
+    assert sorted(k for k in a.runner.fired if k >= epoch.from_slot) == list(range(epoch.from_slot, 2400))
+    stopped = by_name(r)["b"]
+    assert stopped.stopped_early and stopped.counts.unfired == r.counts.unfired > 0
+    assert stopped.unfired_to_s == pytest.approx(epoch.at_s)

@@ -212,3 +212,68 @@ def test_no_late_join_keeps_newcomers_spare():
     started(state, ("a",))
     state.on_message("late", hello("late"), 5.0)
     assert state.agents["late"].state is AgentState.SPARE
+
+
+def test_losing_hundreds_of_agents_at_the_deadline_does_not_recurse():
+    state = CoordinatorState(spec(duration=2.0), expect=600, timing=TIMING)
+    names = [f"a{i}" for i in range(600)]
+    for name in names:
+        sync(state, name, 0.0)
+    for name in names:
+        state.on_message(name, msg("ready", run=state.run_id), 0.1)
+    for t in (1.0, 2.0, 3.0):  # they keep talking, but never say done
+        for name in names:
+            state.on_message(name, msg("heartbeat"), t)
+    actions = state.on_tick(state._deadline_at + 0.1)
+    finish = [a for a in actions if isinstance(a, Finish)]
+    assert len(finish) == 1 and finish[0].status == 1
+
+
+def test_a_late_agent_that_refuses_its_plan_is_lost_and_its_share_moves_on():
+    state = CoordinatorState(spec(duration=60), expect=1, timing=TIMING)
+    started(state, ("a",))
+    sync(state, "late", 5.0)
+    state.on_message("late", msg("ready", run=state.run_id), 5.1)
+    assert state.agents["late"].shard is not None
+    actions = state.on_message("late", msg("refuse", run=state.run_id, error="bad plan: unknown setting"), 5.2)
+    assert state.agents["late"].state is AgentState.LOST
+    epochs = sends(actions, "epoch")
+    assert [e.agent for e in epochs] == ["a"] and epochs[0].fields["weights"] == [1.0]
+    assert [e.names for e in state.book.epochs] == [("a",), ("a", "late"), ("a",)]
+
+
+def test_no_agent_joins_a_run_that_was_stopped():
+    state = CoordinatorState(spec(duration=60), expect=1, timing=TIMING)
+    started(state, ("a",))
+    state.stop(3.0)
+    state.on_message("late", hello("late"), 3.1)
+    assert state.agents["late"].state is AgentState.SPARE
+
+
+def test_messages_to_agents_say_how_long_ago_they_were_heard_but_not_to_lost_ones():
+    state = CoordinatorState(spec(duration=60), expect=2, timing=TIMING)
+    started(state)
+    state.on_message("a", msg("heartbeat"), 3.0)
+    actions = state.on_tick(3.5)
+    assert state.agents["b"].state is AgentState.LOST  # b was silent past the timeout
+    to_a = [s.fields for s in sends(actions) if s.agent == "a"]
+    assert to_a and all(f["seen"] == pytest.approx(0.5) for f in to_a)
+    assert all("seen" not in s.fields for s in sends(actions) if s.agent == "b")
+
+
+def test_a_lost_agent_is_told_to_stop_where_its_share_moved():
+    state = CoordinatorState(spec(duration=60), expect=2, timing=TIMING)
+    started(state)
+    state.on_message("a", msg("heartbeat"), 3.0)
+    actions = state.on_tick(3.5)
+    to_b = [s for s in sends(actions, "stop") if s.agent == "b"]
+    epoch = sends(actions, "epoch")[0]
+    assert to_b and to_b[0].fields["at_slot"] == epoch.fields["from_slot"] and "seen" not in to_b[0].fields
+
+
+def test_a_peer_with_an_absurd_identity_is_dropped():
+    state = CoordinatorState(spec(), expect=1, timing=TIMING)
+    from pusher_farm.cluster.protocol import encode
+
+    frame = encode("hello", name="a", host="h", pid=1, capacity=1.0, cpus=1, package="0.2.0")
+    assert not sends(state.on_frame("x" * 5000, frame, 0.0)) and state.bad_frames == 1

@@ -124,3 +124,10 @@ def test_settings_from_the_wire_are_checked_like_any_other(wire):
 def test_an_open_ended_constant_travels_too():
     c = Config(profile=Constant(5.0))
     assert math.isinf(Config.from_wire(c.to_wire()).profile.duration)
+
+
+def test_digits_that_are_not_ascii_are_refused_not_a_traceback():
+    with pytest.raises(InvalidOvertime):
+        Config(overtime="²")
+    with pytest.raises(ProtocolError):
+        Config.from_wire({"overtime": "²"})

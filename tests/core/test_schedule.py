@@ -140,3 +140,11 @@ def test_parse_stages_rejects(text):
 def test_constant_rejects_bad_rates(rate):
     with pytest.raises(InvalidRPS):
         Constant(rate, 1)
+
+
+def test_tiny_and_huge_weights_still_give_every_shard_slots():
+    from pusher_farm.core.schedule import Shard
+
+    for weights in [(1e-6, 1.0), (1e-6, 1e6), (0.0001, 0.0001, 1.0)]:
+        counts = [Shard(i, weights).count(0, 100_000) for i in range(len(weights))]
+        assert all(c > 0 for c in counts) and sum(counts) == 100_000

@@ -36,6 +36,12 @@ def test_rps_200_for_2s_schedules_400_slots():
     assert len(report.series) >= 2
 
 
+def test_throughput_counts_from_the_first_slot_not_from_start_up():
+    r = pf.work(100, 1, async_noop)
+    assert r.counts.succeeded == 100
+    assert 80 < r.throughput_rps <= 100 and r.ran_s >= 0.99
+
+
 def test_half_rps_for_4s_gives_2():
     report = pf.work(0.5, 4, async_noop)
     assert report.counts.scheduled == 2 and report.counts.succeeded == 2
@@ -242,9 +248,10 @@ def test_config_is_a_public_copy_and_str_is_the_ident():
 
 
 def test_farm_runs_workers_in_parallel_and_merges():
-    workers = [hire(f"w{i}", async_noop) for i in range(3)]
+    workers = [hire(f"w{i}", async_noop, with_overtime(5)) for i in range(3)]
     r = pf.farm(50, 1, workers, processes=False)
     assert r.counts.succeeded == 150 and balanced(r)
+    assert r.overtime == 5  # per worker, as on the farm path: not a sum
     assert [w.counts.succeeded for w in r.workers] == [50, 50, 50]
 
 
