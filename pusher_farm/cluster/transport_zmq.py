@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import OrderedDict
 from typing import Any
 
 import zmq
@@ -29,6 +30,8 @@ log = logging.getLogger("pusher_farm.cluster")
 
 #: the most frames one recv hands over (the rest wait for the next)
 _BATCH = 10_000
+#: peers whose identity the hub remembers (to send to them), least recently heard forgotten
+_IDENTITIES = 100_000
 
 
 def _socket_options(sock: zmq.Socket[Any]) -> None:
@@ -60,7 +63,7 @@ class ZmqHub:
         self.context = context or zmq.Context()
         self._auth: ThreadAuthenticator | None = None
         self._dropped = 0
-        self._ids: dict[str, bytes] = {}
+        self._ids: OrderedDict[str, bytes] = OrderedDict()  # least recently heard first
         self.bytes_in = self.bytes_out = 0
         try:
             if keys is not None:
@@ -96,10 +99,13 @@ class ZmqHub:
             ident, frame = frames
             self.bytes_in += len(frame)
             name = ident.decode("utf-8", "backslashreplace")
-            if name not in self._ids:
-                if len(self._ids) > 100_000:  # strangers cycling identities cannot grow this
-                    self._ids.clear()
-                self._ids[name] = ident
+            ids = self._ids
+            if name in ids:
+                ids.move_to_end(name)  # heard just now: the last to be forgotten
+            else:
+                ids[name] = ident
+                if len(ids) > _IDENTITIES:  # strangers cycling identities cannot grow this,
+                    ids.popitem(last=False)  # nor push out agents that talk every second
             out.append((name, frame))
         return out
 

@@ -38,6 +38,12 @@ def warnings(report: Report) -> list[str]:
             + (f" (their agents' shares: {'; '.join(where)})" if where else "")
             + ": no agent reached them, so they are in no latency"
         )
+    for a in report.agents:
+        if a.counts.unfired < 0:
+            out.append(
+                f"agent {a.name} fired {-a.counts.unfired} slots beyond its share of the plan (it heard a new plan "
+                "after the plan's first slot): those slots may have been fired twice, and others by nobody"
+            )
     if report.gossip_dropped:
         out.append(f"{report.gossip_dropped} gossips could not be delivered to a slow listener")
     if report.latency.clamped:
@@ -50,6 +56,6 @@ def warnings(report: Report) -> list[str]:
             out.append(f"agent {a.name} sent {a.rejected_windows} windows that were not valid: they are not counted")
     if report.bad_frames:
         out.append(f"{report.bad_frames} bad frames were dropped by the coordinator")
-    if not c.balanced:
+    if not c.balanced or any(not a.counts.balanced for a in report.agents):
         out.append("counts do not add up: planned != scheduled + unfired or scheduled != succeeded + failed + canceled")
     return out
