@@ -215,8 +215,7 @@ class Calls:
 
     def _sync_done(self, ctx: Context, task: asyncio.Future[Any]) -> None:
         if task.cancelled():
-            now = self.clock()
-            self._end(ctx, now, now, INTERRUPTED)
+            self._end(ctx, ctx.started, self.clock(), INTERRUPTED)
         else:
             error, result, start, end = task.result()
             self._end(ctx, start, end, error, result)
@@ -267,9 +266,8 @@ class Calls:
         waiting for any (``drain`` returns at once)."""
         for ctx, task in list(self._inflight.items()):
             if not ctx._done:
-                now = self.clock()
                 ctx.cancelled = True
-                self._end(ctx, now, now, kind)
+                self._end(ctx, ctx.started, self.clock(), kind)  # it ran from its start until now
             if task is not None:
                 task.cancel()
         self._aborted = True
