@@ -2,8 +2,11 @@
 inline target acts on the executor the moment its slot is launched), not by sleeps."""
 
 import asyncio
+import math
+import threading
+import time
 
-from pusher_farm.core.calls import inline
+from pusher_farm.core.calls import INTERRUPTED, inline
 from pusher_farm.core.config import Config
 from pusher_farm.core.executor import Executor
 from pusher_farm.core.schedule import Constant, Shard
@@ -74,3 +77,75 @@ def test_a_plan_announced_while_a_shard_has_no_slot_left_is_still_followed():
 
     asyncio.run(main())
     assert fired == [only, *range(only + 10, 100)]
+
+
+def test_replan_to_a_sole_owner_fires_every_later_slot():
+    fired = []
+
+    @inline
+    def target(ctx):
+        fired.append(ctx.seq)
+        if ctx.seq == 21:
+            ex.replan(50, Shard(0, (1.0,)))
+
+    ex = Executor(target, config(400, 0.25), shard=Shard(1, (1.0, 1.0)))
+    run(ex)
+    assert fired == [*range(1, 50, 2), *range(50, 100)]
+
+
+def test_stop_at_a_slot_halts_exactly_there_and_reaches_it():
+    fired = []
+
+    @inline
+    def target(ctx):
+        fired.append(ctx.seq)
+        if ctx.seq == 11:
+            ex.stop_at(31)
+
+    ex = Executor(target, config(400, 1.0), shard=Shard(1, (1.0, 1.0)))
+    run(ex)
+    assert fired == list(range(1, 31, 2))
+    assert ex.stopped_early and ex.reach == 31 and ex.stopped_s is not None
+
+
+def test_a_lapsed_lease_stops_scheduling_on_its_own():
+    fired = []
+
+    @inline
+    def target(ctx):
+        fired.append(ctx.seq)
+        if ctx.seq == 5:
+            ex.lease_until = time.monotonic() + 0.05  # nobody renews it
+
+    ex = Executor(target, config(100, 10.0))
+    run(ex)
+    assert ex.lease_expired and ex.stopped_early
+    assert 6 <= len(fired) < 1000 and fired == list(range(len(fired)))
+    assert ex.reach == len(fired)
+
+
+def test_abort_counts_calls_in_flight_as_interrupted_without_waiting_for_them():
+    release = threading.Event()
+    started = threading.Event()
+
+    def stuck(ctx):
+        started.set()
+        release.wait(30)
+
+    async def main():
+        ex = Executor(stuck, Config(profile=Constant(50, 10.0), timeout=30.0, overtime=100))
+        task = asyncio.create_task(ex.run())
+        while not started.is_set():
+            await asyncio.sleep(0.01)
+        ex.abort()
+        tally = await asyncio.wait_for(task, 5)  # not the 30 s timeout
+        return ex, tally
+
+    ex, tally = asyncio.run(main())
+    release.set()
+    total = tally.total
+    assert ex.aborted and ex.stopped_early
+    assert total.failed == total.started >= 1 and set(total.errors) == {INTERRUPTED}
+    assert not math.isnan(ex.scheduled_end)
+    # An aborted call ran from its start: its lag is the pacer's, not the time until the abort.
+    assert total.lag.max < 100_000 and total.service.max >= 1_000
