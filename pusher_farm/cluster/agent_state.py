@@ -22,12 +22,13 @@ from typing import Any
 from pusher_farm._version import __version__
 from pusher_farm.cluster.plan import AgentPlan
 from pusher_farm.cluster.protocol import PROTOCOL_VERSION, InvalidMessage, Message, VersionMismatch, decode
+from pusher_farm.cluster.timing import AgentTiming
 from pusher_farm.core.schedule import Shard
 from pusher_farm.errors import ProtocolError, PusherError
 
 __all__ = [
     "AgentMachine",
-    "AgentTiming",
+    "AgentTiming",  # re-exported from timing
     "Exit",
     "Halt",
     "Launch",
@@ -37,23 +38,6 @@ __all__ = [
     "Replan",
     "Send",
 ]
-
-
-@dataclass(frozen=True)
-class AgentTiming:
-    #: heartbeat period until the coordinator's welcome says otherwise
-    heartbeat: float = 1.0
-    #: a coordinator silent this long gets a fresh connection (until the welcome gives a lease)
-    coordinator_timeout: float = 3.0
-    #: unacknowledged windows kept for re-sending (oldest dropped beyond it)
-    max_unacked: int = 3600
-    #: an ``once`` agent that no coordinator ever answered gives up after this long
-    connect_timeout: float = 60.0
-    #: an ``once`` agent whose coordinator went silent keeps offering unacknowledged windows
-    #: this long (a partition that heals in time costs nothing), then exits
-    once_hold: float = 8.0
-    #: seconds an agent's last messages get to leave when it exits
-    linger: float = 1.0
 
 
 @dataclass

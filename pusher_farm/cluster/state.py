@@ -22,7 +22,6 @@ from __future__ import annotations
 import math
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from pusher_farm._version import __version__
@@ -39,45 +38,10 @@ from pusher_farm.cluster.protocol import (
 )
 from pusher_farm.cluster.state_plan import PlanMixin
 from pusher_farm.cluster.state_reports import ReportMixin
+from pusher_farm.cluster.timing import Timing
 from pusher_farm.errors import InvalidOption, ProtocolError
 
-__all__ = ["CoordinatorState", "Timing"]
-
-
-@dataclass(frozen=True)
-class Timing:
-    """Every timing constant of the coordinator, so tests can run fast and exact."""
-
-    heartbeat: float = 1.0
-    agent_timeout: float = 3.0
-    wait_timeout: float = 60.0
-    sync_pings: int = 5
-    start_lead: float = 0.5
-    #: how long after the schedule's end (+ call timeout) to wait for agents' last windows
-    end_grace: float = 5.0
-    #: after an abort, how long to wait for the agents' last windows before reporting
-    abort_grace: float = 1.0
-    #: a stop names the slot every agent stops at, due this long (+ two worst round trips)
-    #: after the stop was asked for
-    stop_lead: float = 0.05
-    #: bad frames are logged at most once per this many seconds
-    log_every: float = 5.0
-
-    def __post_init__(self) -> None:
-        if not (0 < self.heartbeat and 2 * self.heartbeat <= self.agent_timeout):
-            raise InvalidOption(
-                f"the agent timeout ({self.agent_timeout:g}s) must be at least two heartbeats ({self.heartbeat:g}s)"
-            )
-
-    @property
-    def lease(self) -> float:
-        """How long after the coordinator last heard an agent that agent may keep its load
-        going. Every message to an agent says how long ago it was last heard (``seen``), and
-        the agent's load stops ``lease - seen`` after that message arrives. The coordinator
-        loses an agent ``agent_timeout`` after its last message and moves its share
-        ``start_lead`` (+ two round trips) later, so a silent agent (whichever way the silence
-        goes) stops half a ``start_lead`` before any other agent could fire its slots."""
-        return self.agent_timeout + self.start_lead / 2
+__all__ = ["CoordinatorState", "Timing"]  # Timing re-exported: where users looked for it
 
 
 Handler = Callable[[AgentRecord, Message, float], list[Action]]
