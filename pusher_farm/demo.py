@@ -1,4 +1,4 @@
-"""An HTTP server for the demo and the tests: runs on 127.0.0.1 in a thread of its own.
+"""An HTTP(S) server for the demo and the tests: runs on 127.0.0.1 in a thread of its own.
 
 ``GET /`` answers 200 after a short, varied delay; ``GET /?fail=P`` answers 503 with
 probability P; ``GET /status/N`` answers N. Its own thread and event loop keep its work apart
@@ -8,12 +8,19 @@ from the generator's.
 from __future__ import annotations
 
 import asyncio
+import os
 import random
+import shutil
+import ssl
+import subprocess
+import tempfile
 import threading
 from collections.abc import Callable
 from types import TracebackType
 
 from aiohttp import web
+
+from pusher_farm.errors import InvalidOption
 
 
 async def _index(request: web.Request) -> web.Response:
@@ -29,6 +36,23 @@ async def _status(request: web.Request) -> web.Response:
     return web.Response(status=int(request.match_info["code"]), text="status\n")
 
 
+def self_signed() -> ssl.SSLContext:
+    """A server TLS context with a fresh self-signed certificate for 127.0.0.1 (made with the
+    openssl command; the files are removed once loaded). Clients load it with verify=false."""
+    if shutil.which("openssl") is None:
+        raise InvalidOption("--tls needs the openssl command (apt-get install openssl)")
+    with tempfile.TemporaryDirectory(prefix="pusher-farm-demo-") as d:
+        cert, key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
+             "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(cert, key)
+    return context
+
+
 def make_app() -> web.Application:
     app = web.Application()
     app.router.add_get("/", _index)
@@ -39,10 +63,17 @@ def make_app() -> web.Application:
 class DemoServer:
     """``with DemoServer() as server: server.url`` — a local HTTP server in a thread."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, app: Callable[[], web.Application] = make_app) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        app: Callable[[], web.Application] = make_app,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         self.app = app
         self.host = host
         self.port = port
+        self.tls = tls
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
         self._thread: threading.Thread | None = None
@@ -51,7 +82,7 @@ class DemoServer:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}/"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}/"
 
     def start(self) -> DemoServer:
         self._thread = threading.Thread(target=self._serve, name="demo-server", daemon=True)
@@ -66,7 +97,7 @@ class DemoServer:
         try:
             runner = self._runner = web.AppRunner(self.app(), access_log=None)
             loop.run_until_complete(runner.setup())
-            site = web.TCPSite(runner, self.host, self.port)
+            site = web.TCPSite(runner, self.host, self.port, ssl_context=self.tls)
             loop.run_until_complete(site.start())
             server = site._server
             assert server is not None and server.sockets

@@ -18,7 +18,12 @@ in a virtualenv of its own: ``python -m venv /opt/locustenv && /opt/locustenv/bi
 locust``). Not run in CI. Prints a table with ratios and writes JSON (default
 bench-results/bench_http.json).
 
-Usage: python scripts/bench_http.py [--rounds 3] [--duration 8] [--quick] [--out PATH]
+HTTPS rungs (the same nginx serving TLS): the most calls/s on one core; cold starts at 2,000/s
+and 10,000/s with the default connect bound, with ``--warm 64``, and unbounded (as before the
+bound); aiohttp's cold start; and CPU per 1k calls (generator and nginx) when nginx closes every
+10th response, with and without TLS session resumption.
+
+Usage: python scripts/bench_http.py [--rounds 3] [--duration 8] [--quick] [--tls-only | --no-tls] [--out PATH]
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ import sys
 import tempfile
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -69,10 +75,23 @@ def free_port() -> int:
 
 
 class Nginx:
+    """nginx on 127.0.0.1: ``url`` plain HTTP; ``tls_url`` HTTPS (a self-signed certificate);
+    ``reconnect_url`` HTTPS that closes every 10th response (a reconnect-heavy load)."""
+
     def __init__(self, workdir: Path) -> None:
         self.dir = workdir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
+        tls_port, reconnect_port = free_port(), free_port()
+        self.tls_url = f"https://127.0.0.1:{tls_port}/"
+        self.reconnect_url = f"https://127.0.0.1:{reconnect_port}/"
+        cert, key = workdir / "cert.pem", workdir / "key.pem"
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+             "-days", "2", "-subj", "/CN=127.0.0.1"],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        tls = f"ssl_certificate {cert}; ssl_certificate_key {key}; ssl_session_cache shared:tls:10m;"
         cpus = os.cpu_count() or 1
         mask = "1" + "0" * (cpus - 1)  # the last CPU
         (workdir / "nginx.conf").write_text(
@@ -83,7 +102,7 @@ class Nginx:
                 daemon off;
                 pid {workdir}/nginx.pid;
                 error_log {workdir}/error.log crit;
-                events {{ worker_connections 4096; }}
+                events {{ worker_connections 16384; }}
                 http {{
                   access_log off;
                   keepalive_requests 100000000;
@@ -95,6 +114,17 @@ class Nginx:
                   scgi_temp_path {workdir};
                   server {{
                     listen 127.0.0.1:{self.port} backlog=4096;
+                    location / {{ return 200 "ok\\n"; }}
+                  }}
+                  server {{
+                    listen 127.0.0.1:{tls_port} ssl backlog=4096;
+                    {tls}
+                    location / {{ return 200 "ok\\n"; }}
+                  }}
+                  server {{
+                    listen 127.0.0.1:{reconnect_port} ssl backlog=4096;
+                    {tls}
+                    keepalive_requests 10;
                     location / {{ return 200 "ok\\n"; }}
                   }}
                 }}
@@ -113,6 +143,11 @@ class Nginx:
             except OSError:
                 time.sleep(0.05)
         raise SystemExit("nginx did not start: see " + str(self.dir / "error.log"))
+
+    def worker_cpu(self) -> float:
+        """CPU-s used so far by nginx's worker processes."""
+        assert self.proc is not None
+        return tree_cpu(psutil.Process(self.proc.pid))
 
     def __exit__(self, *exc: object) -> None:
         assert self.proc is not None
@@ -151,10 +186,11 @@ def steady_cpu(cmd: list[str], warm: float, span: float, env: dict[str, str] | N
 
 
 def farm_cmd(url: str, rps: float, duration: float, json_path: Path, engine: str, extra: list[str]) -> list[str]:
+    tls = ["--param", "verify=false"] if url.startswith("https") else []
     return [
         sys.executable, "-m", "pusher_farm", "run", "http", "--url", url, "--engine", engine,
         "--rps", str(rps), "--duration", f"{duration}s", "--timeout", "10s", "--json", str(json_path), "-q",
-        "-p", "1", *extra,
+        "-p", "1", *tls, *extra,
     ]  # fmt: skip
 
 
@@ -183,6 +219,63 @@ def farm_fixed(url: str, engine: str, duration: float, tmp: Path) -> dict:
     c = report["counts"]
     ok = c["succeeded"] == c["scheduled"]
     return {"cpu_s_per_1k": cpu / (FIXED_RPS * span / 1000), "all_ok": ok, "errors": report["errors"]}
+
+
+def farm_cold(url: str, engine: str, rps: float, duration: float, tmp: Path, extra: list[str]) -> dict:
+    """A cold start at ``rps``: what the first second and the rest looked like."""
+    out = tmp / f"farm-{engine}-cold.json"
+    subprocess.run(pinned(farm_cmd(url, rps, duration, out, engine, extra)), check=True, stdout=subprocess.DEVNULL)
+    r = json.loads(out.read_text())
+    series = r["series"][: int(duration)]
+    counters = r["target_counters"]
+    return {
+        "fired_per_window": [w["started"] + w["canceled"] for w in series],
+        "latency_p99_ms": r["latency_ms"]["p99"],
+        "first_second_p99_ms": series[0]["p99_ms"],
+        "later_p99_ms_max": max(w["p99_ms"] for w in series[1:]),
+        "lag_p99_ms": r["schedule_lag_ms"]["p99"],
+        "canceled": r["counts"]["canceled"],
+        "failed": r["counts"]["failed"],
+        "connections_opened": counters.get("connections_opened", 0),
+        "connections_warmed": counters.get("connections_warmed", 0),
+    }
+
+
+def farm_reconnect(nginx: Nginx, resume: bool, duration: float, tmp: Path) -> dict:
+    """CPU per 1k calls of the generator and of nginx at 2,000/s when nginx closes every 10th
+    response, with and without TLS session resumption."""
+    out = tmp / "farm-reconnect.json"
+    warm, span = 3.0, duration - 5.0
+    cmd = pinned(farm_cmd(nginx.reconnect_url, FIXED_RPS, duration, out, "lean", ["--param", f"resume={resume}"]))
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    ps = psutil.Process(proc.pid)
+    time.sleep(warm)
+    g0, n0 = tree_cpu(ps), nginx.worker_cpu()
+    time.sleep(span)
+    g1, n1 = tree_cpu(ps), nginx.worker_cpu()
+    proc.wait(120)
+    r = json.loads(out.read_text())
+    calls = FIXED_RPS * span / 1000
+    return {
+        "generator_cpu_s_per_1k": (g1 - g0) / calls,
+        "nginx_cpu_s_per_1k": (n1 - n0) / calls,
+        "failed": r["counts"]["failed"],
+        **{k: v for k, v in r["target_counters"].items() if k.startswith("tls")},
+    }
+
+
+def tls_rungs(nginx: Nginx, rounds: int, duration: float, tmp: Path, add: Callable[[str, str, dict], None]) -> None:
+    for r in range(rounds):
+        print(f"TLS round {r + 1}/{rounds}", flush=True)
+        add("farm lean tls", "max", farm_max(nginx.tls_url, "lean", 200_000, duration, tmp))
+        for rps in (2000, 10_000):
+            add("farm lean tls", f"cold {rps}", farm_cold(nginx.tls_url, "lean", rps, duration, tmp, []))
+            add("farm lean tls", f"warm {rps}", farm_cold(nginx.tls_url, "lean", rps, duration, tmp, ["--warm", "64"]))
+            unbounded = ["--param", "connecting=100000"]  # as before the bound: one connect per due call
+            add("farm lean tls", f"unbounded {rps}", farm_cold(nginx.tls_url, "lean", rps, duration, tmp, unbounded))
+        add("farm aiohttp tls", "cold 2000", farm_cold(nginx.tls_url, "aiohttp", 2000, duration, tmp, []))
+        add("farm lean tls", "reconnect resume", farm_reconnect(nginx, True, 15.0, tmp))
+        add("farm lean tls", "reconnect no resume", farm_reconnect(nginx, False, 15.0, tmp))
 
 
 def wrk_max(url: str, duration: float) -> dict:
@@ -248,6 +341,8 @@ def main() -> int:
     ap.add_argument("--max-rps", type=float, default=200_000, help="rate asked of farm run for its max")
     ap.add_argument("--locust", help="the locust command (default: on PATH or /opt/locustenv/bin/locust)")
     ap.add_argument("--quick", action="store_true", help="1 round, shorter runs")
+    ap.add_argument("--tls-only", action="store_true", help="only the HTTPS rungs")
+    ap.add_argument("--no-tls", action="store_true", help="skip the HTTPS rungs")
     ap.add_argument("--out", default=str(ROOT / "bench-results" / "bench_http.json"))
     args = ap.parse_args()
     missing = [tool for tool in ("nginx", "wrk", "taskset") if shutil.which(tool) is None]
@@ -272,7 +367,7 @@ def main() -> int:
         (tmp / "locustfile.py").write_text(LOCUSTFILE)
         with Nginx(tmp) as nginx:
             url = nginx.url
-            for r in range(args.rounds):
+            for r in range(0 if args.tls_only else args.rounds):
                 print(f"round {r + 1}/{args.rounds}", flush=True)
                 add("wrk", "max", wrk_max(url, args.duration))
                 add("farm lean", "max", farm_max(url, "lean", args.max_rps, args.duration, tmp))
@@ -283,7 +378,14 @@ def main() -> int:
                 add("farm aiohttp", "fixed", farm_fixed(url, "aiohttp", args.fixed_duration, tmp))
                 if locust:
                     add("locust fasthttp", "fixed", locust_fixed(locust, url, args.fixed_duration, tmp))
+            if not args.no_tls:
+                tls_rungs(nginx, args.rounds, args.duration, tmp, add)
 
+    tls = {name: runs for name, runs in results.items() if name.endswith("tls")}
+    results = {name: runs for name, runs in results.items() if not name.endswith("tls")}
+    print_tls(tls)
+    if not results:
+        return _write(Path(args.out), {"tls": tls})
     table = {}
     for name, runs in results.items():
         table[name] = {
@@ -300,11 +402,26 @@ def main() -> int:
         cpu = t["cpu_s_per_1k_at_2k"]
         saving = loc["cpu_s_per_1k_at_2k"] / cpu if loc and cpu == cpu else float("nan")
         print(f"{name:<18}{t['max_rps']:>12.0f}{ratio_wrk:>8.2f}{ratio_loc:>10.1f}{cpu:>14.4f}{saving:>10.1f}")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(
-        json.dumps({"table": table, "runs": results, "rounds": args.rounds, "fixed_rps": FIXED_RPS}, indent=2)
+    return _write(
+        Path(args.out), {"table": table, "runs": results, "tls": tls, "rounds": args.rounds, "fixed_rps": FIXED_RPS}
     )
+
+
+def print_tls(tls: dict[str, dict[str, list]]) -> None:
+    """Medians of each TLS rung."""
+    if not tls:
+        return
+    print("\nHTTPS (nginx, TLS, self-signed RSA 2048), generator pinned to CPU 0; medians")
+    for name, runs in tls.items():
+        for key, figures in runs.items():
+            numeric = {k for k, v in figures[0].items() if isinstance(v, (int, float))}
+            medians = {k: round(med([f[k] for f in figures]), 4) for k in sorted(numeric)}
+            print(f"  {name:<18} {key:<20} {medians}")
+
+
+def _write(out: Path, data: dict) -> int:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(data, indent=2))
     print(f"\nwrote {out}")
     return 0
 

@@ -12,7 +12,8 @@ import click
 
 from pusher_farm.cli.agents import agent, keys
 from pusher_farm.cli.common import EXIT_USAGE, Usage
-from pusher_farm.cli.load import coordinator, demo, run
+from pusher_farm.cli.demos import demo
+from pusher_farm.cli.load import coordinator, run
 from pusher_farm.errors import PusherError
 
 __all__ = ["cli", "main"]

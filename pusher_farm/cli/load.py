@@ -28,7 +28,7 @@ from pusher_farm.core import loop as _loop
 from pusher_farm.core.config import DEFAULT_OVERTIME, LOSS_POLICIES, Config
 from pusher_farm.core.schedule import Constant, Profile, parse_stages
 
-__all__ = ["coordinator", "demo", "run"]
+__all__ = ["coordinator", "run"]
 
 
 def _params(pairs: tuple[str, ...]) -> dict[str, Any]:
@@ -92,6 +92,26 @@ def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--header", "headers", multiple=True, metavar="'NAME: VALUE'", help="HTTP header (repeatable)."),
         click.option("--body", help="HTTP request body."),
         click.option(
+            "--warm",
+            type=int,
+            help="Connections each agent opens before the run starts (http target, lean engine): the measured "
+            "run begins with a warm pool.",
+        ),
+        click.option(
+            "--expect-status",
+            metavar="CODES",
+            help="Statuses that pass, e.g. 200,204 or 200-299 (http target; default: any 2xx). Others fail as "
+            "'Check status N'.",
+        ),
+        click.option("--expect-body", metavar="TEXT", help="Text the response body must contain (http target)."),
+        click.option(
+            "--expect-header",
+            "expect_headers",
+            multiple=True,
+            metavar="'NAME: VALUE'",
+            help="A header the response must have, with this value (http target; repeatable).",
+        ),
+        click.option(
             "--engine",
             type=click.Choice(["lean", "aiohttp"]),
             help="HTTP engine for the http target: lean (the default: HTTP/1.1 keep-alive, several times faster) "
@@ -132,11 +152,13 @@ def _config(target: str, opts: dict[str, Any], *, check_import: bool) -> Config:
 
     profile, until = _profile(opts["rps"], opts["duration"], opts["stages"])
     params = _params(opts["params"])
-    for key in ("url", "method", "body", "engine"):
+    for key in ("url", "method", "body", "engine", "warm", "expect_status", "expect_body"):
         if opts[key] is not None:
             params[key] = opts[key]
     if opts["headers"]:
         params["headers"] = list(opts["headers"])
+    if opts["expect_headers"]:
+        params["expect_header"] = list(opts["expect_headers"])
     config = Config(
         target=target,
         params=params,
@@ -254,30 +276,3 @@ def coordinator(
         report = coord.run()
     finish(report, opts["json_path"], opts["quiet"])
     sys.exit(report.status)
-
-
-@click.command()
-@click.option("--rps", type=float, default=200.0, show_default=True, help="Calls per second.")
-@click.option("--duration", "-d", "length", default="5s", show_default=True, help="How long.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the JSON report here.")
-@click.option("-q", "--quiet", is_flag=True, help="No live progress lines.")
-def demo(rps: float, length: str, json_path: str | None, quiet: bool) -> None:
-    """Start a small HTTP server on 127.0.0.1 and load it: see the whole thing work."""
-    from pusher_farm.core.config import with_timeout
-    from pusher_farm.core.worker import hire
-    from pusher_farm.demo import DemoServer
-    from pusher_farm.report import progress_line
-    from pusher_farm.targets import resolve
-
-    until = duration(length, "--duration")
-    profile = Constant(rps, until)
-    check_json_path(json_path)
-    with DemoServer() as server:
-        url = server.url + "?ms=2&fail=0.01"
-        click.echo(f"demo server on {server.url} (2 ms +-50% per response, 1% answered 503)", err=True)
-        click.echo(f"farm run http --url '{url}' --rps {profile.rate:g} --duration {until:g}s", err=True)
-        fn = resolve("http", {"url": url})
-        worker = hire("demo", fn, with_timeout(5.0))
-        on_window = None if quiet else (lambda w: click.echo(progress_line(w), err=True))
-        report = _loop.run(worker.work(profile.rate, until, on_window=on_window))
-    finish(report, json_path, quiet)

@@ -79,10 +79,13 @@ class Context:
     launched it and ``deadline`` the time the call times out (``None``: never), all on
     ``time.monotonic``'s clock; ``worker`` the worker's ident. ``cancelled`` becomes true once
     the call has timed out or the run was aborted: a plain function should check it (or
-    ``remaining()``) in long loops; a coroutine is cancelled.
+    ``remaining()``) in long loops; a coroutine is cancelled. A target may tell how its call
+    went: ``marks`` (when the request was sent and the first byte of the answer came; a
+    callback target passes them to ``done`` instead) and ``phases`` (``(("connect", 0.002),)``):
+    they are recorded into per-phase histograms, merged across a farm like latency.
     """
 
-    __slots__ = ("seq", "intended", "started", "deadline", "worker", "cancelled", "_done", "_task")
+    __slots__ = ("seq", "intended", "started", "deadline", "worker", "cancelled", "marks", "phases", "_done", "_task")
 
     def __init__(self, seq: int, intended: float, started: float, deadline: float | None, worker: str) -> None:
         self.seq = seq
@@ -91,6 +94,12 @@ class Context:
         self.deadline = deadline
         self.worker = worker
         self.cancelled = False
+        #: (request sent, first byte of the answer), on this clock, when the target tells:
+        #: the report derives ``ttfb`` (first byte - sent) and ``receive`` (end - first byte)
+        self.marks: tuple[float, float] | None = None
+        #: other phases the target measured, as (name, seconds) pairs (the http target's
+        #: ``wait``, ``connect``, ``tls``, where they happened)
+        self.phases: tuple[tuple[str, float], ...] | None = None
         self._done = False
         self._task: Any = None  # what cancels the call: its task, future or handle
 
@@ -128,6 +137,8 @@ class Calls:
         # The recorder's stamp buffers, appended to directly: this is once per call.
         self._ok = tuple(b.append for b in recorder.ok)
         self._ko = tuple(b.append for b in recorder.ko)
+        self._marks = tuple(b.append for b in recorder.marks)
+        self._phases = recorder.phases.append
         # Calls in flight in launch order, which is also deadline order (one timeout for all).
         self._inflight: dict[Context, Any] = {}  # a task, a future or a callback target's handle
         self._idle = asyncio.Event()
@@ -183,8 +194,19 @@ class Calls:
             task.add_done_callback(partial(self._sync_done, ctx))
         ctx._task = self._inflight[ctx] = task
 
-    def _callback_done(self, ctx: Context, result: Any, error: str | None) -> None:
-        self._end(ctx, ctx.started, self.clock(), error, result)
+    def _callback_done(
+        self, ctx: Context, result: Any, error: str | None, sent: float = 0.0, first: float = 0.0
+    ) -> None:
+        end = self.clock()
+        if not ctx._done:
+            self._end(ctx, ctx.started, end, error, result)
+            if first:  # the target said when it sent the request and when the answer began
+                marks = self._marks  # inline: this is once per call of the http target
+                marks[0](sent or ctx.started)
+                marks[1](first)
+                marks[2](end)
+                if ctx.phases is not None:
+                    self._phases((end, ctx.phases))
         self._release(ctx)
 
     async def _call_async(self, ctx: Context, start: float) -> None:
@@ -199,11 +221,20 @@ class Calls:
             self._end(ctx, start, self.clock(), INTERRUPTED)
             raise
         except BaseException as exc:
-            self._end(ctx, start, self.clock(), kind_of(exc))
+            self._ended(ctx, start, kind_of(exc), None)
         else:
-            self._end(ctx, start, self.clock(), None, result)
+            self._ended(ctx, start, None, result)
         finally:
             self._release(ctx)
+
+    def _ended(self, ctx: Context, start: float, error: str | None, result: Any) -> None:
+        """A coroutine's call ended: count it (once) with the marks it left on its context."""
+        if ctx._done:
+            return  # timed out before: already counted
+        end = self.clock()
+        self._end(ctx, start, end, error, result)
+        if ctx.marks is not None:
+            self._mark(ctx, *ctx.marks, end)
 
     def _call_sync(self, ctx: Context) -> tuple[str | None, Any, float, float]:
         start = self.clock()
@@ -239,6 +270,18 @@ class Calls:
         if self.hub:
             gossip = Gossip(When.AFTER_TARGET, self.ident, ctx.seq, ctx.intended, start, end, result, error)
             self.hub.publish(gossip)
+
+    def _mark(self, ctx: Context, sent: float, first: float, end: float) -> None:
+        """The call's request went at ``sent`` and its answer began at ``first``: for the
+        ttfb and receive phases (and any other phases the target measured)."""
+        if not first:
+            return
+        marks = self._marks
+        marks[0](sent)
+        marks[1](first)
+        marks[2](end)
+        if ctx.phases is not None:
+            self._phases((end, ctx.phases))
 
     def _release(self, ctx: Context) -> None:
         self._inflight.pop(ctx, None)

@@ -155,6 +155,14 @@ class Executor:
             hub=self.hub,
             clock=self.clock,
         )
+        warm = getattr(self.target, "__pusher_warm__", None)
+        if warm is not None and not self.stopped_early:
+            # The target gets ready (the http target opens its --warm connections) in the time
+            # before the start; a run of its own starts when it is.
+            await warm(self.start_at)
+        counters = getattr(self.target, "__pusher_counters__", None)
+        if callable(counters):
+            self.recorder.counters = counters
         self.t0 = self.recorder.t0 = self.start_at if self.start_at is not None else self.clock()
         folder = loop.create_task(self._fold_every_window())
         sweeper = loop.create_task(self._sweep_timeouts()) if cfg.timeout is not None else None

@@ -22,7 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from pusher_farm.core.window import MAX_ERROR_KINDS, Window
+from pusher_farm.core.stats import Histogram
+from pusher_farm.core.window import MAX_COUNTERS, MAX_ERROR_KINDS, MAX_PHASES, Window
 
 __all__ = ["OTHER_KINDS", "Recorder"]
 
@@ -46,6 +47,14 @@ class Recorder:
         self.canceled: list[float] = []
         self.ok: tuple[list[float], list[float], list[float]] = ([], [], [])
         self.ko: tuple[list[float], list[float], list[float], list[str]] = ([], [], [], [])
+        #: (sent, first byte, end) of calls whose target marked them (ttfb and receive)
+        self.marks: tuple[list[float], list[float], list[float]] = ([], [], [])
+        #: (end, ((phase, seconds), ...)) of calls whose target measured other phases
+        self.phases: list[tuple[float, tuple[tuple[str, float], ...]]] = []
+        #: what the target counted (cumulative), read at each flush: its increase goes into
+        #: the window of the flush
+        self.counters: Callable[[], dict[str, int]] | None = None
+        self._counted: dict[str, int] = {}
 
     def succeeded(self, intended: float, start: float, end: float) -> None:
         ok = self.ok
@@ -66,11 +75,19 @@ class Recorder:
         launches, canceled = _take(self.launches), _take(self.canceled)
         ok = tuple(_take(b) for b in self.ok)
         ko = tuple(_take(b) for b in self.ko)
+        marks = tuple(_take(b) for b in self.marks)
+        phases = _take(self.phases)
         late: dict[int, Window] = {}
         self._count(launches, "started", late)
         self._count(canceled, "canceled", late)
         self._fold(ok, None, late)
         self._fold(ko[:3], self._bounded(ko[3]), late)
+        if marks[0]:
+            self._fold_marks(marks, late)
+        if phases:
+            self._fold_phases(phases, late)
+        if self.counters is not None:
+            self._take_counters(now, late)
         if final:
             last = max(self._open, default=self._next_window - 1)
         else:
@@ -81,6 +98,53 @@ class Recorder:
         for i in sorted(late):  # stamped in a window already emitted (a thread's late result)
             self.emit(late[i])
         return len(launches) + len(canceled) + len(ok[0]) + len(ko[0])
+
+    def _fold_marks(self, marks: tuple[list[float], ...], late: dict[int, Window]) -> None:
+        sent = np.asarray(marks[0], dtype=np.float64)
+        first = np.asarray(marks[1], dtype=np.float64)
+        end = np.asarray(marks[2], dtype=np.float64)
+        ttfb = np.rint((first - sent) * 1e6).astype(np.int64)
+        receive = np.rint((end - first) * 1e6).astype(np.int64)
+        for i, mask in _groups(self._index(marks[2])):
+            w = self._window(i, late)
+            for name, values in (("ttfb", ttfb), ("receive", receive)):
+                histogram = w.phases.get(name)
+                if histogram is None:
+                    histogram = w.phases[name] = Histogram()
+                histogram.record_many(values[mask])
+
+    def _fold_phases(self, phases: list[tuple[float, tuple[tuple[str, float], ...]]], late: dict[int, Window]) -> None:
+        by_window: dict[int, dict[str, list[float]]] = {}
+        t0, length = self.t0, self.window
+        for end, timings in phases:
+            values = by_window.setdefault(math.floor((end - t0) / length), {})
+            for name, seconds in timings:
+                values.setdefault(name, []).append(seconds)
+        for i, values in by_window.items():
+            w = self._window(i, late)
+            for name, seconds in values.items():
+                histogram = w.phases.get(name)
+                if histogram is None:
+                    if len(w.phases) >= MAX_PHASES:
+                        continue  # a target naming phases without bound: the rest are not kept
+                    histogram = w.phases[name] = Histogram()
+                histogram.record_many(np.rint(np.asarray(seconds) * 1e6).astype(np.int64))
+
+    def _take_counters(self, now: float, late: dict[int, Window]) -> None:
+        assert self.counters is not None
+        try:
+            counted = self.counters()
+        except Exception:  # a target's broken counters must not break the run
+            return
+        # Into the newest window: the one open now, else the last one emitted (as a late window
+        # of its index), so counting adds no window of its own after the run's last.
+        w = self._window(max(self._open) if self._open else max(self._next_window - 1, 0), late)
+        for name, total in list(counted.items())[:MAX_COUNTERS]:
+            if isinstance(total, int) and not isinstance(total, bool):
+                increase = total - self._counted.get(name, 0)
+                if increase:
+                    w.counters[str(name)[:64]] += increase
+                    self._counted[name] = total
 
     def _bounded(self, kinds: list[str]) -> list[str]:
         """``kinds``, with those past the run's first MAX_ERROR_KINDS - 1 as OTHER_KINDS."""
@@ -125,12 +189,8 @@ class Recorder:
         lat = np.rint((end - np.minimum(intended, start)) * 1e6).astype(np.int64)
         svc = np.rint((end - start) * 1e6).astype(np.int64)
         lag = np.rint((start - intended) * 1e6).astype(np.int64)
-        first, last = int(index[0]), int(index[-1])
-        if first == last:  # the usual case: the whole batch ended in one window
-            groups: list[tuple[int, Any]] = [(first, slice(None))]
-        else:
-            groups = [(i, index == i) for i, _ in _per_window(index)]
-        for i, mask in groups:
+        one = index[0] == index[-1]
+        for i, mask in _groups(index):
             w = self._window(i, late)
             w.latency.record_many(lat[mask])
             w.service.record_many(svc[mask])
@@ -138,9 +198,17 @@ class Recorder:
             if kinds is None:
                 w.succeeded += len(lat[mask])
             else:
-                picked = kinds if first == last else [kinds[j] for j in np.flatnonzero(mask).tolist()]
+                picked = kinds if one else [kinds[j] for j in np.flatnonzero(mask).tolist()]
                 w.failed += len(picked)
                 w.errors.update(picked)
+
+
+def _groups(index: np.ndarray) -> list[tuple[int, Any]]:
+    """(window, what selects its stamps) for each window in ``index``: the whole batch when it
+    ended in one window (the usual case), else a mask per window."""
+    if index[0] == index[-1]:
+        return [(int(index[0]), slice(None))]
+    return [(i, index == i) for i, _ in _per_window(index)]
 
 
 def _take(buffer: list[Any]) -> list[Any]:

@@ -141,6 +141,10 @@ class Report:
     notes: list[str] = field(default_factory=list)
     #: frames the coordinator dropped because they were not valid messages
     bad_frames: int = 0
+    #: the phases of calls their target measured (the http target: wait, connect, tls,
+    #: ttfb, receive), each only for the calls where it happened; and what the target counted
+    phases: dict[str, Histogram] = field(default_factory=dict)
+    target_counters: dict[str, int] = field(default_factory=dict)
     #: exit status for the command line: 0 ran as asked, 1 ran but agents were lost or the
     #: run was aborted, 2 refused before any load (bad target on an agent, ...)
     status: int = 0
@@ -180,6 +184,8 @@ class Report:
             service=t.service,
             lag=t.lag,
             series=tally.series(),
+            phases=dict(t.phases),
+            target_counters=dict(sorted(t.counters.items())),
             **extra,
         )
 

@@ -16,10 +16,14 @@ from typing import Any
 
 from pusher_farm.core.stats import Histogram
 
-__all__ = ["MAX_ERROR_KINDS", "Tally", "Window"]
+__all__ = ["MAX_COUNTERS", "MAX_ERROR_KINDS", "MAX_PHASES", "Tally", "Window"]
 
 #: error kinds one window may carry (a run has few; a peer sending more is refused)
 MAX_ERROR_KINDS = 1024
+#: phases (the http target's wait, connect, tls, ttfb, receive) and target counters a window
+#: may carry
+MAX_PHASES = 16
+MAX_COUNTERS = 64
 _MOST = 1 << 53
 
 
@@ -36,6 +40,9 @@ class Window:
     latency: Histogram = field(default_factory=Histogram)
     service: Histogram = field(default_factory=Histogram)
     lag: Histogram = field(default_factory=Histogram)
+    #: the phases a target measured, by name (microseconds), and what it counted
+    phases: dict[str, Histogram] = field(default_factory=dict)
+    counters: Counter[str] = field(default_factory=Counter)
 
     @property
     def ended(self) -> int:
@@ -50,6 +57,12 @@ class Window:
         self.latency.add(other.latency)
         self.service.add(other.service)
         self.lag.add(other.lag)
+        for name, histogram in other.phases.items():
+            mine = self.phases.get(name)
+            if mine is None:
+                mine = self.phases[name] = Histogram()
+            mine.add(histogram)
+        self.counters.update(other.counters)
 
     def to_wire(self) -> dict[str, Any]:
         return {
@@ -64,6 +77,8 @@ class Window:
             "lat": self.latency.to_sparse(),
             "svc": self.service.to_sparse(),
             "lag": self.lag.to_sparse(),
+            **({"ph": {k: h.to_sparse() for k, h in self.phases.items()}} if self.phases else {}),
+            **({"ct": dict(self.counters)} if self.counters else {}),
         }
 
     @classmethod
@@ -107,6 +122,28 @@ class Window:
             service=Histogram.from_sparse(data.get("svc")),
             lag=Histogram.from_sparse(data.get("lag")),
         )
+        phases, counters = data.get("ph", {}), data.get("ct", {})
+        if (
+            not isinstance(phases, dict)
+            or len(phases) > MAX_PHASES
+            or not all(isinstance(k, str) and len(k) <= 64 for k in phases)
+        ):
+            raise ValueError(f"window phases must map at most {MAX_PHASES} short names to histograms")
+        window.phases = {name: Histogram.from_sparse(h) for name, h in phases.items()}
+        if (
+            not isinstance(counters, dict)
+            or len(counters) > MAX_COUNTERS
+            or not all(
+                isinstance(k, str)
+                and len(k) <= 64
+                and isinstance(v, int)
+                and not isinstance(v, bool)
+                and 0 <= v < _MOST
+                for k, v in counters.items()
+            )
+        ):
+            raise ValueError(f"window counters must map at most {MAX_COUNTERS} short names to counts")
+        window.counters = Counter(counters)
         if sum(window.errors.values()) != window.failed:
             raise ValueError("window errors do not add up to its failed count")
         ended = window.succeeded + window.failed

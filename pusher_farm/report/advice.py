@@ -6,22 +6,54 @@ from __future__ import annotations
 
 from pusher_farm.core.report import Report
 
-__all__ = ["LAG_WARNING_MS", "warnings"]
+__all__ = ["CHURN_SHARE", "LAG_WARNING_MS", "warnings"]
 
 #: schedule lag p99 above this means the generator, not the target, was the limit
 LAG_WARNING_MS = 10.0
+#: calls that opened a connection, or time spent opening or waiting for one, above this share
+#: means the run measured connection churn more than the target's answers
+CHURN_SHARE = 0.05
+
+
+def _connection_churn(report: Report) -> str:
+    """A warning when opening connections (or waiting for one) weighs on the run, else ''."""
+    connect = report.phases.get("connect")
+    calls = report.counts.succeeded + report.counts.failed
+    if connect is None or not connect.total or not calls:
+        return ""
+    opening = sum(report.phases[p].sum for p in ("wait", "connect", "tls") if p in report.phases)
+    share_time = opening / report.latency.sum if report.latency.sum else 0.0
+    share_calls = connect.total / calls
+    if share_calls <= CHURN_SHARE and share_time <= CHURN_SHARE:
+        return ""
+    tls = report.phases.get("tls")
+    handshake = f", TLS handshake p50 {tls.percentile(50) / 1000:.1f} ms" if tls is not None and tls.total else ""
+    return (
+        f"{connect.total} of {calls} calls opened a connection first (connect p50 "
+        f"{connect.percentile(50) / 1000:.1f} ms{handshake}), and {share_time:.0%} of all latency was opening "
+        "connections or waiting for one: this measured connection churn more than the target's answers "
+        "(does the server close connections? --warm N opens them before the run)"
+    )
 
 
 def warnings(report: Report) -> list[str]:
     """One line per thing that went wrong or that limits what the numbers mean."""
     out = list(report.notes)
     c = report.counts
+    churn = _connection_churn(report)
     lag_p99 = report.lag.percentile(99) / 1000
     if lag_p99 > LAG_WARNING_MS:
+        cure = (
+            "here it was opening connections: more processes or hosts would open more of them, reuse or warm them"
+            if churn
+            else "add processes or hosts"
+        )
         out.append(
             f"schedule lag p99 is {lag_p99:.1f} ms: the generator itself fell behind, so the "
-            "rate was limited by this machine, not by the target (add processes or hosts)"
+            f"rate was limited by this machine, not by the target ({cure})"
         )
+    if churn:
+        out.append(churn)
     if c.canceled:
         out.append(
             f"{c.canceled} slots were canceled because {report.overtime} calls were already in flight "

@@ -34,6 +34,14 @@ def render_summary(report: Report) -> str:
     ):
         s = d[key]
         lines.append(f"{label:12}" + "".join(f"{_ms(s[k]):>10}" for k in ("p50", "p90", "p99", "p99.9", "max", "mean")))
+    if d["phases_ms"]:
+        lines += ["", f"{'phase':12}{'calls':>10}{'p50':>10}{'p90':>10}{'p99':>10}{'max':>10}{'mean':>10}   (ms)"]
+        for name, s in d["phases_ms"].items():
+            lines.append(
+                f"{name:12}{s['calls']:>10}" + "".join(f"{_ms(s[k]):>10}" for k in ("p50", "p90", "p99", "max", "mean"))
+            )
+    if d["target_counters"]:
+        lines.append("target      " + "  ".join(f"{k.replace('_', ' ')} {v}" for k, v in d["target_counters"].items()))
     if d["agents"]:
         lines += [
             "",

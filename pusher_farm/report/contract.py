@@ -14,7 +14,7 @@ from pusher_farm.core.report import AgentSummary, Report
 from pusher_farm.core.stats import Histogram
 from pusher_farm.report.advice import warnings
 
-__all__ = ["SCHEMA", "to_dict"]
+__all__ = ["PHASE_ORDER", "SCHEMA", "to_dict"]
 
 SCHEMA = "pusher-farm/report/v1"
 
@@ -41,6 +41,9 @@ def to_dict(report: Report) -> dict[str, Any]:
         "latency_ms": report.latency.summary_ms(),
         "service_time_ms": report.service.summary_ms(),
         "schedule_lag_ms": report.lag.summary_ms(),
+        # each phase over the calls where it happened: {"connect": {"calls": n, "p50": ...}}
+        "phases_ms": {name: {"calls": h.total, **h.summary_ms()} for name, h in _phases(report)},
+        "target_counters": dict(report.target_counters),
         "series": report.series,
         "gossip_dropped": report.gossip_dropped,
         "workers": [
@@ -61,6 +64,7 @@ def to_dict(report: Report) -> dict[str, Any]:
             "latency": _encode(report.latency),
             "service_time": _encode(report.service),
             "schedule_lag": _encode(report.lag),
+            "phases": {name: _encode(h) for name, h in _phases(report)},
         },
     }
 
@@ -90,6 +94,15 @@ def _agent(a: AgentSummary) -> dict[str, Any]:
         "gossip_dropped": a.gossip_dropped,
         "rejected_windows": a.rejected_windows,
     }
+
+
+#: the order phases are shown in (any other after them, by name)
+PHASE_ORDER = ("wait", "connect", "tls", "ttfb", "receive")
+
+
+def _phases(report: Report) -> list[tuple[str, Histogram]]:
+    order = {name: i for i, name in enumerate(PHASE_ORDER)}
+    return sorted(report.phases.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0]))
 
 
 def _encode(h: Histogram) -> str:

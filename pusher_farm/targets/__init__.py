@@ -20,7 +20,8 @@ __all__ = ["Param", "Plugin", "builtin_names", "import_attr", "resolve", "spec_o
 
 @dataclass(frozen=True)
 class Param:
-    """One parameter of a plugin: its type converts the text given on the command line."""
+    """One parameter of a plugin: its type checks and converts what is given (text from the
+    command line, or a value from Python), raising ValueError or TypeError for nonsense."""
 
     type: Callable[[str], Any]
     default: Any = None
@@ -47,12 +48,12 @@ class Plugin:
         for key, spec in self.params.items():
             if key in params:
                 raw = params[key]
-                try:
+                try:  # every value is checked by its type, text or not (a Python caller's too)
                     if spec.multiple:
-                        items = raw if isinstance(raw, (list, tuple)) else [raw]
-                        values[key] = [spec.type(v) if isinstance(v, str) else v for v in items]
+                        items = raw if isinstance(raw, list) else [raw]
+                        values[key] = [spec.type(v) for v in items]
                     else:
-                        values[key] = spec.type(raw) if isinstance(raw, str) else raw
+                        values[key] = spec.type(raw)
                 except (TypeError, ValueError) as exc:
                     raise InvalidOption(f"parameter {key}={raw!r} of target {self.name!r}: {exc}") from None
             elif spec.required:

@@ -1,36 +1,63 @@
 """A lean HTTP/1.1 client: one fixed request, many times, over a keep-alive pool.
 
 Built for one job, sending the same request at a high rate with as little CPU per request as
-the loop allows: connections are ``asyncio.Protocol``s (uvloop's C transports when uvloop runs
-the loop), responses are parsed by ``httptools`` (llhttp, the parser uvicorn uses), the request
-bytes are built once, and a call is a callback, not a task: ``start(token, done)`` writes the
-request on an idle connection and ``done(token, status, error)`` is called once when the
-response is complete or the exchange failed.
+the loop allows: connections are ``asyncio.Protocol``s (``http_conn``), responses are parsed
+by ``httptools``, the request bytes are built once, and a call is a callback, not a task:
+``start(token, done)`` writes the request on an idle connection and ``done(token, status,
+error)`` is called once when the response is complete or the exchange failed.
+
+**No self-made connection storm.** At most ``connecting`` connections are being opened at once
+(TCP connect and TLS handshake); a call that finds no idle connection and no room to open one
+waits for the first connection to come free or to finish opening, and its wait is part of its
+latency (and reported as its ``wait`` phase). A pool therefore grows at the pace the target
+accepts connections. Without the bound, a cold start at a few thousand calls per second over
+TLS opened one connection per due slot: handshakes took the generator's CPU, calls piled up,
+the pool grew to the calls in flight and more handshakes followed. A connection whose call
+gave up while it was being opened still joins the pool: the handshake is not wasted.
+
+``warm(n)`` opens ``n`` connections ahead of a run. With TLS, the engine offers the session of
+its last handshake on each new connection (resumption: an abbreviated handshake, much cheaper
+on both sides), ``resume=False`` turns that off.
 
 What it does: Content-Length, chunked and read-until-close bodies (read in full, then
-discarded), ``HEAD``, keep-alive with ``Connection: close`` and server-side closes handled (a
-request that found its reused connection closed before any byte came back is sent once more on
-a new connection, as browsers and curl do), TLS through the loop's SSL support, a connect
-timeout. The read timeout is the caller's: ``cancel()`` on the handle ``start`` returned aborts
-the exchange. What it does not do: redirects, cookies, proxies, compression, pipelining (the
-``aiohttp`` engine of the ``http`` target covers the first three).
+discarded unless a check needs them), ``HEAD``, keep-alive with ``Connection: close`` and
+server-side closes handled (a request that found its reused connection closed before any byte
+came back is sent once more on a new connection, as browsers and curl do), TLS through the
+loop's SSL support, a connect timeout, response checks (``checks``). The read timeout is the
+caller's: ``cancel()`` on the handle ``start`` returned aborts the exchange. What it does not
+do: redirects, cookies, proxies, compression, pipelining (the ``aiohttp`` engine of the
+``http`` target covers the first three).
 
 Errors are counted by kind: ``ConnectRefused``, ``ConnectTimeout``, ``ConnectError`` (DNS and
 other socket errors), ``TLSError``, ``ConnectionReset`` (reset mid-exchange),
-``ConnectionClosed`` (closed before the response was complete), ``BadResponse`` (not HTTP/1.x)
-and ``HTTP <status>`` for a complete response outside 2xx.
+``ConnectionClosed`` (closed before the response was complete), ``BadResponse`` (not HTTP/1.x),
+``HTTP <status>`` for a complete response outside 2xx, and the checks' ``Check ...``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl as _ssl
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-import httptools
+from pusher_farm.targets.checks import Checks
+from pusher_farm.targets.http_conn import (
+    BAD_RESPONSE,
+    CANCELLED,
+    CONNECT_ERROR,
+    CONNECT_REFUSED,
+    CONNECT_TIMEOUT,
+    CONNECTION_CLOSED,
+    CONNECTION_RESET,
+    TLS_ERROR,
+    CheckedConnection,
+    Connection,
+)
 
 __all__ = [
     "BAD_RESPONSE",
@@ -40,29 +67,21 @@ __all__ = [
     "CONNECT_TIMEOUT",
     "CONNECTION_CLOSED",
     "CONNECTION_RESET",
+    "DEFAULT_CONNECTING",
     "TLS_ERROR",
     "HttpEngine",
     "build_request",
 ]
 
-CONNECT_REFUSED = "ConnectRefused"
-CONNECT_TIMEOUT = "ConnectTimeout"
-CONNECT_ERROR = "ConnectError"
-TLS_ERROR = "TLSError"
-CONNECTION_RESET = "ConnectionReset"
-CONNECTION_CLOSED = "ConnectionClosed"
-BAD_RESPONSE = "BadResponse"
-#: the caller gave up on the exchange (its timeout, or the run ending)
-CANCELLED = "Cancelled"
+#: connections being opened at once, by default (see scripts/bench_http.py's TLS rungs)
+DEFAULT_CONNECTING = 8
 
-#: done(token, status or None, error kind or None)
-Done = Callable[[Any, "int | None", "str | None"], None]
+#: done(token, status or None, error kind or None[, sent, first byte]): when an answer began,
+#: also when its request was sent (0: as ``start`` was called) and when its first byte came
+Done = Callable[..., None]
 
 _USER_AGENT = "pusher-farm"
-
-
-class _HeadDone(Exception):
-    """Raised from the parser callback to end a HEAD response at its headers."""
+_clock = time.monotonic
 
 
 def build_request(
@@ -91,171 +110,22 @@ def build_request(
     return head + (body or b"")
 
 
-class _Connection(asyncio.Protocol):
-    """One keep-alive connection; carries at most one exchange at a time."""
+class _Resuming(_ssl.SSLContext):
+    """An SSL context that offers a session from ``sessions`` on every new connection: the
+    loop's SSL support has no other way to resume one."""
 
-    __slots__ = (
-        "engine",
-        "transport",
-        "parser",
-        "token",
-        "done",
-        "status",
-        "keep",
-        "complete",
-        "got",
-        "head",
-        "headers_done",
-        "reused",
-        "dead",
-        "connector",
-    )
+    sessions: Callable[[], _ssl.SSLSession | None] | None = None
 
-    def __init__(self, engine: HttpEngine) -> None:
-        self.engine = engine
-        self.transport: asyncio.Transport | None = None
-        self.parser = httptools.HttpResponseParser(self)
-        self.token: Any = None
-        self.done: Done | None = None
-        self.status = 0
-        self.keep = True
-        self.complete = False
-        self.got = False  # any byte of the current response arrived
-        self.head = b""  # the response's bytes up to the end of its headers
-        self.headers_done = False
-        self.reused = False
-        self.dead = False
-        self.connector: asyncio.Task[Any] | None = None
-
-    # -- the exchange ----------------------------------------------------------------------
-
-    def send(self, token: Any, done: Done, reused: bool) -> None:
-        self.token = token
-        self.done = done
-        self.reused = reused
-        self.complete = False
-        self.got = False
-        self.head = b""
-        self.headers_done = False
-        self.transport.write(self.engine.request)  # type: ignore[union-attr]
-
-    def cancel(self) -> None:
-        """Abandon the exchange in flight (its caller timed out): the connection is closed."""
-        if self.done is None:
-            return
-        if self.connector is not None and not self.connector.done():
-            self.connector.cancel()  # still connecting: _connect reports CANCELLED
-            return
-        self._fail(CANCELLED)
-
-    def _finish(self, status: int | None, error: str | None) -> None:
-        done, token = self.done, self.token
-        self.done = self.token = None
-        assert done is not None
-        done(token, status, error)
-
-    def _fail(self, error: str) -> None:
-        self._close()
-        self._finish(None, error)
-
-    def _close(self) -> None:
-        if not self.dead:
-            self.dead = True
-            self.engine.open -= 1
-            if self.transport is not None:
-                self.transport.abort()
-            if self.engine._waiting:
-                self.engine._refill()
-
-    # -- asyncio.Protocol ------------------------------------------------------------------
-
-    def connection_made(self, transport: Any) -> None:
-        self.transport = transport
-
-    def data_received(self, data: bytes) -> None:
-        if self.done is None:  # bytes nobody asked for: the server is not speaking HTTP/1.1 to us
-            self._close()
-            return
-        self.got = True
-        if not self.headers_done:
-            self.head += data
-        try:
-            self.parser.feed_data(data)
-        except _HeadDone:
-            pass
-        except httptools.HttpParserCallbackError as exc:
-            if not isinstance(exc.__context__, _HeadDone) and not isinstance(exc.__cause__, _HeadDone):
-                self._fail(BAD_RESPONSE)
-                return
-        except httptools.HttpParserError:
-            self._fail(BAD_RESPONSE)
-            return
-        if self.complete:
-            self._complete()
-
-    def on_headers_complete(self) -> None:
-        self.headers_done = True
-        if self.engine.head_only:
-            self.status = self.parser.get_status_code()
-            self.keep = self.parser.should_keep_alive()
-            self.complete = True
-            raise _HeadDone
-
-    def on_message_complete(self) -> None:
-        self.status = self.parser.get_status_code()
-        self.keep = self.parser.should_keep_alive()
-        self.complete = True
-
-    def _complete(self) -> None:
-        status = self.status
-        engine = self.engine
-        error = None if 200 <= status < 300 else f"HTTP {status}"
-        if not self.keep:  # the server closes after this response
-            self._close()
-            self._finish(status, error)
-            return
-        if engine.head_only:  # the parser stopped at the headers: a new one for the next response
-            self.parser = httptools.HttpResponseParser(self)
-        self._finish(status, error)
-        if not self.dead:
-            if engine._waiting:
-                engine._waiting.popleft().serve(self)
-            else:
-                engine._idle.append(self)
-
-    def eof_received(self) -> bool:
-        return False  # close our side too; connection_lost follows
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        engine = self.engine
-        if not self.dead:
-            self.dead = True
-            engine.open -= 1
-            if engine._waiting:
-                engine._refill()
-        if self.done is None:  # idle: forget it
-            try:
-                engine._idle.remove(self)
-            except ValueError:
-                pass
-            return
-        if self.reused and not self.got:
-            # A kept-alive connection the server had already closed: the request never reached
-            # it, so it is sent again, once, on a new connection.
-            token, done = self.token, self.done
-            self.done = self.token = None
-            engine._open_for(token, done)  # the same exchange, on a new connection
-            return
-        if self.headers_done and not self.complete and _delimited_by_close(self.head):
-            self._finish(self.parser.get_status_code(), None)  # the body ends where the connection does
-            return
-        self._finish(None, CONNECTION_RESET if isinstance(exc, ConnectionResetError) else CONNECTION_CLOSED)
+    def wrap_bio(self, incoming: Any, outgoing: Any, server_side: bool = False, server_hostname: Any = None,
+                 session: Any = None) -> _ssl.SSLObject:  # fmt: skip
+        if session is None and self.sessions is not None:
+            session = self.sessions()
+        return super().wrap_bio(incoming, outgoing, server_side=server_side, server_hostname=server_hostname,
+                                session=session)  # fmt: skip
 
 
-def _delimited_by_close(head: bytes) -> bool:
-    end = head.find(b"\r\n\r\n")
-    lowered = (head if end < 0 else head[:end]).lower()
-    return b"\ncontent-length:" not in lowered and b"\ntransfer-encoding:" not in lowered
+#: TLS 1.3 sessions (tickets, each good for one resumption) kept for new connections
+_TICKETS = 64
 
 
 class HttpEngine:
@@ -263,7 +133,8 @@ class HttpEngine:
 
     ``connections`` caps the pool (0: no cap of its own; a caller that bounds its calls in
     flight, as the executor does with overtime, never has more connections open than calls in
-    flight). Calls beyond the cap wait for a connection, first come first served.
+    flight); ``connecting`` bounds the connections being opened at once. Calls beyond either
+    wait for a connection, first come first served.
     """
 
     def __init__(
@@ -274,31 +145,60 @@ class HttpEngine:
         body: bytes | None = None,
         *,
         connections: int = 0,
+        connecting: int = DEFAULT_CONNECTING,
         connect_timeout: float = 5.0,
         verify: bool = True,
+        resume: bool = True,
+        checks: Checks | None = None,
+        max_body: int = 1 << 20,
+        phases: bool = True,
     ) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"{url!r} is not an http:// or https:// URL")
+        if connecting < 1:
+            raise ValueError("connecting must be at least 1")
         self.url = url
         self.host = parts.hostname
         self.port = parts.port or (443 if parts.scheme == "https" else 80)
-        self.ssl: _ssl.SSLContext | None = None
+        self.ssl: _Resuming | None = None
         if parts.scheme == "https":
-            self.ssl = _ssl.create_default_context()
+            self.ssl = _Resuming(_ssl.PROTOCOL_TLS_CLIENT)
+            self.ssl.load_default_certs()
             if not verify:
                 self.ssl.check_hostname = False
                 self.ssl.verify_mode = _ssl.CERT_NONE
+        self.resume = resume
+        #: tell each call when its request went and its answer began (ttfb and receive)
+        self.phases = phases
+        #: sessions to resume: TLS 1.3 tickets are each used once (a server gives a new one
+        #: with every handshake); a TLS 1.2 session serves every connection
+        self._tickets: deque[_ssl.SSLSession] = deque(maxlen=_TICKETS)
+        self._session: _ssl.SSLSession | None = None
+        if self.ssl is not None and resume:
+            self.ssl.sessions = self._next_session
         self.request = build_request(method, url, headers, body)
         self.head_only = method == "HEAD"
+        self.checks = checks or Checks()
+        self.max_body = max_body
+        self._conn_class = Connection if self.checks.plain else CheckedConnection
         self.connections = connections
+        self.connecting_most = connecting
         self.connect_timeout = connect_timeout
-        #: connections ever opened (each counted when its connect starts)
-        self.opened = 0
-        #: connections open or opening now
+        #: connections ever opened (each counted when its connect starts), of which ``warmed``
+        #: by ``warm``; TLS handshakes in full and resumed; the most opening at once
+        self.opened = self.warmed = 0
+        self.tls_full = self.tls_resumed = 0
+        self.connecting_peak = 0
+        #: connections open or opening now, and opening now
         self.open = 0
-        self._idle: list[_Connection] = []
+        self.connecting = 0
+        self._idle: list[Connection] = []
         self._waiting: deque[_Waiting] = deque()
+        self._opening: set[Connection] = set()
+        self._addresses: list[tuple[Any, ...]] = []
+
+    # -- calls ------------------------------------------------------------------------------
 
     def start(self, token: Any, done: Done) -> Any:
         """Send the request; ``done(token, status, error)`` follows once, never from inside this
@@ -307,32 +207,102 @@ class HttpEngine:
         while idle:
             conn = idle.pop()
             if not conn.dead:
-                conn.send(token, done, True)
+                conn.send(token, done, True, now=True)
                 return conn
-        if self.connections and self.open >= self.connections:
-            return _Waiting(self, token, done)
-        return self._open_for(token, done)
+        if self._may_open():
+            return self._open(token, done)
+        return _Waiting(self, token, done)
 
-    def _open_for(self, token: Any, done: Done) -> _Connection:
-        loop = asyncio.get_running_loop()
-        conn = _Connection(self)
-        conn.token, conn.done = token, done
+    def _may_open(self) -> bool:
+        return self.connecting < self.connecting_most and not (self.connections and self.open >= self.connections)
+
+    def _open(self, token: Any, done: Done | None, waited: float = 0.0) -> Connection:
+        conn = self._conn_class(self)
+        conn.token, conn.done, conn.waited = token, done, waited
         self.opened += 1
         self.open += 1
-        conn.connector = loop.create_task(self._connect(conn))
+        self.connecting += 1
+        self.connecting_peak = max(self.connecting_peak, self.connecting)
+        self._opening.add(conn)
+        conn.connector = asyncio.get_running_loop().create_task(self._connect(conn))
         return conn
 
-    async def _connect(self, conn: _Connection) -> None:
+    def release(self, conn: Connection) -> None:
+        """``conn`` is free: it serves the first waiting call, or waits in the idle pool."""
+        if conn.fresh:
+            conn.fresh = False
+            if self.ssl is not None and self.resume and conn.transport is not None:
+                self._keep_session(conn.transport.get_extra_info("ssl_object"))
+        while self._waiting:
+            waiting = self._waiting.popleft()
+            if waiting.token is not None:
+                waiting.serve(conn)
+                return
+        self._idle.append(conn)
+
+    def _keep_session(self, obj: Any) -> None:
+        """Keep the session of a new connection (a TLS 1.3 ticket comes after the handshake,
+        so this waits for its first response)."""
+        session = None if obj is None else obj.session
+        if session is None:
+            return
+        if obj.version() == "TLSv1.3":
+            if session.has_ticket:
+                self._tickets.append(session)
+        else:
+            self._session = session
+
+    def _next_session(self) -> _ssl.SSLSession | None:
+        if self._tickets:
+            return self._tickets.popleft()
+        return self._session
+
+    def refill(self) -> None:
+        """Open connections for waiting calls while the bounds allow (one finished opening, or
+        one died)."""
+        waiting = self._waiting
+        while waiting and self._may_open():
+            w = waiting.popleft()
+            if w.token is not None:
+                w.conn = self._open(w.token, w.done, _clock() - w.since)
+
+    def retry(self, token: Any, done: Done) -> None:
+        """The same exchange again, on a new connection (its reused one was closed unanswered)."""
+        if self._may_open():
+            self._open(token, done)
+        else:
+            self._waiting.appendleft(_Waiting(self, token, done, queue=False))
+
+    def forget(self, conn: Connection) -> None:
+        try:
+            self._idle.remove(conn)
+        except ValueError:
+            pass
+
+    # -- connecting -------------------------------------------------------------------------
+
+    async def _connect(self, conn: Connection) -> None:
         loop = asyncio.get_running_loop()
+        began = _clock()
+        sock: socket.socket | None = None
+        error: str | None = None
         try:
             async with asyncio.timeout(self.connect_timeout):
+                if not self._addresses:
+                    self._addresses = await loop.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)
+                family, kind, proto, _, address = self._addresses[0]
+                sock = socket.socket(family, kind, proto)
+                sock.setblocking(False)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                await loop.sock_connect(sock, address)
+                connected = _clock()
                 await loop.create_connection(
-                    lambda: conn, self.host, self.port, ssl=self.ssl, server_hostname=self.host if self.ssl else None
+                    lambda: conn, sock=sock, ssl=self.ssl, server_hostname=self.host if self.ssl else None
                 )
+                sock = None  # the transport owns it now
+                ready = _clock()
         except asyncio.CancelledError:
-            conn.connector = None
-            if conn.done is not None:
-                conn._fail(CANCELLED)
+            error = CANCELLED
             raise
         except TimeoutError:
             error = CONNECT_TIMEOUT
@@ -342,55 +312,108 @@ class HttpEngine:
             error = TLS_ERROR
         except OSError:
             error = CONNECT_ERROR
-        else:
+        finally:
+            if sock is not None:
+                sock.close()
+            self.connecting -= 1
+            self._opening.discard(conn)
             conn.connector = None
-            if conn.done is None:  # abandoned while connecting
-                conn._close()
-            elif conn.dead:  # closed by the server during the handshake
-                conn._finish(None, CONNECTION_CLOSED)
-            else:
-                conn.send(conn.token, conn.done, False)
+            if error is not None:
+                if error == CONNECT_ERROR:
+                    self._addresses = []  # resolve again next time
+                if conn.done is not None:
+                    conn.fail(error)
+                else:
+                    conn.close()
+        if error is not None:
             return
-        conn.connector = None
-        if conn.done is not None:
-            conn._fail(error)
+        conn.fresh = True
+        if self.ssl is not None:
+            obj = conn.transport.get_extra_info("ssl_object") if conn.transport is not None else None
+            if obj is not None and obj.session_reused:
+                self.tls_resumed += 1
+            else:
+                self.tls_full += 1
+            conn.opening = (("connect", connected - began), ("tls", ready - connected))
+        else:
+            conn.opening = (("connect", connected - began),)
+        if conn.dead:  # closed by the server during the handshake
+            if conn.done is not None:
+                conn.finish(None, CONNECTION_CLOSED)
+        elif conn.done is None:  # its call gave up while it was opening: it joins the pool
+            conn.opening = ()
+            self.release(conn)
+        else:
+            conn.send(conn.token, conn.done, False)
+        self.refill()
 
-    def _refill(self) -> None:
-        """Open connections for waiting calls while the cap allows (a connection died)."""
-        while self._waiting and self.open < self.connections:
-            waiting = self._waiting.popleft()
-            waiting.conn = self._open_for(waiting.token, waiting.done)
+    def detach(self, conn: Connection) -> None:
+        """The call of ``conn``, still opening, gives up (its timeout): it ends as CANCELLED now
+        and the connection, once open, serves the next call."""
+        conn.opening = ()
+        conn.finish(None, CANCELLED)
+
+    async def warm(self, n: int, until: float | None = None) -> None:
+        """Open ``n`` connections (within the ``connecting`` bound) and leave them idle; return
+        when they are open, or at ``until`` (``time.monotonic``) with the rest still opening."""
+        target = self.warmed + n
+        while self.warmed < target and (until is None or _clock() < until):
+            if self._may_open():
+                self.warmed += 1
+                self._open(None, None)
+            else:
+                await asyncio.sleep(0.001)
+        while self.connecting and (until is None or _clock() < until):
+            await asyncio.sleep(0.001)
+
+    def counters(self) -> dict[str, int]:
+        """What the engine did so far (cumulative): connections opened (and how many of them
+        by ``warm``), TLS handshakes in full and resumed."""
+        return {
+            "connections_opened": self.opened,
+            "connections_warmed": self.warmed,
+            "tls_full_handshakes": self.tls_full,
+            "tls_resumed_handshakes": self.tls_resumed,
+        }
 
     async def aclose(self) -> None:
-        """Close every idle connection; calls still waiting for one end as CANCELLED. (Busy
-        connections end with their exchange: the caller cancels what it gives up on.)"""
+        """Close every idle connection and stop opening; calls still waiting for a connection
+        end as CANCELLED. (Busy connections end with their exchange: the caller cancels what it
+        gives up on.)"""
         while self._waiting:
-            self._waiting[0].cancel()
+            self._waiting.popleft().cancel()
+        for conn in list(self._opening):
+            if conn.connector is not None:
+                conn.connector.cancel()
         for conn in list(self._idle):
-            conn._close()
+            conn.close(graceful=True)
         self._idle.clear()
         await asyncio.sleep(0)  # let the transports deliver connection_lost
 
 
 class _Waiting:
-    """A call waiting for a connection of a capped pool; the handle ``start`` returned for it."""
+    """A call waiting for a connection; the handle ``start`` returned for it."""
 
-    __slots__ = ("engine", "token", "done", "conn")
+    __slots__ = ("engine", "token", "done", "conn", "since")
 
-    def __init__(self, engine: HttpEngine, token: Any, done: Done) -> None:
+    def __init__(self, engine: HttpEngine, token: Any, done: Done, *, queue: bool = True) -> None:
         self.engine = engine
         self.token = token
         self.done = done
-        self.conn: _Connection | None = None
-        engine._waiting.append(self)
+        self.conn: Connection | None = None
+        self.since = _clock()
+        if queue:
+            engine._waiting.append(self)
 
-    def serve(self, conn: _Connection) -> None:
+    def serve(self, conn: Connection) -> None:
         self.conn = conn
+        conn.waited = _clock() - self.since
         conn.send(self.token, self.done, True)
 
     def cancel(self) -> None:
         if self.conn is not None:
             self.conn.cancel()
             return
-        self.engine._waiting.remove(self)
-        self.done(self.token, None, CANCELLED)
+        token, self.token = self.token, None  # it stays in the queue, skipped
+        if token is not None:
+            self.done(token, None, CANCELLED)

@@ -8,11 +8,9 @@ connections are reused, and that no socket outlives the run.
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import ssl
 import struct
-import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -75,6 +73,8 @@ class RawServer:
                 if self.tls is not None:
                     conn = self.tls.wrap_socket(conn, server_side=True)  # the handshake, here
                 self.handler(conn, self)
+                if self.tls is not None:
+                    conn.unwrap()  # close_notify, as servers do: an unclean end spoils the session
             except OSError:  # ssl.SSLError included: a client that refused our certificate
                 pass
 
@@ -313,20 +313,6 @@ def test_a_reused_connection_closed_before_answering_is_retried_once_on_a_new_on
     assert r.errors == {"ConnectionClosed": 10}, r.errors
 
 
-@pytest.fixture(scope="module")
-def self_signed(tmp_path_factory) -> tuple[str, str]:
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is not installed (needed to make a test certificate)")
-    d = tmp_path_factory.mktemp("tls")
-    cert, key = str(d / "cert.pem"), str(d / "key.pem")
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
-         "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    return cert, key
-
-
 def test_tls_with_keep_alive_and_certificate_checks(self_signed, fd_baseline):
     server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server_tls.load_cert_chain(*self_signed)
@@ -340,3 +326,142 @@ def test_tls_with_keep_alive_and_certificate_checks(self_signed, fd_baseline):
         r = pf.work(20, 0.5, resolve("http", {"url": server.url}), pf.with_timeout(5))
         assert r.errors == {"TLSError": 10}, r.errors
     assert fds_back_to(fd_baseline) <= fd_baseline
+
+
+def slow_each(delay: float) -> Handler:
+    def handler(conn: socket.socket, server: RawServer) -> None:
+        buf = bytearray()
+        while server.read_request(conn, buf):
+            time.sleep(delay)
+            conn.sendall(OK)
+
+    return handler
+
+
+def tls_server(self_signed) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*self_signed)
+    return context
+
+
+def test_at_most_connecting_connections_open_at_once_and_calls_wait_for_them(self_signed):
+    """A cold burst over TLS: without a bound every due call opened its own connection."""
+    with RawServer(slow_each(0.002), tls=tls_server(self_signed)) as server:
+        target = resolve("http", {"url": server.url, "verify": "false", "connecting": "3"})
+        r = pf.work(2000, 0.5, target, pf.with_timeout(10))
+        engine = target.engine or target  # closed at the end: the counters stay in the report
+        del engine
+        assert r.counts.succeeded == 1000 and not r.errors, (r.counts, r.errors)
+    opened = r.target_counters["connections_opened"]
+    assert opened == server.accepted and opened < 200
+    assert r.phases["wait"].total > 0  # calls waited for a connection rather than each open one
+    assert r.phases["connect"].total == r.phases["tls"].total == opened
+    assert r.phases["ttfb"].total == r.phases["receive"].total == 1000
+
+
+def test_the_connecting_bound_is_never_exceeded():
+    import asyncio
+
+    from pusher_farm.targets.engine import HttpEngine
+
+    async def main(url):
+        engine = HttpEngine(url, connecting=4)
+        ended = []
+        for i in range(300):
+            engine.start(i, lambda token, status, error, *marks: ended.append((status, error)))
+            assert engine.connecting <= 4
+        while len(ended) < 300:
+            await asyncio.sleep(0.01)
+        await engine.aclose()
+        return engine, ended
+
+    with RawServer(slow_each(0.001)) as server:
+        engine, ended = asyncio.run(main(server.url))
+    assert engine.connecting_peak == 4 and set(ended) == {(200, None)}
+    assert server.accepted == engine.opened <= 300
+
+
+def test_warm_opens_connections_before_the_run_and_they_serve_it(self_signed):
+    with RawServer(serve_each(OK), tls=tls_server(self_signed)) as server:
+        target = resolve("http", {"url": server.url, "verify": "false", "warm": "6"})
+        r = pf.work(100, 1.0, target, pf.with_overtime(6), pf.with_timeout(5))
+        assert r.counts.succeeded + r.counts.canceled == 100 and not r.errors, (r.counts, r.errors)
+        assert server.accepted == 6
+    assert r.target_counters["connections_warmed"] == r.target_counters["connections_opened"] == 6
+    # Opened before the run: no call of the run waited or connected.
+    assert "connect" not in r.phases and "wait" not in r.phases
+    assert r.phases["ttfb"].total == r.counts.succeeded
+
+
+def test_a_call_that_gives_up_while_its_connection_opens_leaves_it_to_the_pool():
+    import asyncio
+
+    from pusher_farm.targets.engine import HttpEngine
+
+    async def main(url):
+        engine = HttpEngine(url)
+        ended = []
+        handle = engine.start("first", lambda token, status, error, *marks: ended.append((token, error)))
+        handle.cancel()  # still connecting
+        assert ended == [("first", "Cancelled")]
+        while engine.connecting:
+            await asyncio.sleep(0.005)
+        assert len(engine._idle) == 1  # the handshake was not thrown away
+        engine.start("second", lambda token, status, error, *marks: ended.append((token, status)))
+        while len(ended) < 2:
+            await asyncio.sleep(0.005)
+        await engine.aclose()
+        return engine, ended
+
+    with RawServer(serve_each(OK)) as server:
+        engine, ended = asyncio.run(main(server.url))
+    assert ended[1] == ("second", 200) and engine.opened == 1 and server.accepted == 1
+
+
+@pytest.mark.parametrize("resume", [True, False])
+def test_tls_sessions_are_resumed_on_reconnects(self_signed, resume):
+    every_third_closes = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+    def handler(conn: socket.socket, server: RawServer) -> None:
+        buf = bytearray()
+        for _ in range(3):
+            if not server.read_request(conn, buf):
+                return
+            conn.sendall(every_third_closes)
+
+    with RawServer(handler, tls=tls_server(self_signed)) as server:
+        # One call at a time, so each new connection follows the last (TLS 1.3 tickets are
+        # each good once: a connection resumes with the ticket its predecessor got).
+        params = {"url": server.url, "verify": "false", "resume": str(resume).lower()}
+        r = pf.work(20, 1.5, resolve("http", params), pf.with_overtime(1), pf.with_timeout(5))
+        assert r.counts.succeeded + r.counts.canceled == 30 and not r.errors, (r.counts, r.errors)
+    c = r.target_counters
+    opened = c["connections_opened"]
+    assert opened == -(-r.counts.succeeded // 3)
+    if resume:
+        assert c["tls_full_handshakes"] == 1 and c["tls_resumed_handshakes"] == opened - 1
+    else:
+        assert c["tls_full_handshakes"] == opened and c.get("tls_resumed_handshakes", 0) == 0
+
+
+def test_checks_fail_calls_by_what_they_found():
+    body_204 = b"HTTP/1.1 204 No Content\r\n\r\n"
+    wrong = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 5\r\n\r\noops!"
+    with RawServer(serve_each(wrong)) as server:
+        r = pf.work(40, 0.5, resolve("http", {"url": server.url, "expect_body": "ok"}))
+        assert r.errors == {"Check body": 20}, r.errors
+        r = pf.work(40, 0.5, resolve("http", {"url": server.url, "expect_header": ["Content-Type: text/plain"]}))
+        assert r.errors == {"Check header Content-Type": 20}, r.errors
+        r = pf.work(40, 0.5, resolve("http", {"url": server.url, "expect_status": "201"}))
+        assert r.errors == {"Check status 200": 20}, r.errors
+        seen = []
+
+        def custom(response):
+            seen.append(response)
+            return response.header("content-type") == "text/html" and response.body == b"oops!"
+
+        r = pf.work(40, 0.5, resolve("http", {"url": server.url, "check": custom}))
+        assert r.counts.succeeded == 20 and seen[0].status == 200
+    with RawServer(serve_each(body_204)) as server:
+        r = pf.work(40, 0.5, resolve("http", {"url": server.url, "expect_status": "204"}))
+        assert r.counts.succeeded == 20 and not r.errors, r.errors
