@@ -95,20 +95,7 @@ class Window:
             isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in (start, length)
         ):
             raise ValueError("window start and length must be finite numbers")
-        errors = data.get("err")
-        if (
-            not isinstance(errors, dict)
-            or len(errors) > MAX_ERROR_KINDS
-            or not all(
-                isinstance(k, str)
-                and len(k) <= 256
-                and isinstance(v, int)
-                and not isinstance(v, bool)
-                and 0 <= v < _MOST
-                for k, v in errors.items()
-            )
-        ):
-            raise ValueError(f"window errors must map at most {MAX_ERROR_KINDS} short kinds to counts")
+        errors = _counts(data.get("err"), MAX_ERROR_KINDS, 256, "errors")
         window = cls(
             index=counts[0],
             start=float(start),
@@ -117,39 +104,40 @@ class Window:
             succeeded=counts[2],
             failed=counts[3],
             canceled=counts[4],
-            errors=Counter(errors),
+            errors=errors,
             latency=Histogram.from_sparse(data.get("lat")),
             service=Histogram.from_sparse(data.get("svc")),
             lag=Histogram.from_sparse(data.get("lag")),
         )
-        phases, counters = data.get("ph", {}), data.get("ct", {})
-        if (
-            not isinstance(phases, dict)
-            or len(phases) > MAX_PHASES
-            or not all(isinstance(k, str) and len(k) <= 64 for k in phases)
-        ):
+        phases = data.get("ph", {})
+        if not isinstance(phases, dict) or len(phases) > MAX_PHASES or not all(_short(k, 64) for k in phases):
             raise ValueError(f"window phases must map at most {MAX_PHASES} short names to histograms")
         window.phases = {name: Histogram.from_sparse(h) for name, h in phases.items()}
-        if (
-            not isinstance(counters, dict)
-            or len(counters) > MAX_COUNTERS
-            or not all(
-                isinstance(k, str)
-                and len(k) <= 64
-                and isinstance(v, int)
-                and not isinstance(v, bool)
-                and 0 <= v < _MOST
-                for k, v in counters.items()
-            )
-        ):
-            raise ValueError(f"window counters must map at most {MAX_COUNTERS} short names to counts")
-        window.counters = Counter(counters)
+        window.counters = _counts(data.get("ct", {}), MAX_COUNTERS, 64, "counters")
         if sum(window.errors.values()) != window.failed:
             raise ValueError("window errors do not add up to its failed count")
         ended = window.succeeded + window.failed
         if not window.latency.total == window.service.total == window.lag.total == ended:
             raise ValueError("window histograms do not hold one value per ended call")
         return window
+
+
+def _short(key: Any, most: int) -> bool:
+    return isinstance(key, str) and len(key) <= most
+
+
+def _counts(value: Any, most: int, longest: int, what: str) -> Counter[str]:
+    """A peer's map of names (at most ``most``, each up to ``longest`` characters) to counts."""
+    if (
+        not isinstance(value, dict)
+        or len(value) > most
+        or not all(
+            _short(k, longest) and isinstance(v, int) and not isinstance(v, bool) and 0 <= v < _MOST
+            for k, v in value.items()
+        )
+    ):
+        raise ValueError(f"window {what} must map at most {most} short names to counts")
+    return Counter(value)
 
 
 class _Row:

@@ -72,6 +72,7 @@ class Connection(asyncio.Protocol):
         "opening",
         "waited",
         "fresh",
+        "marking",
     )
 
     def __init__(self, engine: HttpEngine) -> None:
@@ -97,6 +98,8 @@ class Connection(asyncio.Protocol):
         self.waited = 0.0
         #: newly opened: its first exchange has not ended yet
         self.fresh = False
+        #: stamp each answer's first byte (the engine's ``phases``)
+        self.marking = engine.phases
 
     # -- the exchange ----------------------------------------------------------------------
 
@@ -173,7 +176,7 @@ class Connection(asyncio.Protocol):
             return
         if not self.got:
             self.got = True
-            if self.engine.phases:
+            if self.marking:
                 self.first = _clock()
         if not self.headers_done:
             self.head += data
@@ -208,10 +211,13 @@ class Connection(asyncio.Protocol):
         status = self.status
         return None if 200 <= status < 300 else f"HTTP {status}"
 
+    #: whether ``verdict`` is more than the 2xx rule (checked connections)
+    checked = False
+
     def completed(self) -> None:
         status = self.status
         engine = self.engine
-        error = self.verdict()
+        error = self.verdict() if self.checked else (None if 200 <= status < 300 else f"HTTP {status}")
         if not self.keep:  # the server closes after this response
             self.close(graceful=True)
             self.finish(status, error)
@@ -255,6 +261,7 @@ class CheckedConnection(Connection):
     """A connection that keeps each response's headers and body for the engine's checks."""
 
     __slots__ = ("headers", "body")
+    checked = True
 
     def __init__(self, engine: HttpEngine) -> None:
         super().__init__(engine)
