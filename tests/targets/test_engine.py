@@ -148,9 +148,13 @@ def test_keep_alive_reuses_at_most_pool_size_connections_over_1000_requests(fd_b
     with RawServer(serve_each(OK)) as server:
         target = resolve("http", {"url": server.url})
         r = pf.work(1000, 1.0, target, pf.with_overtime(8), pf.with_timeout(5))
-        assert r.counts.scheduled == 1000 and r.counts.succeeded == 1000, (r.counts, r.errors)
-        assert server.requests == 1000
+        # A loaded machine may find all 8 slots busy now and then: those slots are canceled
+        # (counted, never sent); every other one went over one of at most 8 connections.
+        c = r.counts
+        assert c.scheduled == 1000 and c.failed == 0 and c.succeeded + c.canceled == 1000, (c, r.errors)
+        assert server.requests == c.succeeded > 8 * 8  # connections carried many requests each
         assert 1 <= server.accepted <= 8
+        assert r.target_counters["connections_opened"] == server.accepted
     assert fds_back_to(fd_baseline) <= fd_baseline
 
 
@@ -164,8 +168,9 @@ def test_a_capped_pool_queues_calls_for_its_connections():
     with RawServer(slowish) as server:
         target = resolve("http", {"url": server.url, "connections": "2"})
         r = pf.work(400, 0.5, target, pf.with_overtime(50), pf.with_timeout(5))
-        assert r.counts.succeeded == 200, (r.counts, r.errors)
-        assert server.accepted <= 2
+        c = r.counts  # more than 2 in flight: they waited for a connection, none opened a third
+        assert c.failed == 0 and c.succeeded + c.canceled == 200 and c.succeeded > 50, (c, r.errors)
+        assert server.accepted <= 2 and "wait" in r.phases
 
 
 def test_chunked_and_large_bodies_are_read_whole(fd_baseline):
