@@ -16,8 +16,8 @@ the pool grew to the calls in flight and more handshakes followed. A connection 
 gave up while it was being opened still joins the pool: the handshake is not wasted.
 
 ``warm(n)`` opens ``n`` connections ahead of a run. With TLS, the engine offers the session of
-its last handshake on each new connection (resumption: an abbreviated handshake, much cheaper
-on both sides), ``resume=False`` turns that off.
+an earlier handshake on each new connection (resumption: an abbreviated handshake, much cheaper
+on both sides; see tls.py), ``resume=False`` turns that off.
 
 What it does: Content-Length, chunked and read-until-close bodies (read in full, then
 discarded unless a check needs them), ``HEAD``, keep-alive with ``Connection: close`` and
@@ -56,6 +56,7 @@ from pusher_farm.targets.http_conn import (  # the error kinds live there, with 
     CheckedConnection,
     Connection,
 )
+from pusher_farm.targets.tls import ClientTls
 
 __all__ = ["DEFAULT_CONNECTING", "HttpEngine", "build_request"]
 
@@ -96,24 +97,6 @@ def build_request(
     return head + (body or b"")
 
 
-class _Resuming(_ssl.SSLContext):
-    """An SSL context that offers a session from ``sessions`` on every new connection: the
-    loop's SSL support has no other way to resume one."""
-
-    sessions: Callable[[], _ssl.SSLSession | None] | None = None
-
-    def wrap_bio(self, incoming: Any, outgoing: Any, server_side: bool = False, server_hostname: Any = None,
-                 session: Any = None) -> _ssl.SSLObject:  # fmt: skip
-        if session is None and self.sessions is not None:
-            session = self.sessions()
-        return super().wrap_bio(incoming, outgoing, server_side=server_side, server_hostname=server_hostname,
-                                session=session)  # fmt: skip
-
-
-#: TLS 1.3 sessions (tickets, each good for one resumption) kept for new connections
-_TICKETS = 64
-
-
 class HttpEngine:
     """Sends ``method url`` with ``headers`` and ``body`` over a keep-alive pool.
 
@@ -147,22 +130,10 @@ class HttpEngine:
         self.url = url
         self.host = parts.hostname
         self.port = parts.port or (443 if parts.scheme == "https" else 80)
-        self.ssl: _Resuming | None = None
-        if parts.scheme == "https":
-            self.ssl = _Resuming(_ssl.PROTOCOL_TLS_CLIENT)
-            self.ssl.load_default_certs()
-            if not verify:
-                self.ssl.check_hostname = False
-                self.ssl.verify_mode = _ssl.CERT_NONE
-        self.resume = resume
+        self.tls = ClientTls(verify=verify, resume=resume) if parts.scheme == "https" else None
+        self.ssl = self.tls.context if self.tls is not None else None
         #: tell each call when its request went and its answer began (ttfb and receive)
         self.phases = phases
-        #: sessions to resume: TLS 1.3 tickets are each used once (a server gives a new one
-        #: with every handshake); a TLS 1.2 session serves every connection
-        self._tickets: deque[_ssl.SSLSession] = deque(maxlen=_TICKETS)
-        self._session: _ssl.SSLSession | None = None
-        if self.ssl is not None and resume:
-            self.ssl.sessions = self._next_session
         self.request = build_request(method, url, headers, body)
         self.head_only = method == "HEAD"
         self.checks = checks or Checks()
@@ -172,9 +143,8 @@ class HttpEngine:
         self.connecting_most = connecting
         self.connect_timeout = connect_timeout
         #: connections ever opened (each counted when its connect starts), of which ``warmed``
-        #: by ``warm``; TLS handshakes in full and resumed; the most opening at once
+        #: by ``warm``; the most opening at once
         self.opened = self.warmed = 0
-        self.tls_full = self.tls_resumed = 0
         self.connecting_peak = 0
         #: connections open or opening now, and opening now
         self.open = 0
@@ -217,31 +187,14 @@ class HttpEngine:
         """``conn`` is free: it serves the first waiting call, or waits in the idle pool."""
         if conn.fresh:
             conn.fresh = False
-            if self.ssl is not None and self.resume and conn.transport is not None:
-                self._keep_session(conn.transport.get_extra_info("ssl_object"))
+            if self.tls is not None and conn.transport is not None:
+                self.tls.keep(conn.transport.get_extra_info("ssl_object"))
         while self._waiting:
             waiting = self._waiting.popleft()
             if waiting.token is not None:
                 waiting.serve(conn)
                 return
         self._idle.append(conn)
-
-    def _keep_session(self, obj: Any) -> None:
-        """Keep the session of a new connection (a TLS 1.3 ticket comes after the handshake,
-        so this waits for its first response)."""
-        session = None if obj is None else obj.session
-        if session is None:
-            return
-        if obj.version() == "TLSv1.3":
-            if session.has_ticket:
-                self._tickets.append(session)
-        else:
-            self._session = session
-
-    def _next_session(self) -> _ssl.SSLSession | None:
-        if self._tickets:
-            return self._tickets.popleft()
-        return self._session
 
     def refill(self) -> None:
         """Open connections for waiting calls while the bounds allow (one finished opening, or
@@ -314,12 +267,8 @@ class HttpEngine:
         if error is not None:
             return
         conn.fresh = True
-        if self.ssl is not None:
-            obj = conn.transport.get_extra_info("ssl_object") if conn.transport is not None else None
-            if obj is not None and obj.session_reused:
-                self.tls_resumed += 1
-            else:
-                self.tls_full += 1
+        if self.tls is not None:
+            self.tls.handshaken(conn.transport.get_extra_info("ssl_object") if conn.transport is not None else None)
             conn.opening = (("connect", connected - began), ("tls", ready - connected))
         else:
             conn.opening = (("connect", connected - began),)
@@ -358,8 +307,8 @@ class HttpEngine:
         return {
             "connections_opened": self.opened,
             "connections_warmed": self.warmed,
-            "tls_full_handshakes": self.tls_full,
-            "tls_resumed_handshakes": self.tls_resumed,
+            "tls_full_handshakes": self.tls.full if self.tls is not None else 0,
+            "tls_resumed_handshakes": self.tls.resumed if self.tls is not None else 0,
         }
 
     async def aclose(self) -> None:
