@@ -10,6 +10,7 @@ from pusher_farm.core.config import (
     Offer,
     with_batch,
     with_gossips,
+    with_items,
     with_overtime,
     with_profile,
     with_spin,
@@ -32,6 +33,7 @@ from pusher_farm.errors import (
     TargetError,
     WorkerBusy,
 )
+from pusher_farm.items.item import Retry, Status, Work
 from pusher_farm.pusher import farm, farm_async, force, work
 
 __all__ = [
@@ -54,10 +56,13 @@ __all__ = [
     "ProtocolError",
     "PusherError",
     "Report",
+    "Retry",
     "Stage",
     "Stages",
+    "Status",
     "TargetError",
     "When",
+    "Work",
     "Worker",
     "WorkerBusy",
     "WorkerSummary",
@@ -70,6 +75,7 @@ __all__ = [
     "parse_stages",
     "with_batch",
     "with_gossips",
+    "with_items",
     "with_overtime",
     "with_profile",
     "with_spin",

@@ -29,6 +29,7 @@ from pusher_farm.core.gossip import Gossip, GossipHub, When
 from pusher_farm.core.recorder import Recorder
 from pusher_farm.core.threads import DaemonPool
 from pusher_farm.errors import TargetError
+from pusher_farm.items.desk import Desk
 
 __all__ = ["INTERRUPTED", "TIMEOUT", "Calls", "Context", "Target", "inline", "kind_of", "target_kind"]
 
@@ -79,13 +80,16 @@ class Context:
     launched it and ``deadline`` the time the call times out (``None``: never), all on
     ``time.monotonic``'s clock; ``worker`` the worker's ident. ``cancelled`` becomes true once
     the call has timed out or the run was aborted: a plain function should check it (or
-    ``remaining()``) in long loops; a coroutine is cancelled. A target may tell how its call
+    ``remaining()``) in long loops; a coroutine is cancelled. ``item`` is the work item of a
+    run with a feed (``None`` otherwise). A target may tell how its call
     went: ``marks`` (when the request was sent and the first byte of the answer came; a
     callback target passes them to ``done`` instead) and ``phases`` (``(("connect", 0.002),)``):
     they are recorded into per-phase histograms, merged across a farm like latency.
     """
 
-    __slots__ = ("seq", "intended", "started", "deadline", "worker", "cancelled", "marks", "phases", "_done", "_task")
+    __slots__ = (
+        "seq", "intended", "started", "deadline", "worker", "cancelled", "marks", "phases", "item", "_done", "_task",
+    )  # fmt: skip
 
     def __init__(self, seq: int, intended: float, started: float, deadline: float | None, worker: str) -> None:
         self.seq = seq
@@ -100,6 +104,8 @@ class Context:
         #: other phases the target measured, as (name, seconds) pairs (the http target's
         #: ``wait``, ``connect``, ``tls``, where they happened)
         self.phases: tuple[tuple[str, float], ...] | None = None
+        #: the work item this call works on (``pusher_farm.Work``) when the run has a feed
+        self.item: Any = None
         self._done = False
         self._task: Any = None  # what cancels the call: its task, future or handle
 
@@ -124,8 +130,13 @@ class Calls:
         recorder: Recorder,
         hub: GossipHub | None,
         clock: Callable[[], float],
+        items: Desk | None = None,
     ) -> None:
         self.target = target
+        #: where each call's work item comes from and where its outcome goes (a run with a feed)
+        self.items = items
+        #: called whenever a call ends (drain mode waits on it for a free lane)
+        self.on_free: Callable[[], None] | None = None
         self.kind = target_kind(target)
         self.ident = ident
         self.overtime = overtime
@@ -155,14 +166,20 @@ class Calls:
         """Start slot ``k`` (due at ``due``) at ``now``, or cancel it when overtime is full."""
         hub = self.hub
         if self.in_flight >= self.overtime:
-            self.recorder.canceled.append(now)
-            if hub:
-                hub.publish(Gossip(When.CANCELED, self.ident, k, due, ended=now))
+            self._cancel(k, due, now)
             return
+        item = None
+        if self.items is not None:
+            item = self.items.take(now)
+            if item is None:  # no work item to give this slot (the desk counts it starved)
+                self._cancel(k, due, now)
+                return
         self.in_flight += 1
         self.recorder.launches.append(now)
         timeout = self.timeout
         ctx = Context(k, due, now, None if timeout is None else now + timeout, self.ident)
+        if item is not None:
+            ctx.item = item
         if hub:
             hub.publish(Gossip(When.BEFORE_TARGET, self.ident, k, due, started=now))
         kind = self.kind
@@ -193,6 +210,11 @@ class Calls:
             task = self._pool.submit(self._call_sync, ctx)
             task.add_done_callback(partial(self._sync_done, ctx))
         ctx._task = self._inflight[ctx] = task
+
+    def _cancel(self, k: int, due: float, now: float) -> None:
+        self.recorder.canceled.append(now)
+        if self.hub:
+            self.hub.publish(Gossip(When.CANCELED, self.ident, k, due, ended=now))
 
     def _callback_done(
         self, ctx: Context, result: Any, error: str | None, sent: float = 0.0, first: float = 0.0
@@ -259,6 +281,8 @@ class Calls:
         if ctx._done:
             return
         ctx._done = True
+        if ctx.item is not None and self.items is not None:
+            error = self.items.settle(ctx.item, error, result, end - ctx.intended, end)
         if error is None:
             intended, started, ended = self._ok
         else:
@@ -288,6 +312,8 @@ class Calls:
         self.in_flight -= 1
         if self.in_flight == 0:
             self._idle.set()
+        if self.on_free is not None:
+            self.on_free()
 
     def sweep(self) -> None:
         """Fail every call past its deadline as ``Timeout`` (and cancel what can be)."""

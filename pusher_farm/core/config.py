@@ -27,6 +27,7 @@ from typing import Any
 from pusher_farm.core.gossip import Gossiper
 from pusher_farm.core.schedule import Profile, parse_duration, profile_from_stages
 from pusher_farm.errors import InvalidOption, InvalidOvertime, ProtocolError, PusherError
+from pusher_farm.items import settings as _items
 
 __all__ = [
     "DEFAULT_BATCH",
@@ -38,6 +39,7 @@ __all__ = [
     "Offer",
     "with_batch",
     "with_gossips",
+    "with_items",
     "with_overtime",
     "with_profile",
     "with_spin",
@@ -252,6 +254,29 @@ class Config:
     listeners: tuple[Gossiper, ...] = _setting((), _listeners, "local")
     #: gossips one listener may have waiting before further ones are counted as dropped
     gossip_capacity: int = _setting(65_536, _capacity, "local")
+    # Work items (``pusher_farm.items``): where they come from, how often one is tried, what
+    # happens to those that finish. The feed, the files and the callbacks live where the
+    # items are handed out (this process, or a farm's coordinator).
+    #: the work items: a file name (``-``: stdin) or an iterable; None: calls take no item
+    feed: Any = _setting(None, _items.feed, "farm")  # noqa: RUF009
+    #: start the feed over when it runs dry (rate mode), instead of ending the run
+    feed_cycle: bool = _setting(False, _flag("feed_cycle"), "farm")
+    #: times an item asking to be retried is tried again (then it fails with the last reason)
+    max_retries: int = _setting(0, _items.retries)
+    #: seconds a retried item waits before a call takes it again
+    retry_delay: float = _setting(0.0, lambda v: _seconds("retry_delay", v, lowest=0.0, highest=3600.0))
+    #: drain mode: calls kept going per process, each on the next item, until the feed is
+    #: done (0: rate mode)
+    parallel: int = _setting(0, _items.lanes)
+    #: one JSON line per finished item is appended here
+    results: str | None = _setting(None, _items.path("results"), "farm")
+    #: each failed item is appended here as a JSON line (the dead-letter failure handler)
+    dead_letter: str | None = _setting(None, _items.path("dead_letter"), "farm")
+    #: more failure handlers: ``module:function`` names or functions of a failed item's record
+    failure_handlers: tuple[Any, ...] = _setting((), _items.handlers, "farm")
+    on_success: tuple[Callable[..., Any], ...] = _setting((), _items.callbacks("on_success"), "farm")
+    on_retry: tuple[Callable[..., Any], ...] = _setting((), _items.callbacks("on_retry"), "farm")
+    on_failure: tuple[Callable[..., Any], ...] = _setting((), _items.callbacks("on_failure"), "farm")
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -347,6 +372,19 @@ def with_batch(seconds: float) -> Offer:
     actual start (never below the service time); their lag is 0. 0 wakes up for every slot
     (on the loop's millisecond timers); ``with_spin`` ignores the batch."""
     return _offer(batch=seconds)
+
+
+def with_items(feed: Any, **settings: Any) -> Offer:
+    """Give each call a work item from ``feed`` (a file name, ``-`` or an iterable) and say
+    what happens to them: ``feed_cycle``, ``max_retries``, ``retry_delay``, ``parallel`` (drain
+    mode), ``results``, ``dead_letter``, ``failure_handlers``, ``on_success``, ``on_retry``,
+    ``on_failure`` (see ``Config``)."""
+    allowed = {"feed_cycle", "max_retries", "retry_delay", "parallel", "results", "dead_letter",
+               "failure_handlers", "on_success", "on_retry", "on_failure"}  # fmt: skip
+    unknown = sorted(set(settings) - allowed)
+    if unknown:
+        raise InvalidOption(f"with_items has no setting {unknown[0]!r}; it takes {', '.join(sorted(allowed))}")
+    return _offer(feed=feed, **settings)
 
 
 def with_spin(seconds: float) -> Offer:

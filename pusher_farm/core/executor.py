@@ -27,6 +27,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 from pusher_farm.core.calls import Calls, Context
 from pusher_farm.core.config import Config
 from pusher_farm.core.gossip import GossipHub
@@ -34,6 +36,7 @@ from pusher_farm.core.pacer import Pacer
 from pusher_farm.core.recorder import Recorder
 from pusher_farm.core.schedule import Shard, slot_batches
 from pusher_farm.core.window import Tally, Window
+from pusher_farm.items.desk import Desk
 
 __all__ = ["HALT", "Executor", "add_epoch", "plan_at"]
 
@@ -100,9 +103,13 @@ class Executor:
         hub: GossipHub | None = None,
         on_window: Callable[[Window], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        items: Desk | None = None,
     ) -> None:
-        if config.profile is None:
-            raise ValueError("the executor needs a config with a profile")
+        if config.profile is None and not config.parallel:
+            raise ValueError("the executor needs a config with a profile (or drain lanes)")
+        if config.parallel and items is None:
+            raise ValueError("drain mode needs a desk of work items")
+        self.items = items
         self.target = target
         self.config = config
         self.profile = config.profile
@@ -154,6 +161,7 @@ class Executor:
             recorder=self.recorder,
             hub=self.hub,
             clock=self.clock,
+            items=self.items,
         )
         warm = getattr(self.target, "__pusher_warm__", None)
         if warm is not None and not self.stopped_early:
@@ -166,7 +174,7 @@ class Executor:
         self.t0 = self.recorder.t0 = self.start_at if self.start_at is not None else self.clock()
         folder = loop.create_task(self._fold_every_window())
         sweeper = loop.create_task(self._sweep_timeouts()) if cfg.timeout is not None else None
-        self._pacer = loop.create_task(self._pace())
+        self._pacer = loop.create_task(self._drain() if cfg.parallel else self._pace())
         if self.stopped_early:  # stopped before it started
             self._pacer.cancel()
         try:
@@ -294,6 +302,59 @@ class Executor:
                     return  # the schedule is exhausted and no newer plan came
         finally:
             self.reach = reached
+
+    async def _drain(self) -> None:
+        """Drain mode: keep ``parallel`` calls going, each on the next item, until the desk is
+        dry (or the run is cut, stopped or its lease lapses). With a profile (a rate cap), call
+        ``k`` starts no earlier than the profile's slot ``k``. A call's intended start is its
+        start: a closed loop measures service time."""
+        calls, desk, clock = self.calls, self.items, self.clock
+        assert calls is not None and desk is not None
+        loop = asyncio.get_running_loop()
+        lanes = self.config.parallel
+        t0 = self.t0
+        cap = self.profile
+        end = t0 + self.config.until if self.config.until is not None else math.inf
+        wake = asyncio.Event()
+        calls.on_free = wake.set
+        k = self.first_slot
+        try:
+            while True:
+                now = clock()
+                if now > self.lease_until:
+                    return self._lease_over()
+                if now >= end:
+                    return self._stopped()
+                due = -math.inf if cap is None else t0 + float(cap.times(np.array([k - self.first_slot]))[0])
+                burst = 0
+                while calls.in_flight < lanes and due <= now and desk.ready(now):
+                    calls.launch(k, now, now)
+                    k += 1
+                    self.reach = k
+                    burst += 1
+                    if burst >= _LAUNCHES_BEFORE_YIELD:
+                        await asyncio.sleep(0)
+                        burst = 0
+                        now = clock()
+                    if cap is not None:
+                        due = t0 + float(cap.times(np.array([k - self.first_slot]))[0])
+                if desk.dry:
+                    return
+                wait = _LONGEST_SLEEP
+                retry = desk.next_retry()
+                if retry is not None:
+                    wait = min(wait, retry - now)
+                if cap is not None and calls.in_flight < lanes:
+                    wait = min(wait, due - now)
+                wake.clear()
+                if wait > 0:
+                    timer = loop.call_later(wait, wake.set)
+                    await wake.wait()
+                    timer.cancel()
+                else:
+                    await asyncio.sleep(0)
+        finally:
+            calls.on_free = None
 
     def _halt_slot(self, k: int) -> int:
         """The slot of the halt in force at ``k`` (the first: a halt is final)."""

@@ -145,6 +145,9 @@ class Report:
     #: ttfb, receive), each only for the calls where it happened; and what the target counted
     phases: dict[str, Histogram] = field(default_factory=dict)
     target_counters: dict[str, int] = field(default_factory=dict)
+    #: work items (a run with a feed): counts by status, attempts, retries, the feed's
+    #: malformed lines, callbacks
+    items: dict[str, Any] | None = None
     #: exit status for the command line: 0 ran as asked, 1 ran but agents were lost or the
     #: run was aborted, 2 refused before any load (bad target on an agent, ...)
     status: int = 0

@@ -18,6 +18,8 @@ from pusher_farm.core.report import Report, WorkerSummary
 from pusher_farm.core.schedule import Constant, Profile, Shard
 from pusher_farm.core.window import Window
 from pusher_farm.errors import InvalidOption, InvalidRPS, MissingTarget, PusherError, WorkerBusy
+from pusher_farm.items.desk import Desk
+from pusher_farm.items.local import LocalItems
 
 __all__ = ["Worker", "hire", "planned_slots", "resolve_profile", "target_name"]
 
@@ -53,10 +55,18 @@ def _check_duration(duration: float | None) -> None:
         raise InvalidOption(f"duration must be positive, got {duration!r}")
 
 
+def _describe(profile: Profile | None, cfg: Config) -> str:
+    if not cfg.parallel:
+        return profile.describe() if profile is not None else ""
+    return f"drain, {cfg.parallel} parallel" + (f", at most {profile.describe()}" if profile is not None else "")
+
+
 def planned_slots(executor: Executor) -> int:
     """The slots ``executor``'s plan asked of it: those of its epochs' shards from its first
     slot up to where its schedule ended (its length, or where it stopped: a run stopped early
-    planned what it passed)."""
+    planned what it passed). In drain mode: the calls it started."""
+    if executor.config.parallel:
+        return (executor.reach or executor.first_slot) - executor.first_slot
     length = executor.config.length()
     end = executor.first_slot if executor.reach is None else executor.reach
     if not executor.stopped_early and math.isfinite(length):
@@ -127,6 +137,7 @@ class Worker:
         shard: Shard | None = None,
         first_slot: int = 0,
         start_at: float | None = None,
+        desk: Desk | None = None,
     ) -> Report:
         """Call the target ``rps`` times a second for ``duration`` seconds (``None``: until
         ``stop()``), then wait for the calls in flight (bounded by the timeout) and report.
@@ -137,13 +148,28 @@ class Worker:
         unless ``close_target`` is false (several workers sharing one target).
 
         A farm agent also gives its ``shard`` of the farm's global slots, the ``first_slot`` it
-        covers and ``start_at``, the farm's start on ``time.monotonic``'s clock.
+        covers and ``start_at``, the farm's start on ``time.monotonic``'s clock, and the
+        ``desk`` its work items come from (its coordinator hands them over).
+
+        With a feed (``with_items``) each call works on the next item; a rate-mode run ends
+        early when the feed runs dry (unless it cycles). In drain mode (``parallel``) ``rps`` is
+        an optional cap and ``duration`` an optional bound: the run ends when every item is done.
         """
-        profile = resolve_profile(rps, duration, self._config.profile)
+        if self._config.parallel and rps is None and self._config.profile is None:
+            profile = None  # drain mode without a rate cap
+        else:
+            profile = resolve_profile(rps, duration, self._config.profile)
         _check_duration(duration)
         if self._busy:
             raise WorkerBusy(f"{self._ident!r} is already working: try again when it is done")
         cfg = self._config.replace(profile=profile, until=self._config.until if duration is None else duration)
+        if cfg.parallel and desk is None and cfg.feed is None:
+            raise InvalidOption("drain mode (parallel) needs a feed of work items")
+        if profile is None and cfg.until is None and cfg.feed_cycle:
+            raise InvalidOption("a cycling feed never runs dry: give a duration")
+        local = LocalItems(cfg, self._ident) if desk is None and cfg.feed is not None else None
+        if local is not None:
+            desk = local.desk
         self._busy = True
         hub = GossipHub(self, cfg.listeners, cfg.gossip_capacity)
         executor = Executor(
@@ -155,7 +181,17 @@ class Worker:
             start_at=start_at,
             hub=hub,
             on_window=on_window,
+            items=desk,
         )
+        dry_at: list[float] = []
+        if desk is not None and desk.on_dry is None:
+
+            def dry() -> None:  # the feed ran dry: a rate-mode run ends (drain mode ends itself)
+                dry_at.append(time.monotonic() - executor.t0)
+                if not cfg.parallel:
+                    executor.stop()
+
+            desk.on_dry = dry
         with self._handover:  # plans announced before the executor existed, none lost
             for epoch in self._epochs:
                 executor.replan(*epoch)
@@ -182,26 +218,34 @@ class Worker:
             if close_target and aclose is not None:
                 await aclose()  # e.g. the http target's connection pool
             await asyncio.to_thread(hub.close, 10.0)
+            if local is not None:
+                await asyncio.to_thread(local.close)
             self._busy = False
-        return self._report(executor, hub, time.monotonic() - started)
+        report = self._report(executor, hub, time.monotonic() - started)
+        if local is not None:
+            report.items = local.summary()
+            report.notes.extend(local.closed_notes)
+            if dry_at and not cfg.parallel:
+                report.notes.append(f"the feed ran dry at {dry_at[0]:.2f} s: the run ended there")
+        return report
 
     def _report(self, executor: Executor, hub: GossipHub, elapsed: float) -> Report:
         cfg = executor.config
         profile = executor.profile
         end = executor.scheduled_end if not math.isnan(executor.scheduled_end) else time.monotonic()
-        length = cfg.length()
+        length = cfg.length() if profile is not None else math.inf
         sent_s = max(end - executor.t0, 0.0)
         schedule_s = sent_s if (executor.stopped_early or math.isinf(length)) else length
         report = Report.from_tally(
             executor.tally,
             target=target_name(self._target),
-            requested_rps=profile.average_rate(schedule_s),
+            requested_rps=profile.average_rate(schedule_s) if profile is not None else 0.0,
             duration_s=max(schedule_s, 0.0),
             send_duration_s=sent_s,
             ran_s=max(time.monotonic() - executor.t0, 0.0),
             elapsed_s=elapsed,
             planned=planned_slots(executor),
-            profile=profile.describe(),
+            profile=_describe(profile, cfg),
             overtime=cfg.overtime,
             timeout_s=cfg.timeout,
             stopped_early=executor.stopped_early,

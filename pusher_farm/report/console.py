@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pusher_farm.core.report import Report
 from pusher_farm.core.window import Window
 from pusher_farm.report.contract import to_dict
@@ -42,6 +44,8 @@ def render_summary(report: Report) -> str:
             )
     if d["target_counters"]:
         lines.append("target      " + "  ".join(f"{k.replace('_', ' ')} {v}" for k, v in d["target_counters"].items()))
+    if d.get("items"):
+        lines.append(_items_line(d["items"]))
     if d["agents"]:
         lines += [
             "",
@@ -67,3 +71,18 @@ def progress_line(window: Window) -> str:
         f"failed {window.failed:>5}  canceled {window.canceled:>5}  "
         f"p50 {lat[50.0] / 1000:8.3f} ms  p99 {lat[99.0] / 1000:8.3f} ms"
     )
+
+
+def _items_line(items: dict[str, Any]) -> str:
+    by = items.get("by_status", {})
+    parts = [f"items       taken {items.get('taken', 0)}"]
+    parts += [f"{status} {n}" for status, n in sorted(by.items())]
+    parts.append(f"retries {items.get('retries', 0)}")
+    attempts = items.get("attempts") or {}
+    if attempts:
+        parts.append("attempts " + " ".join(f"{k}:{v}" for k, v in attempts.items()))
+    for key, label in (("waiting_retries", "still to retry"), ("starved_slots", "slots without an item"),
+                       ("malformed", "malformed lines")):  # fmt: skip
+        if items.get(key):
+            parts.append(f"{label} {items[key]}")
+    return "  ".join(parts)

@@ -44,6 +44,8 @@ def to_dict(report: Report) -> dict[str, Any]:
         # each phase over the calls where it happened: {"connect": {"calls": n, "p50": ...}}
         "phases_ms": {name: {"calls": h.total, **h.summary_ms()} for name, h in _phases(report)},
         "target_counters": dict(report.target_counters),
+        # work items (a run with a feed; null otherwise): by_status, attempts, retries, ...
+        "items": report.items,
         "series": report.series,
         "gossip_dropped": report.gossip_dropped,
         "workers": [
