@@ -22,11 +22,13 @@ from pusher_farm.cli.common import (
     setup_logging,
     stop_on_signals,
 )
+from pusher_farm.cli.items import item_options, item_settings
 from pusher_farm.cluster.plan import RunSpec
 from pusher_farm.cluster.state import Timing
 from pusher_farm.core import loop as _loop
 from pusher_farm.core.config import DEFAULT_OVERTIME, LOSS_POLICIES, Config
 from pusher_farm.core.schedule import Constant, Profile, parse_stages
+from pusher_farm.items.local import open_items
 
 __all__ = ["coordinator", "run"]
 
@@ -140,6 +142,7 @@ def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             show_default=True,
             help="Silence after which an agent is lost (heartbeats go every third of it, at most 1 s).",
         ),
+        *item_options(),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -150,7 +153,14 @@ def _config(target: str, opts: dict[str, Any], *, check_import: bool) -> Config:
     """The run the options describe, every value checked before any process starts."""
     from pusher_farm.targets import builtin_names, resolve
 
-    profile, until = _profile(opts["rps"], opts["duration"], opts["stages"])
+    items = item_settings(opts)
+    if items.get("parallel"):  # drain mode: --rps is an optional cap, --duration an optional bound
+        if opts["stages"] is not None:
+            fail("--drain takes a rate cap (--rps), not --stages")
+        until = None if opts["duration"] is None else duration(opts["duration"], "--duration")
+        profile = None if opts["rps"] is None else Constant(opts["rps"], None)
+    else:
+        profile, until = _profile(opts["rps"], opts["duration"], opts["stages"])
     params = _params(opts["params"])
     for key in ("url", "method", "body", "engine", "warm", "expect_status", "expect_body"):
         if opts[key] is not None:
@@ -171,8 +181,11 @@ def _config(target: str, opts: dict[str, Any], *, check_import: bool) -> Config:
         batch=opts["batch"],
         on_agent_loss=opts["on_agent_loss"],
         late_join=opts["late_join"],
+        **items,
     )
     check_json_path(opts["json_path"])
+    if config.feed is not None:
+        open_items(config)[1].close()  # the feed and the files: one line now, not after the agents start
     if check_import or target in builtin_names():
         fn = resolve(target, params)  # fails here, with one line, rather than on every agent
         aclose = getattr(fn, "aclose", None)

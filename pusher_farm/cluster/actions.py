@@ -12,7 +12,7 @@ from typing import Any
 
 from pusher_farm.core.window import Window
 
-__all__ = ["Accept", "Action", "Finish", "Log", "Phase", "Send", "SendFrame"]
+__all__ = ["Accept", "Action", "Finish", "Finished", "Log", "Phase", "Send", "SendFrame"]
 
 
 class Phase(enum.Enum):
@@ -65,4 +65,12 @@ class Finish:
     error: str = ""
 
 
-Action = Send | SendFrame | Accept | Log | Finish
+@dataclass
+class Finished:
+    """Work items finished (each once): hand them to the run's handlers (results file,
+    dead letter, callbacks). Each is ``(item, record)``."""
+
+    items: list[tuple[Any, dict[str, Any]]]
+
+
+Action = Send | SendFrame | Accept | Log | Finish | Finished

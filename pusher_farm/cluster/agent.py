@@ -27,11 +27,13 @@ from typing import Any, Protocol
 
 import psutil
 
+from pusher_farm.cluster.agent_items import ItemPort
 from pusher_farm.cluster.agent_state import (
     Action,
     AgentMachine,
     AgentTiming,
     Exit,
+    Give,
     Halt,
     Launch,
     Lease,
@@ -109,6 +111,7 @@ class AgentDriver:
             self.apply(self.machine.on_frame(frame, now), now)
             if self.status is not None:
                 return  # it exited: nothing more goes out
+        self._mail(now)
         while True:
             try:
                 kind, run, fields = self._inbox.get_nowait()
@@ -117,6 +120,7 @@ class AgentDriver:
             if kind == "window":
                 self.apply(self.machine.on_window(run, fields["seq"], fields["w"]), now)
             elif kind == "done":
+                self._mail(now, every=True)  # every finished item is handed in before the done
                 self.apply(self.machine.on_done(run, fields, now), now)
             elif kind == "abort":  # the user asked again: cancel the calls in flight too
                 self.runner.halt(abort=True, at_slot=None)
@@ -126,6 +130,16 @@ class AgentDriver:
                 return
         if self.status is None:
             self.apply(self.machine.on_tick(now, self.probe), now)
+
+    def _mail(self, now: float, *, every: bool = False) -> None:
+        """The current run's items: ask for more, hand in the finished (``every``: all)."""
+        port: ItemPort | None = getattr(self.runner, "port", None)
+        while port is not None:
+            mail = port.mail(now)
+            if mail is not None:
+                self.apply(self.machine.item_mail(port.run, *mail), now)
+            if not (every and port.pending):
+                return
 
     def apply(self, actions: Sequence[Action], now: float) -> None:
         for action in actions:
@@ -140,6 +154,10 @@ class AgentDriver:
                 self.runner.halt(abort=action.abort, at_slot=action.at_slot)
             elif isinstance(action, Lease):
                 self.runner.lease(action.until)
+            elif isinstance(action, Give):
+                port = getattr(self.runner, "port", None)
+                if port is not None and port.run == action.run:
+                    port.give(action.items)
             elif isinstance(action, Reconnect):
                 if self.link is not None:
                     self.link.close(0.0)
@@ -167,11 +185,14 @@ class ExecutorRunner:
         self.gossips = tuple(gossips)
         self._runs: queue.SimpleQueue[tuple[Worker, AgentPlan, Report] | None] = queue.SimpleQueue()
         self._worker: Worker | None = None
+        #: the current run's work items (a run with a feed), read by the control thread
+        self.port: ItemPort | None = None
 
     def launch(self, plan: AgentPlan, target: Callable[..., Any], report: Report) -> None:
         # The worker exists from now on, so epochs, halts and leases that arrive before its
-        # run begins wait in it.
+        # run begins wait in it; so does the item port, which asks for items at once.
         worker = Worker(self.name, target, plan.config.replace(listeners=self.gossips))
+        self.port = ItemPort(plan.run, plan.credit, plan.config) if plan.credit else None
         self._worker = worker
         self._runs.put((worker, plan, report))
 
@@ -219,9 +240,16 @@ class ExecutorRunner:
         done: dict[str, Any] = {"stopped_early": True, "sent_s": 0.0}
         cpu0, started = time.process_time(), time.monotonic()
         try:
+            port = self.port
             result = _loop.run(
                 worker.work(
-                    None, None, on_window=on_window, shard=plan.shard, first_slot=plan.first, start_at=plan.local_start
+                    None,
+                    None,
+                    on_window=on_window,
+                    shard=plan.shard,
+                    first_slot=plan.first,
+                    start_at=plan.local_start,
+                    desk=port.desk if port is not None else None,
                 )
             )
             summary = result.workers[0]
@@ -235,6 +263,8 @@ class ExecutorRunner:
                 done["reach"] = summary.reach
             if summary.stopped_s is not None:
                 done["stopped_s"] = summary.stopped_s
+            if port is not None:
+                done["starved"] = port.desk.starved
         except PusherError as exc:  # a plan this agent cannot follow: say so
             log.error("run %s: %s", plan.run, exc)
             done["error"] = str(exc)

@@ -16,20 +16,33 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from pusher_farm._version import __version__
+from pusher_farm.cluster.agent_actions import (
+    Action,
+    Exit,
+    Give,
+    Halt,
+    Launch,
+    Lease,
+    Log,
+    Reconnect,
+    Replan,
+    Send,
+)
 from pusher_farm.cluster.plan import AgentPlan
 from pusher_farm.cluster.protocol import PROTOCOL_VERSION, InvalidMessage, Message, VersionMismatch, decode
 from pusher_farm.cluster.timing import AgentTiming
 from pusher_farm.core.schedule import Shard
 from pusher_farm.errors import ProtocolError, PusherError
 
-__all__ = [
+__all__ = [  # the actions re-exported from agent_actions
+    "Action",
     "AgentMachine",
     "AgentTiming",  # re-exported from timing
     "Exit",
+    "Give",
     "Halt",
     "Launch",
     "Lease",
@@ -39,63 +52,6 @@ __all__ = [
     "Send",
 ]
 
-
-@dataclass
-class Send:
-    type: str
-    fields: dict[str, Any]
-
-
-@dataclass
-class Launch:
-    """Run ``plan`` with ``target`` (on the executor's thread)."""
-
-    plan: AgentPlan
-    target: Callable[..., Any]
-
-
-@dataclass
-class Replan:
-    run: str
-    from_slot: int
-    shard: Shard
-
-
-@dataclass
-class Halt:
-    """Stop scheduling the current run (at global slot ``at_slot`` when given: every agent
-    stops at the same point); ``abort``: at once, cancelling its calls in flight too."""
-
-    run: str
-    abort: bool
-    at_slot: int | None = None
-
-
-@dataclass
-class Lease:
-    """The current run may go on until ``until`` (on this agent's clock), and no longer."""
-
-    until: float
-
-
-@dataclass
-class Reconnect:
-    """Drop the connection (and what is queued on it) and say hello on a fresh one."""
-
-
-@dataclass
-class Exit:
-    status: int
-    reason: str = ""
-
-
-@dataclass
-class Log:
-    level: str
-    text: str
-
-
-Action = Send | Launch | Replan | Halt | Lease | Reconnect | Exit | Log
 
 #: error texts sent to the coordinator are cut to this many characters
 _MOST_TEXT = 4000
@@ -240,6 +196,17 @@ class AgentMachine:
             actions += [Send("bye", {}), *self._exit(0, "")]
         return actions
 
+    def item_mail(self, run: str, credit: int, finished: list[dict[str, Any]]) -> list[Action]:
+        """The current run's items: ask for as many as ``credit`` allows and hand in the
+        records of those ``finished`` (they go whatever the run: the coordinator counts each
+        once)."""
+        if run != self.current and not finished:
+            return []
+        fields: dict[str, Any] = {"run": run, "credit": credit if run == self.current and not self.halted else 0}
+        if finished:
+            fields["fin"] = finished
+        return [Send("want", fields)]
+
     def stop(self) -> list[Action]:
         """The user asked this agent to stop: the run in progress stops scheduling and reports,
         then the agent leaves."""
@@ -320,6 +287,11 @@ class AgentMachine:
         text = f"new plan from slot {msg['from_slot']}: share {shard.share:.3f}"
         return [Log("info", text), Replan(msg["run"], msg["from_slot"], shard)]
 
+    def _on_items(self, msg: Message, now: float) -> list[Action]:
+        if self.current != msg["run"]:
+            return []  # a run that ended: the coordinator hands them out again
+        return [Give(msg["run"], msg["items"])]
+
     def _on_stop(self, msg: Message, now: float) -> list[Action]:
         if self.current != msg["run"]:
             return []
@@ -380,6 +352,7 @@ _HANDLERS: dict[str, Callable[[AgentMachine, Message, float], list[Action]]] = {
     "start": AgentMachine._on_start,
     "epoch": AgentMachine._on_epoch,
     "stop": AgentMachine._on_stop,
+    "items": AgentMachine._on_items,
     "refused": AgentMachine._on_refused,
     "heartbeat": AgentMachine._on_heartbeat,
 }

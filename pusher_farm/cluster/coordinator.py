@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from pusher_farm.cluster.actions import Accept, Action, Finish, Log, Send, SendFrame
+from pusher_farm.cluster.actions import Accept, Action, Finish, Finished, Log, Send, SendFrame
 from pusher_farm.cluster.aggregator import Aggregator
 from pusher_farm.cluster.members import AgentState
 from pusher_farm.cluster.plan import RunSpec
@@ -25,6 +25,7 @@ from pusher_farm.cluster.summary import build_report
 from pusher_farm.cluster.transport import Hub
 from pusher_farm.core.report import Report
 from pusher_farm.core.window import Window
+from pusher_farm.items.central import CentralItems
 
 __all__ = ["Coordinator", "WindowListener"]
 
@@ -64,7 +65,10 @@ class Coordinator:
     ) -> None:
         self.spec = spec
         self.clock = clock
-        self.state = CoordinatorState(spec, expect, timing, now=clock())
+        #: the run's work items (a feed): read here, handed to agents, finished here
+        self.items = CentralItems(spec.policy) if spec.policy.feed is not None else None
+        dealer = self.items.dealer if self.items is not None else None
+        self.state = CoordinatorState(spec, expect, timing, now=clock(), dealer=dealer)
         self.timing = self.state.timing
         if hub is None:
             from pusher_farm.cluster.transport_zmq import ZmqHub
@@ -121,13 +125,23 @@ class Coordinator:
         finally:
             self.cpu_seconds = time.process_time() - cpu0
             self.aggregator.release([], final=True)
+            if self.items is not None:
+                self.items.close()
         assert self.finish is not None
         return self.report(time.monotonic() - started)
 
     def report(self, elapsed: float) -> Report:
         """The report of what has arrived (the run's end, once it has come)."""
         finish = self.finish or Finish(False, "the run did not finish", 1)
-        return build_report(self.state, self.aggregator, finish, elapsed=elapsed, dropped=self.hub.dropped)
+        report = build_report(self.state, self.aggregator, finish, elapsed=elapsed, dropped=self.hub.dropped)
+        if self.items is not None:
+            report.items = self.items.summary()
+            report.items["starved_slots"] = sum(int(a.stats.get("starved", 0)) for a in self.state.agents.values())
+            report.notes += self.items.closed_notes
+            dry_s = self.state.dry_s
+            if dry_s is not None and not self.spec.drain:
+                report.notes.append(f"the feed ran dry at {dry_s:.2f} s: the run ended there")
+        return report
 
     def _apply(self, actions: list[Action]) -> None:
         for action in actions:
@@ -139,6 +153,9 @@ class Coordinator:
                 self.hub.send(action.peer, action.frame)
             elif isinstance(action, Log):
                 log.log(logging.getLevelName(action.level.upper()), "%s", action.text)
+            elif isinstance(action, Finished):
+                if self.items is not None:
+                    self.items.finished(action.items)
             elif isinstance(action, Finish):
                 self.finish = action
 

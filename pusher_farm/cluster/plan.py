@@ -12,7 +12,7 @@ from typing import Any
 
 from pusher_farm.cluster.protocol import MAX_AGENTS, MAX_CAPACITY
 from pusher_farm.core.config import Config
-from pusher_farm.core.schedule import Profile, Shard
+from pusher_farm.core.schedule import Constant, Profile, Shard
 from pusher_farm.errors import InvalidOption, ProtocolError
 
 __all__ = ["AgentPlan", "RunSpec"]
@@ -31,8 +31,10 @@ class RunSpec:
         if not self.configs:
             raise InvalidOption("a run needs at least one target")
         for c in self.configs:
-            if c.target is None or c.profile is None:
-                raise InvalidOption("every target of a farm run needs a name and a rate profile")
+            if c.target is None or (c.profile is None and not c.parallel):
+                raise InvalidOption("every target of a farm run needs a name and a rate profile (or drain lanes)")
+            if c.parallel and c.profile is not None and not isinstance(c.profile, Constant):
+                raise InvalidOption("drain mode takes a rate cap (--rps), not stages")
         first = self.configs[0]
         shared = ["window", "until"] + [f.name for f in fields(Config) if f.metadata["scope"] == "farm"]
         for c in self.configs[1:]:
@@ -52,10 +54,14 @@ class RunSpec:
     def config_for(self, index: int) -> Config:
         return self.configs[0] if self.sharded else self.configs[index]
 
-    def profile_for(self, index: int) -> Profile:
-        profile = self.config_for(index).profile
-        assert profile is not None  # checked when made
-        return profile
+    def profile_for(self, index: int) -> Profile | None:
+        """The rate profile of agent ``index``'s config (None: drain mode without a cap)."""
+        return self.config_for(index).profile
+
+    @property
+    def drain(self) -> bool:
+        """Drain mode: every agent keeps its lanes busy on items until none is left."""
+        return bool(self.configs[0].parallel)
 
 
 @dataclass(frozen=True)
@@ -70,10 +76,13 @@ class AgentPlan:
     #: the first global slot this plan covers (an agent that joins mid-run starts later)
     first: int
     config: Config
+    #: work items this agent may hold (0: the run has no feed)
+    credit: int = 0
 
     @property
     def profile(self) -> Profile:
-        assert self.config.profile is not None  # checked when made
+        """The rate profile (a rate-mode plan's; drain mode without a cap has none)."""
+        assert self.config.profile is not None
         return self.config.profile
 
     @property
@@ -93,6 +102,7 @@ class AgentPlan:
             "weights": None if self.weights is None else list(self.weights),
             "first": self.first,
             "config": self.config.to_wire(),
+            "credit": self.credit,
         }
 
     @classmethod
@@ -116,8 +126,11 @@ class AgentPlan:
             if not index < len(weights):
                 raise ProtocolError("bad plan: index out of range of the weights")
         config = Config.from_wire(d.get("config"))
-        if config.target is None or config.profile is None:
+        if config.target is None or (config.profile is None and not config.parallel):
             raise ProtocolError("bad plan: no target or no rate profile")
+        credit = d.get("credit", 0)
+        if isinstance(credit, bool) or not isinstance(credit, int) or not 0 <= credit <= 1 << 20:
+            raise ProtocolError("bad plan: credit must be a whole number of items")
         return cls(
             run=run,
             start_at=float(start_at),
@@ -126,4 +139,5 @@ class AgentPlan:
             weights=None if weights is None else tuple(float(w) for w in weights),
             first=first,
             config=config,
+            credit=credit,
         )

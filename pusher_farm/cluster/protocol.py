@@ -17,8 +17,12 @@ A side that meets a peer of another version answers with it, echoing the peer's 
 that even a peer that predates the envelope (protocol 2 reads any ``refused`` of its own
 version) hears why it was turned away, and names both versions.
 
-Agent → coordinator:  hello, pong, ready, refuse, window, done, heartbeat, bye
-Coordinator → agent:  welcome, refused, ping, prepare, start, epoch, ack, stop, heartbeat
+Agent → coordinator:  hello, pong, ready, refuse, window, done, heartbeat, bye, want
+Coordinator → agent:  welcome, refused, ping, prepare, start, epoch, ack, stop, heartbeat, items
+
+Work items (a run with a feed) flow under credit: an agent says how many items it wants to
+hold (``want``: its credit, with the records of the items it finished), the coordinator hands
+it at most that many beyond what it already holds (``items``).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import msgpack
 
@@ -44,9 +48,10 @@ __all__ = [
     "refusal",
 ]
 
-#: 3: checked fields, the refusal envelope, package versions, settings as one record, slot
-#: accounting (reach) and leases; 2: histograms travel as one dense run of counts
-PROTOCOL_VERSION = 3
+#: 4: work items (want, items); 3: checked fields, the refusal envelope, package versions,
+#: settings as one record, slot accounting (reach) and leases; 2: histograms travel as one
+#: dense run of counts
+PROTOCOL_VERSION = 4
 #: larger frames are refused by the sockets and by ``decode`` (a window is a few KB)
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 #: an agent's capacity (its weight in the farm's shares) lies in (0, MAX_CAPACITY]
@@ -168,12 +173,59 @@ class _Maybe(_Field):
         return None if value is None else self.inner.check(value, where)
 
 
+class _Any(_Field):
+    """Plain data of any shape (an item's body, a target's result): the frame bounds its size."""
+
+    def check(self, value: Any, where: str) -> Any:
+        return value
+
+
+class _Item(_Field):
+    """A work item handed to an agent: ``[seq, id, body]``."""
+
+    def check(self, value: Any, where: str) -> list[Any]:
+        if not isinstance(value, list) or len(value) != 3:
+            raise ProtocolError(f"{where} must be [seq, id, body]")
+        return [_SEQ.check(value[0], f"{where}.seq"), _Text(1024).check(value[1], f"{where}.id"), value[2]]
+
+
+class _Record(_Field):
+    """A finished item, as an agent reports it."""
+
+    _FIELDS: ClassVar[dict[str, _Field]] = {}
+
+    def check(self, value: Any, where: str) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise ProtocolError(f"{where} must be a map")
+        out = {}
+        for key, field in self._FIELDS.items():
+            if key in value and value[key] is not None:
+                out[key] = field.check(value[key], f"{where}.{key}")
+        for key in ("seq", "status", "attempts"):
+            if key not in out:
+                raise ProtocolError(f"{where} without {key!r}")
+        if out["status"] not in ("success", "failure"):
+            raise ProtocolError(f"{where}.status must be success or failure")
+        return out
+
+
 _RUN = _Text(64, 1)
 _TIME = _Number()  # a clock reading in seconds (monotonic clocks start anywhere)
 _SEQ = _Whole()
 _PACKAGE = _Text(64, 1)
 _ERROR = _Text(4096)
 _SEEN = _Number(0.0, 1e6)
+_Record._FIELDS = {
+    "seq": _SEQ,
+    "status": _Text(16),
+    "attempts": _Whole(1, 1 << 20),
+    "error": _ERROR,
+    "result": _Any(),
+    "retries": _List(_ERROR, 1 << 20),
+    "latency_ms": _Number(0.0, 1e12),
+}
+#: most items or records in one message
+MAX_ITEMS = 4096
 
 # type -> (required fields, optional fields)
 SCHEMA: dict[str, tuple[dict[str, _Field], dict[str, _Field]]] = {
@@ -204,9 +256,11 @@ SCHEMA: dict[str, tuple[dict[str, _Field], dict[str, _Field]]] = {
             "gossip_dropped": _SEQ,
             "ran_s": _Number(0.0),
             "error": _ERROR,
+            "starved": _SEQ,
         },
     ),
     "bye": ({}, {}),
+    "want": ({"run": _RUN, "credit": _Whole(0, 1 << 20)}, {"fin": _List(_Record(), MAX_ITEMS)}),
     # coordinator -> agent: each may say how long ago the coordinator last heard the agent
     # ("seen"), which renews the agent's lease
     "welcome": (
@@ -235,6 +289,7 @@ SCHEMA: dict[str, tuple[dict[str, _Field], dict[str, _Field]]] = {
     "ack": ({"run": _RUN, "seq": _SEQ}, {"seen": _SEEN}),  # cumulative: every window of the run up to seq is in
     "stop": ({"run": _RUN, "abort": _Flag()}, {"at_slot": _SEQ, "seen": _SEEN}),
     "heartbeat": ({}, {"state": _Text(16), "cpu": _Number(0.0, 1e5), "seen": _SEEN}),
+    "items": ({"run": _RUN, "items": _List(_Item(), MAX_ITEMS)}, {"seen": _SEEN}),
 }
 
 

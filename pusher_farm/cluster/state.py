@@ -36,10 +36,12 @@ from pusher_farm.cluster.protocol import (
     decode,
     refusal,
 )
+from pusher_farm.cluster.state_items import ItemsMixin
 from pusher_farm.cluster.state_plan import PlanMixin
 from pusher_farm.cluster.state_reports import ReportMixin
 from pusher_farm.cluster.timing import Timing
 from pusher_farm.errors import InvalidOption, ProtocolError
+from pusher_farm.items.dealer import Dealer
 
 __all__ = ["CoordinatorState", "Timing"]  # Timing re-exported: where users looked for it
 
@@ -55,9 +57,15 @@ MAX_SPARES = 1_000
 MAX_IDENTITY = 1024
 
 
-class CoordinatorState(PlanMixin, ReportMixin):
+class CoordinatorState(PlanMixin, ReportMixin, ItemsMixin):
     def __init__(
-        self, spec: RunSpec, expect: int, timing: Timing | None = None, now: float = 0.0, package: str = __version__
+        self,
+        spec: RunSpec,
+        expect: int,
+        timing: Timing | None = None,
+        now: float = 0.0,
+        package: str = __version__,
+        dealer: Dealer | None = None,
     ) -> None:
         if expect < 1:
             raise InvalidOption("expect at least one agent")
@@ -88,9 +96,11 @@ class CoordinatorState(PlanMixin, ReportMixin):
             "bye": self._on_bye,
             **self.plan_handlers(),
             **self.report_handlers(),
+            **self.items_handlers(),
         }
         self.init_plan()
         self.init_reports()
+        self.init_items(dealer)
 
     # -- events -----------------------------------------------------------------------------
 
@@ -132,7 +142,7 @@ class CoordinatorState(PlanMixin, ReportMixin):
         if handler is None:
             return self._bad(f"{agent.label()} sent {msg.type!r}, which agents never send", now)
         if agent.state is AgentState.LOST:
-            if msg.type not in ("window", "done", "heartbeat", "pong", "bye"):
+            if msg.type not in ("window", "done", "heartbeat", "pong", "bye", "want"):
                 return [Log("info", f"{agent.label()} was lost: its {msg.type!r} is ignored for this run")]
             if not agent.told_to_stop and agent.share_ends is not None:
                 agent.told_to_stop = True  # it is talking while lost: make sure it stops
@@ -335,6 +345,7 @@ class CoordinatorState(PlanMixin, ReportMixin):
         agent.lost_at = now
         agent.returned = False
         actions: list[Action] = [Log("warning", f"{agent.label()} lost: {why}")]
+        actions += self.items_lost(agent)
         if self.phase is Phase.PREPARING:
             actions.append(self._finish(False, f"{agent.label()} was lost while preparing: {why}", 1))
         elif self.phase is Phase.RUNNING:
@@ -344,7 +355,7 @@ class CoordinatorState(PlanMixin, ReportMixin):
                     actions += self._stop_all(abort=True)
                     actions.append(self._finish(False, f"{agent.label()} lost ({why}): run aborted", 1))
                     return actions
-                if policy == "rebalance" and self.spec.sharded:
+                if policy == "rebalance" and self.book is not None:
                     actions += self.rebalance(agent, now)
                     actions += self._stop_lost(agent)
             if settle:
@@ -367,8 +378,9 @@ class CoordinatorState(PlanMixin, ReportMixin):
             if a.state in (AgentState.LOST, AgentState.LEFT, AgentState.SPARE):
                 continue
             fields: dict[str, Any] = {"run": self.run_id, "abort": abort}
-            if at_s is not None and not abort and a.index >= 0:
-                fields["at_slot"] = self.spec.profile_for(a.index).first_slot_at(at_s)
+            profile = self.spec.profile_for(max(a.index, 0))
+            if at_s is not None and not abort and a.index >= 0 and profile is not None and not self.spec.drain:
+                fields["at_slot"] = profile.first_slot_at(at_s)
             a.last_sent = self._now
             actions.append(Send(a.id, "stop", fields))
         return actions

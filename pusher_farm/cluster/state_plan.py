@@ -16,6 +16,8 @@ from pusher_farm.cluster.epochs import PlanBook
 from pusher_farm.cluster.members import AgentRecord, AgentState
 from pusher_farm.cluster.plan import AgentPlan
 from pusher_farm.cluster.protocol import Message
+from pusher_farm.cluster.state_items import credit_for
+from pusher_farm.core.schedule import Shard
 
 if TYPE_CHECKING:
     from pusher_farm.cluster.state import CoordinatorState
@@ -28,7 +30,8 @@ class PlanMixin:
 
     def init_plan(self: CoordinatorState) -> None:
         #: the epochs of a sharded run (None: each agent runs its own whole profile)
-        self.book = PlanBook(self.spec.profile_for(0)) if self.spec.sharded else None
+        profile = self.spec.profile_for(0)
+        self.book = PlanBook(profile) if self.spec.sharded and not self.spec.drain and profile is not None else None
 
     def plan_handlers(self: CoordinatorState) -> dict[str, Any]:
         return {"ready": self._on_ready, "refuse": self._on_refuse}
@@ -81,6 +84,10 @@ class PlanMixin:
             shards = self.book.open([(a.id, a.name, a.capacity) for a in used], from_slot=0, at_s=0.0, reason="start")
             for agent, shard in zip(used, shards, strict=True):
                 agent.shard = shard
+        elif self.spec.drain:  # no slots to deal: the shares split a rate cap, if any
+            weights = tuple(a.capacity for a in used)
+            for i, agent in enumerate(used):
+                agent.shard = Shard(i, weights)
         actions: list[Action] = []
         for agent in used:
             agent.state = AgentState.RUNNING
@@ -95,6 +102,12 @@ class PlanMixin:
         assert self.start_at is not None
         shard = agent.shard
         agent.share = shard.share if shard is not None else 1.0
+        config = self.spec.config_for(agent.index)
+        credit = 0
+        if self.dealer is not None:
+            stages = config.profile.stages if config.profile is not None else ()
+            peak = max((max(s.start, s.end) for s in stages), default=0.0)
+            credit = credit_for(peak, agent.share, config.parallel)
         plan = AgentPlan(
             run=self.run_id,
             start_at=self.start_at,
@@ -102,7 +115,8 @@ class PlanMixin:
             index=shard.index if shard is not None else 0,
             weights=shard.weights if shard is not None else None,
             first=first,
-            config=self.spec.config_for(agent.index),
+            config=config,
+            credit=credit,
         )
         agent.last_sent = self._now
         return Send(agent.id, "start", {"run": self.run_id, "plan": plan.to_wire()})
@@ -187,6 +201,10 @@ class PlanMixin:
         """A late agent, prepared: it takes a share from the next epoch."""
 
         running = [a for a in self._used() if a.state is AgentState.RUNNING]
+        if self.book is None and self.spec.drain:  # drain mode: it takes items from now on
+            agent.state = AgentState.RUNNING
+            agent.shard = Shard(0, (1.0,))
+            return [Log("info", f"{agent.label()} joined: it takes items too"), self._start_message(agent, first=0)]
         epoch = self._epoch_start([*running, agent], now)
         if epoch is None:
             agent.state = AgentState.SPARE

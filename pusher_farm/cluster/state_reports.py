@@ -142,7 +142,7 @@ class ReportMixin:
                 # It stopped on its own (its user, or an error): the others take its share.
                 why = agent.stats.get("error") or "stopped before the end of the run"
                 actions.append(Log("warning", f"{agent.label()} {why}"))
-                if self.spec.sharded and self.spec.policy.on_agent_loss == "rebalance":
+                if self.book is not None and self.spec.policy.on_agent_loss == "rebalance":
                     actions += self.rebalance(agent, self._now)
         return actions + self._maybe_finish(self._now)
 
@@ -197,12 +197,15 @@ class ReportMixin:
             return shares
         for a in used:
             config = self.spec.config_for(a.index)
+            count = scheduled.get(a.id, 0)
+            if config.parallel:  # drain mode: an agent planned the calls it started
+                shares[a.id] = Share(count, count)
+                continue
             assert config.profile is not None
             done = [a] if "reach" in a.stats else []
             length = config.length()
             reaches = [a.stats["reach"] for a in done]
             end = planned_end(config.profile, length, cut=self.cut, reaches=reaches, stop_s=self.stop_s)
-            count = scheduled.get(a.id, 0)
             reported = float(a.stats.get("stopped_s", a.reported_until_s))
             shares[a.id] = Share(end, count, reported, self._end_s(length, done)) if end > count else Share(end, count)
         return shares

@@ -10,6 +10,7 @@ from pusher_farm.cluster.epochs import Share
 from pusher_farm.cluster.members import AgentRecord, AgentState
 from pusher_farm.cluster.state import CoordinatorState
 from pusher_farm.core.report import AgentSummary, Counts, EpochSummary, Report
+from pusher_farm.core.worker import describe_run
 
 __all__ = ["build_report"]
 
@@ -40,7 +41,9 @@ def build_report(
     )
     sent = max((float(a.stats.get("sent_s", 0.0)) for a in agents), default=0.0)
     ran = max((float(a.stats.get("ran_s", 0.0)) for a in agents), default=0.0)
-    stopped = state.cut or any(a.stopped_early for a in agents)
+    # a drain that did every item ended as it should: its stop was not a cut
+    done = spec.drain and state.dry_s is not None
+    stopped = (state.cut and not done) or any(a.stopped_early for a in agents)
     if stopped or math.isinf(length):
         # What the agents said they sent; failing that (aborted before their done), the time
         # from the start to the stop.
@@ -61,7 +64,7 @@ def build_report(
         send_duration_s=sent,
         ran_s=ran,
         planned=planned,
-        profile=", ".join(dict.fromkeys(c.profile.describe() for c in spec.configs if c.profile is not None)),
+        profile=", ".join(dict.fromkeys(describe_run(c) for c in spec.configs)),
         overtime=max(c.overtime for c in spec.configs),
         timeout_s=spec.policy.timeout,
         stopped_early=stopped,

@@ -321,7 +321,10 @@ class Config:
             raise ProtocolError(f"bad settings: {type(exc).__name__}") from None
 
     def length(self) -> float:
-        """Seconds the schedule runs (``inf``: open-ended); needs a profile."""
+        """Seconds the schedule runs (``inf``: open-ended); needs a profile (drain mode: its
+        cut, if any)."""
+        if self.profile is None and self.parallel:
+            return math.inf if self.until is None else self.until
         if self.profile is None:
             raise InvalidOption("no rate profile: give rps, or a profile with with_profile(...)")
         return self.profile.length(self.until)

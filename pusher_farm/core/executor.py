@@ -27,8 +27,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
-
 from pusher_farm.core.calls import Calls, Context
 from pusher_farm.core.config import Config
 from pusher_farm.core.gossip import GossipHub
@@ -46,6 +44,9 @@ _LAUNCHES_BEFORE_YIELD = 512
 _LONGEST_SLEEP = 0.05
 #: an epoch that fires nothing: the run stops at its first slot (``stop_at``)
 HALT = "halt"
+#: drain mode, out of items: look for new ones this often (a farm agent's come from its
+#: control thread)
+_STARVED_POLL = 0.005
 #: outcomes are folded into their windows this often (seconds)
 _FOLD_PERIOD = 0.025
 #: ... or this seldom when few outcomes come in (each fold is a wake-up: a cost at low rates)
@@ -313,7 +314,10 @@ class Executor:
         loop = asyncio.get_running_loop()
         lanes = self.config.parallel
         t0 = self.t0
-        cap = self.profile
+        # a rate cap (a constant rate; this agent's share of it in a farm)
+        shard = self._epochs[0][1]
+        share = shard.share if isinstance(shard, Shard) else 1.0
+        gap = 0.0 if self.profile is None else 1.0 / (self.profile.rate_at(0.0) * share)
         end = t0 + self.config.until if self.config.until is not None else math.inf
         wake = asyncio.Event()
         calls.on_free = wake.set
@@ -325,7 +329,7 @@ class Executor:
                     return self._lease_over()
                 if now >= end:
                     return self._stopped()
-                due = -math.inf if cap is None else t0 + float(cap.times(np.array([k - self.first_slot]))[0])
+                due = t0 + (k - self.first_slot) * gap
                 burst = 0
                 while calls.in_flight < lanes and due <= now and desk.ready(now):
                     calls.launch(k, now, now)
@@ -336,16 +340,17 @@ class Executor:
                         await asyncio.sleep(0)
                         burst = 0
                         now = clock()
-                    if cap is not None:
-                        due = t0 + float(cap.times(np.array([k - self.first_slot]))[0])
+                    due = t0 + (k - self.first_slot) * gap
                 if desk.dry:
                     return
                 wait = _LONGEST_SLEEP
                 retry = desk.next_retry()
                 if retry is not None:
                     wait = min(wait, retry - now)
-                if cap is not None and calls.in_flight < lanes:
+                if due > now and calls.in_flight < lanes:
                     wait = min(wait, due - now)
+                if not desk.supply.has_next():
+                    wait = min(wait, _STARVED_POLL)  # items may come from another thread
                 wake.clear()
                 if wait > 0:
                     timer = loop.call_later(wait, wake.set)

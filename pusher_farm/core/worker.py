@@ -21,7 +21,7 @@ from pusher_farm.errors import InvalidOption, InvalidRPS, MissingTarget, PusherE
 from pusher_farm.items.desk import Desk
 from pusher_farm.items.local import LocalItems
 
-__all__ = ["Worker", "hire", "planned_slots", "resolve_profile", "target_name"]
+__all__ = ["Worker", "describe_run", "hire", "planned_slots", "resolve_profile", "target_name"]
 
 
 def target_name(target: Callable[..., Any]) -> str:
@@ -55,7 +55,9 @@ def _check_duration(duration: float | None) -> None:
         raise InvalidOption(f"duration must be positive, got {duration!r}")
 
 
-def _describe(profile: Profile | None, cfg: Config) -> str:
+def describe_run(cfg: Config) -> str:
+    """The load model in a few words: the profile, or drain mode with its lanes and cap."""
+    profile = cfg.profile
     if not cfg.parallel:
         return profile.describe() if profile is not None else ""
     return f"drain, {cfg.parallel} parallel" + (f", at most {profile.describe()}" if profile is not None else "")
@@ -245,7 +247,7 @@ class Worker:
             ran_s=max(time.monotonic() - executor.t0, 0.0),
             elapsed_s=elapsed,
             planned=planned_slots(executor),
-            profile=_describe(profile, cfg),
+            profile=describe_run(cfg),
             overtime=cfg.overtime,
             timeout_s=cfg.timeout,
             stopped_early=executor.stopped_early,

@@ -80,6 +80,9 @@ class BufferSupply(Supply):
     def end(self) -> None:
         self._ended = True
 
+    def __len__(self) -> int:
+        return len(self._buffer)
+
     def room(self, credit: int) -> int:
         return max(0, credit - len(self._buffer))
 
@@ -132,6 +135,9 @@ class Desk:
         self.attempts: Counter[int] = Counter()
         self.retries = 0
         self.dry = False
+        #: failures passing items on (a bug in a handler): counted, the first one kept
+        self.hand_errors = 0
+        self.first_hand_error = ""
         self._waiting: list[tuple[float, int, Work]] = []  # (due, order, item): retries
         self._order = itertools.count()
 
@@ -181,7 +187,7 @@ class Desk:
             if item.attempts <= self.max_retries:
                 heapq.heappush(self._waiting, (now + self.retry_delay, next(self._order), item))
                 if self.on_retry is not None:
-                    self.on_retry(item)
+                    self._hand(self.on_retry, item)
                 return error
         item.status = Status.FAILURE
         item.error = error
@@ -192,8 +198,17 @@ class Desk:
         self.by_status[item.status.value if item.status else "?"] += 1
         self.attempts[item.attempts] += 1
         if self.on_final is not None:
-            self.on_final(item, latency)
+            self._hand(self.on_final, item, latency)
         self._check_dry()
+
+    def _hand(self, fn: Callable[..., None], *args: Any) -> None:
+        """Pass an item on; a failure there is noted, never lets the call go uncounted."""
+        try:
+            fn(*args)
+        except Exception as exc:
+            self.hand_errors += 1
+            if not self.first_hand_error:
+                self.first_hand_error = f"{type(exc).__name__}: {exc}"[:300]
 
     def _check_dry(self) -> None:
         if not self.dry and self.supply.exhausted and not self._waiting and self.in_flight == 0:
@@ -215,4 +230,5 @@ class Desk:
             "waiting_retries": len(self._waiting),
             "starved_slots": self.starved,
             "dry": self.dry,
+            "handler_errors": self.hand_errors,
         }

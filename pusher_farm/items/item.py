@@ -14,7 +14,7 @@ from typing import Any
 
 from pusher_farm.errors import TargetError
 
-__all__ = ["FAILURE_KIND", "RETRY_KIND", "Retry", "Status", "Work", "is_retry"]
+__all__ = ["FAILURE_KIND", "RETRY_KIND", "Retry", "Status", "Work", "is_retry", "plain"]
 
 #: error kind of a call that asked for its item to be tried again (``Retry: <reason>`` with one)
 RETRY_KIND = "Retry"
@@ -56,6 +56,8 @@ class Work:
     error: str | None = None
     #: the reasons of the retries so far, in order
     retries: list[str] = field(default_factory=list)
+    #: the number a farm's coordinator gave the item when it handed it out
+    seq: int | None = None
 
     def fields(self) -> dict[str, Any]:
         """What ``{name}`` placeholders may name: the body's fields (a map's), ``id`` and
@@ -70,23 +72,23 @@ class Work:
         out: dict[str, Any] = {"id": self.id, "status": self.status.value if self.status else None}
         out["attempts"] = self.attempts
         if self.status is Status.SUCCESS:
-            out["result"] = _plain(self.result)
+            out["result"] = plain(self.result)
         else:
             out["error"] = self.error
-            out["body"] = _plain(self.body)
+            out["body"] = plain(self.body)
         if self.retries:
             out["retries"] = list(self.retries)
         return out
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     """``value`` as JSON/msgpack data: plain values as they are, anything else as its repr."""
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
     return repr(value)

@@ -17,7 +17,7 @@ from pusher_farm.items.feeds import Feed, open_feed
 from pusher_farm.items.handlers import Handlers
 from pusher_farm.items.item import Work
 
-__all__ = ["LocalItems", "resolve_handler"]
+__all__ = ["LocalItems", "open_items", "resolve_handler"]
 
 
 def resolve_handler(spec: Any) -> Callable[[dict[str, Any]], Any]:
@@ -34,6 +34,25 @@ def resolve_handler(spec: Any) -> Callable[[dict[str, Any]], Any]:
     return fn
 
 
+def open_items(config: Any) -> tuple[Feed, Handlers]:
+    """The feed and the handlers ``config`` names, checked before any load."""
+    if config.parallel and config.feed_cycle:
+        raise InvalidOption("drain mode processes a feed once: drop feed_cycle (--feed-cycle)")
+    feed = open_feed(config.feed)
+    if config.feed_cycle and not feed.can_cycle:
+        raise InvalidOption(f"feed {feed.name} can be read only once: it cannot cycle (drop --feed-cycle)")
+    failure = [resolve_handler(h) for h in config.failure_handlers]
+    handlers = Handlers(
+        on_success=config.on_success,
+        on_retry=config.on_retry,
+        on_failure=config.on_failure,
+        failure_records=failure,
+        results=config.results,
+        dead_letter=config.dead_letter,
+    )
+    return feed, handlers
+
+
 class LocalItems:
     """The items of one run in this process (``config``: a ``Config`` with a feed)."""
 
@@ -41,17 +60,7 @@ class LocalItems:
         if config.feed is None:
             raise InvalidOption("work items need a feed: with_items(feed=...) or --feed FILE")
         self.ident = ident
-        self.feed: Feed = open_feed(config.feed)
-        if config.parallel and config.feed_cycle:
-            raise InvalidOption("drain mode processes a feed once: drop feed_cycle (--feed-cycle)")
-        self.handlers = Handlers(
-            on_success=config.on_success,
-            on_retry=config.on_retry,
-            on_failure=config.on_failure,
-            failure_records=[resolve_handler(h) for h in config.failure_handlers],
-            results=config.results,
-            dead_letter=config.dead_letter,
-        )
+        self.feed, self.handlers = open_items(config)
         self.desk = Desk(
             FeedSupply(self.feed.items(cycle=config.feed_cycle)),
             max_retries=config.max_retries,

@@ -54,9 +54,15 @@ def warnings(report: Report) -> list[str]:
         )
     if churn:
         out.append(churn)
-    if c.canceled:
+    starved = int((report.items or {}).get("starved_slots", 0))
+    if starved:
         out.append(
-            f"{c.canceled} slots were canceled because {report.overtime} calls were already in flight "
+            f"{starved} slots found no work item and were canceled (the feed had run dry, or items had not "
+            "reached the agent yet)"
+        )
+    if c.canceled > starved:
+        out.append(
+            f"{c.canceled - starved} slots were canceled because {report.overtime} calls were already in flight "
             "in a process (raise --overtime, or the target is slower than the rate allows)"
         )
     if c.unfired > 0:

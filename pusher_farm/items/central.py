@@ -1,0 +1,43 @@
+"""Work items for a farm run, on its coordinator: the feed read there, the dealer that hands
+items to agents, and the handlers every finished item goes to (callbacks, the results and
+dead-letter files, failure handlers), in one place whatever the agents."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pusher_farm.items.dealer import Dealer
+from pusher_farm.items.item import Work
+from pusher_farm.items.local import open_items
+
+__all__ = ["CentralItems"]
+
+
+class CentralItems:
+    """The items of a farm run (``config``: the run's ``Config``, with a feed)."""
+
+    def __init__(self, config: Any) -> None:
+        self.feed, self.handlers = open_items(config)
+        self.dealer = Dealer(self.feed.items(cycle=config.feed_cycle))
+        self.closed_notes: list[str] = []
+
+    def finished(self, done: list[tuple[Work, dict[str, Any]]]) -> None:
+        """Items finished on agents, each once: to the handlers (an ``on_retry`` callback
+        hears of an item's retries when it ends, the agents being elsewhere)."""
+        for item, record in done:
+            for _ in item.retries:
+                self.handlers.retried(item)
+            self.handlers.final(record, item)
+
+    def close(self) -> None:
+        self.closed_notes = self.handlers.close()
+        self.feed.close()
+
+    def summary(self) -> dict[str, Any]:
+        out = self.dealer.summary()
+        out["feed"] = self.feed.name
+        out["malformed"] = self.feed.bad.count
+        out["malformed_lines"] = [{"line": n, "reason": r} for n, r in self.feed.bad.first]
+        out["callbacks"] = self.handlers.counts()
+        out["notes"] = list(self.closed_notes)
+        return out
