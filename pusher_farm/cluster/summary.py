@@ -43,7 +43,7 @@ def build_report(
     ran = max((float(a.stats.get("ran_s", 0.0)) for a in agents), default=0.0)
     # a drain that did every item ended as it should: its stop was not a cut
     done = spec.drain and state.dry_s is not None
-    stopped = (state.cut and not done) or any(a.stopped_early for a in agents)
+    stopped = not done and (state.cut or any(a.stopped_early for a in agents))
     if stopped or math.isinf(length):
         # What the agents said they sent; failing that (aborted before their done), the time
         # from the start to the stop.

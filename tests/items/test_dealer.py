@@ -28,7 +28,7 @@ def test_a_lost_agents_items_go_out_again_first_under_the_same_number():
     d.finish("a", ok(1))
     assert d.lose("a") == 2 and d.reissued == 2
     assert [x[0] for x in d.deal("b", 5)] == [0, 2, 5]
-    item, record = d.finish("b", ok(0))
+    _, record = d.finish("b", ok(0))
     assert record["agent"] == "b" and record["id"] == "0"
     assert d.finish("a", ok(0)) is None and d.duplicates == 1  # the lost one came back: dropped
     # the lost agent reports an item before the one it went to: first report wins, once

@@ -1,0 +1,176 @@
+"""Work items through the farm with real processes and real ZeroMQ sockets on 127.0.0.1."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+FARM = [sys.executable, "-m", "pusher_farm"]
+RETRY = "item_targets:retry_twice_every_third"
+
+
+def env(**extra):
+    e = dict(os.environ)
+    e["PYTHONPATH"] = os.pathsep.join([str(HERE), e.get("PYTHONPATH", "")])
+    e.update(extra)
+    return e
+
+
+def feed(tmp_path, n, name="items.jsonl"):
+    path = tmp_path / name
+    path.write_text("".join(json.dumps({"id": i, "body": {"n": i}}) + "\n" for i in range(n)))
+    return path
+
+
+def farm_run(tmp_path, *args, environ=None, timeout=120):
+    out = tmp_path / "report.json"
+    p = subprocess.run(
+        [*FARM, "run", *args, "--json", str(out), "-q"], capture_output=True, text=True, timeout=timeout,
+        env=environ or env(),
+    )  # fmt: skip
+    return p, (json.loads(out.read_text()) if out.exists() else None)
+
+
+def lines(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_a_drain_on_three_agents_does_every_item_once_with_exact_retries(tmp_path):
+    results = tmp_path / "results.jsonl"
+    p, d = farm_run(
+        tmp_path, RETRY, "--feed", str(feed(tmp_path, 1000)), "--drain", "--parallel", "20", "-p", "3",
+        "--max-retries", "3", "--results", str(results),
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    got = lines(results)
+    assert sorted(int(r["id"]) for r in got) == list(range(1000))  # each exactly once
+    for r in got:
+        retried = int(r["id"]) % 3 == 0
+        assert r["status"] == "success" and r["attempts"] == (3 if retried else 1)
+        assert r["retries"] == ["Retry: busy"] * 2 if retried else "retries" not in r
+        assert r["result"]["done"] == r["id"] and r["agent"]
+    items = d["items"]
+    assert items["by_status"] == {"success": 1000} and items["attempts"] == {"1": 666, "3": 334}
+    assert items["retries"] == 668 and d["errors"] == {"Retry: busy": 668} and items["unprocessed"] == 0
+    assert len({r["result"]["pid"] for r in got}) == 3  # every agent worked
+    c = d["counts"]
+    assert c["planned"] == c["scheduled"] == 1668 and c["succeeded"] == 1000 and c["failed"] == 668
+    assert d["profile"] == "drain, 20 parallel" and not d["stopped_early"]
+
+
+def test_items_out_of_retries_go_to_the_dead_letter_file_and_failure_handlers(tmp_path):
+    dead, failed = tmp_path / "dead.jsonl", tmp_path / "failed.txt"
+    p, d = farm_run(
+        tmp_path, RETRY, "--feed", str(feed(tmp_path, 300)), "--drain", "--parallel", "5", "-p", "2",
+        "--max-retries", "1", "--dead-letter", str(dead), "--failure-handler", "item_targets:record_failure",
+        environ=env(FARM_TEST_FAILED=str(failed)),
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    letters = lines(dead)
+    assert sorted(int(r["id"]) for r in letters) == list(range(0, 300, 3))
+    for r in letters:
+        assert r["error"] == "Retry: busy" and r["attempts"] == 2 and r["body"] == {"n": int(r["id"])}
+    assert sorted(map(int, failed.read_text().split())) == list(range(0, 300, 3))
+    assert d["items"]["by_status"] == {"success": 200, "failure": 100}
+    assert d["items"]["callbacks"] == {"failure handler record_failure": 100, "dead-letter": 100}
+
+
+def test_rate_mode_ends_when_the_feed_runs_dry_unless_it_cycles(tmp_path):
+    items = str(feed(tmp_path, 100))
+    p, d = farm_run(tmp_path, "item_targets:echo", "--feed", items, "--rps", "100", "-d", "3s", "-p", "2")
+    assert p.returncode == 0, p.stderr
+    c = d["counts"]
+    assert c["succeeded"] == 100 and c["planned"] == c["scheduled"] == c["succeeded"] + c["canceled"]
+    assert d["stopped_early"] and any("feed ran dry" in w for w in d["warnings"])
+    assert d["duration_s"] < 2.0 and d["items"]["starved_slots"] == c["canceled"]
+    p, d = farm_run(
+        tmp_path, "item_targets:echo", "--feed", items, "--feed-cycle", "--rps", "100", "-d", "2s", "-p", "2"
+    )
+    assert p.returncode == 0, p.stderr
+    assert d["counts"]["succeeded"] == d["counts"]["planned"] == 200 and not d["stopped_early"]
+    assert not any("feed ran dry" in w for w in d["warnings"])
+
+
+def test_an_agent_killed_mid_drain_loses_no_item(tmp_path):
+    """Three agents drain 6,000 slow items; one is killed with SIGKILL: its items go to the
+    others, and every item is in the results exactly once."""
+    results, out = tmp_path / "results.jsonl", tmp_path / "report.json"
+    port = _free_port()
+    endpoint = f"tcp://127.0.0.1:{port}"
+    coord = subprocess.Popen(
+        [*FARM, "coordinator", "item_targets:slow", "--bind", endpoint, "-n", "3", "--feed",
+         str(feed(tmp_path, 6000)), "--drain", "--parallel", "4", "--results", str(results),
+         "--agent-timeout", "1s", "--json", str(out), "-q"],
+        env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    agents = [
+        subprocess.Popen(
+            [*FARM, "agent", "--connect", endpoint, "--name", f"a{i}", "--once", "-q"],
+            env=env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for i in range(3)
+    ]
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (not results.exists() or len(results.read_text().splitlines()) < 600):
+            time.sleep(0.05)
+        agents[0].send_signal(signal.SIGKILL)
+        _, err = coord.communicate(timeout=120)
+    finally:
+        for a in agents:
+            a.kill()
+            a.wait()
+    d = json.loads(out.read_text())
+    assert coord.returncode == 1, err  # an agent was lost
+    got = lines(results)
+    ids = [int(r["id"]) for r in got]
+    assert sorted(ids) == list(range(6000))  # none lost, none twice
+    lost = [a for a in d["agents"] if a["lost"]]
+    assert [a["name"] for a in lost] == ["a0"]
+    assert d["items"]["reissued"] > 0 and d["items"]["unprocessed"] == 0
+    assert d["items"]["by_status"] == {"success": 6000}
+
+
+def _free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["noop", "--rps", "10", "-d", "1s", "--drain"], "--drain works on items: give them with --feed FILE"),
+        (["noop", "--feed", "{feed}", "--drain", "--max-retries", "-1"], "max_retries must lie in 0..1,000"),
+        (["noop", "--feed", "missing.jsonl", "--rps", "10", "-d", "1s"], "feed 'missing.jsonl' does not exist"),
+        (["noop", "--feed", "items.txt", "--rps", "10", "-d", "1s"], "give a .jsonl"),
+        (["noop", "--feed", "{feed}", "--rps", "10", "-d", "1s", "--parallel", "3"], "--parallel is for drain mode"),
+        (["noop", "--feed", "{feed}", "--drain", "--feed-cycle"], "--drain processes the feed once"),
+        (["noop", "--feed", "{feed}", "--drain", "--failure-handler", "nope:fn"], "cannot be imported here"),
+    ],
+)
+def test_bad_item_options_get_one_line_and_exit_2(tmp_path, args, message):
+    path = str(feed(tmp_path, 3))
+    args = [a.replace("{feed}", path) for a in args]
+    p = subprocess.run([*FARM, "run", *args, "-p", "1"], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert p.returncode == 2 and message in p.stderr, p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1 and "Traceback" not in p.stderr
+
+
+def test_malformed_lines_are_counted_with_their_numbers_and_the_rest_goes_on(tmp_path):
+    path = tmp_path / "items.jsonl"
+    path.write_text('{"id": 1}\nnot json\n{"id": 2}\n{"id": 3\n{"id": 4}\n')
+    p, d = farm_run(tmp_path, "item_targets:echo", "--feed", str(path), "--drain", "-p", "1")
+    assert p.returncode == 0, p.stderr
+    assert d["items"]["by_status"] == {"success": 3} and d["items"]["malformed"] == 2
+    assert [x["line"] for x in d["items"]["malformed_lines"]] == [2, 4]
