@@ -29,6 +29,7 @@ from pusher_farm.core import loop as _loop
 from pusher_farm.core.config import DEFAULT_OVERTIME, LOSS_POLICIES, Config
 from pusher_farm.core.schedule import Constant, Profile, parse_stages
 from pusher_farm.items.local import open_items
+from pusher_farm.targets.http_template import has_placeholders
 
 __all__ = ["coordinator", "run"]
 
@@ -184,6 +185,9 @@ def _config(target: str, opts: dict[str, Any], *, check_import: bool) -> Config:
         **items,
     )
     check_json_path(opts["json_path"])
+    texts = [opts["url"], opts["body"], *(h.partition(":")[2] for h in opts["headers"])]
+    if target == "http" and config.feed is None and has_placeholders(*texts):
+        fail("--url, --header or --body has {field} placeholders: give a --feed whose items fill them")
     if config.feed is not None:
         open_items(config)[1].close()  # the feed and the files: one line now, not after the agents start
     if check_import or target in builtin_names():

@@ -88,7 +88,8 @@ class Context:
     """
 
     __slots__ = (
-        "seq", "intended", "started", "deadline", "worker", "cancelled", "marks", "phases", "item", "_done", "_task",
+        "seq", "intended", "started", "deadline", "worker", "cancelled", "marks", "phases", "item", "payload",
+        "_done", "_task",
     )  # fmt: skip
 
     def __init__(self, seq: int, intended: float, started: float, deadline: float | None, worker: str) -> None:
@@ -106,6 +107,8 @@ class Context:
         self.phases: tuple[tuple[str, float], ...] | None = None
         #: the work item this call works on (``pusher_farm.Work``) when the run has a feed
         self.item: Any = None
+        #: what the target prepared for this call (the http target: its request's bytes)
+        self.payload: Any = None
         self._done = False
         self._task: Any = None  # what cancels the call: its task, future or handle
 

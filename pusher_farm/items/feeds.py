@@ -5,8 +5,10 @@ items in flight only. A malformed line (JSONL) or row (CSV) is counted with its 
 and skipped; the rest goes on (``Feed.bad``). ``open_feed`` turns a command line's text into a
 feed: ``items.jsonl`` (also ``.ndjson``, ``.json``), ``items.csv``, ``-`` (JSONL on stdin).
 
-An item from a map takes its ``id`` from the map's ``id`` (else its line number) and its body
-from ``body`` (else the whole map); any other value is the body of an item numbered by place.
+An item from a map takes its ``id`` from the map's ``id`` (else its line number); its body is
+the map's ``body`` when that is all the map holds besides ``id``, else the whole map (so every
+field stays there for ``{field}`` placeholders). Any other value is the body of an item
+numbered by its place.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ def item_of(value: Any, place: int) -> Work:
         return value
     if isinstance(value, dict):
         ident = value.get("id", place)
-        body = value["body"] if "body" in value else value
+        body = value["body"] if "body" in value and len(value.keys() - {"id"}) == 1 else value
         return Work(str(ident), body)
     return Work(str(place), value)
 

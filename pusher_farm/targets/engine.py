@@ -121,6 +121,7 @@ class HttpEngine:
         checks: Checks | None = None,
         max_body: int = 1 << 20,
         phases: bool = True,
+        templated: bool = False,
     ) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -135,6 +136,8 @@ class HttpEngine:
         #: tell each call when its request went and its answer began (ttfb and receive)
         self.phases = phases
         self.request = build_request(method, url, headers, body)
+        #: each call's token (a Context) may carry its own request bytes (``payload``)
+        self.templated = templated
         self.head_only = method == "HEAD"
         self.checks = checks or Checks()
         self.max_body = max_body

@@ -1,4 +1,7 @@
-"""The ``http`` target: one fixed request per call, on one of two engines.
+"""The ``http`` target: one request per call, on one of two engines.
+
+With a feed, ``{field}`` placeholders in the URL, headers and body are filled from each call's
+work item (``http_template``); otherwise every call sends the same request.
 
 ``engine=lean`` (the default) is ``pusher_farm.targets.engine``: asyncio Protocols and the
 httptools parser, request bytes built once, no task per call; the fastest way to load an
@@ -28,6 +31,7 @@ from pusher_farm.errors import InvalidOption, TargetError
 from pusher_farm.targets import Param, Plugin
 from pusher_farm.targets import engine as lean
 from pusher_farm.targets.checks import Checks, CustomCheck, parse_statuses
+from pusher_farm.targets.http_template import RequestTemplate, has_placeholders
 
 if TYPE_CHECKING:  # targets sit below the core: they import none of it at run time
     from pusher_farm.core.calls import Context
@@ -133,12 +137,17 @@ class LeanHttpTarget:
         body: bytes | None,
         *,
         warm: int = 0,
+        template: RequestTemplate | None = None,
         **options: Any,
     ) -> None:
         lean.build_request(method, url, headers, body)  # fails now, not on the first call
         self.url = url
         self.method = method
         self.warm = warm
+        #: placeholders filled from each call's item (None: one fixed request)
+        self.template = template
+        if template is not None:
+            options["templated"] = True
         self._args = (url, method, headers, body)
         self._options = options
         self.engine: lean.HttpEngine | None = None
@@ -153,6 +162,9 @@ class LeanHttpTarget:
         engine = self.engine
         if engine is None:
             engine = self._engine()
+        if self.template is not None and ctx.item is not None:
+            url, headers, body = self.template.fill(ctx.item)
+            ctx.payload = lean.build_request(self.method, url, headers, body)
         return engine.start(ctx, done)
 
     async def __pusher_warm__(self, until: float | None) -> None:
@@ -211,20 +223,23 @@ def make_http(
     """The ``http`` target on ``engine`` (see the module docstring)."""
     checks = Checks(statuses=expect_status, body=expect_body, headers=expect_header or (), custom=check)
     data = body.encode() if body is not None else None
+    headers = list(headers or [])
+    template = RequestTemplate(url, headers, body) if has_placeholders(url, body, *(v for _, v in headers)) else None
     options = {
         "connections": connections,
         "connecting": connecting,
         "connect_timeout": connect_timeout,
         "verify": verify,
         "checks": checks,
+        "template": template,
     }
     if engine == "aiohttp":
         from pusher_farm.targets.http_aiohttp import AiohttpTarget
 
         if warm:
             raise InvalidOption("warm needs the lean engine (aiohttp opens connections only for requests)")
-        return AiohttpTarget(url, method, list(headers or []), data, **options)
-    return LeanHttpTarget(url, method, list(headers or []), data, warm=warm, resume=resume, phases=phases, **options)
+        return AiohttpTarget(url, method, headers, data, **options)
+    return LeanHttpTarget(url, method, headers, data, warm=warm, resume=resume, phases=phases, **options)
 
 
 HTTP = Plugin(

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from pusher_farm.errors import TargetError
 from pusher_farm.targets import engine as lean
 from pusher_farm.targets.checks import Checks
+from pusher_farm.targets.http_template import RequestTemplate
 
 if TYPE_CHECKING:
     import aiohttp
@@ -68,6 +69,8 @@ class AiohttpTarget:
         self.connect_timeout = options["connect_timeout"]
         self.verify = options["verify"]
         self.checks: Checks = options["checks"]
+        #: placeholders filled from each call's item (None: a fixed request)
+        self.template: RequestTemplate | None = options.get("template")
         self.counts = {"connections_opened": 0}
         self.__pusher_name__ = f"http {method} {url}"
         self._session: aiohttp.ClientSession | None = None
@@ -102,8 +105,12 @@ class AiohttpTarget:
         spent: list[float] = []
         _opening.set(spent)
         began = _clock()
+        url, body, headers = self.url, self.body, None
+        if self.template is not None and ctx.item is not None:
+            url, filled, body = self.template.fill(ctx.item)
+            headers = dict(filled)
         try:
-            async with session.request(self.method, self.url, data=self.body) as resp:
+            async with session.request(self.method, url, data=body, headers=headers) as resp:
                 headed = _clock()
                 checks = self.checks
                 body = await resp.read()

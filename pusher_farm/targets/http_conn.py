@@ -115,7 +115,9 @@ class Connection(asyncio.Protocol):
         self.headers_done = False
         self.first = 0.0
         self.sent = 0.0 if now else _clock()
-        self.transport.write(self.engine.request)  # type: ignore[union-attr]
+        engine = self.engine
+        request = (token.payload or engine.request) if engine.templated else engine.request
+        self.transport.write(request)  # type: ignore[union-attr]
 
     def cancel(self) -> None:
         """Abandon the exchange in flight (its caller timed out): the connection is closed."""
