@@ -137,7 +137,7 @@ class Coordinator:
         if self.items is not None:
             report.items = self.items.summary()
             report.items["starved_slots"] = sum(int(a.stats.get("starved", 0)) for a in self.state.agents.values())
-            report.notes += self.items.closed_notes
+            report.notes += [*self.items.feed.notes(), *self.items.closed_notes]
             dry_s = self.state.dry_s
             if dry_s is not None and not self.spec.drain:
                 report.notes.append(f"the feed ran dry at {dry_s:.2f} s: the run ended there")

@@ -24,6 +24,7 @@ class CentralItems:
     def finished(self, done: list[tuple[Work, dict[str, Any]]]) -> None:
         """Items finished on agents, each once: to the handlers (an ``on_retry`` callback
         hears of an item's retries when it ends, the agents being elsewhere)."""
+        self.feed.ack([item for item, _ in done])
         for item, record in done:
             for _ in item.retries:
                 self.handlers.retried(item)
@@ -39,5 +40,5 @@ class CentralItems:
         out["malformed"] = self.feed.bad.count
         out["malformed_lines"] = [{"line": n, "reason": r} for n, r in self.feed.bad.first]
         out["callbacks"] = self.handlers.counts()
-        out["notes"] = list(self.closed_notes)
+        out["notes"] = [*self.feed.notes(), *self.closed_notes]
         return out

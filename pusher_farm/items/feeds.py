@@ -3,7 +3,8 @@
 Every feed is read lazily, one item at a time, so a feed of any size costs the memory of the
 items in flight only. A malformed line (JSONL) or row (CSV) is counted with its line number
 and skipped; the rest goes on (``Feed.bad``). ``open_feed`` turns a command line's text into a
-feed: ``items.jsonl`` (also ``.ndjson``, ``.json``), ``items.csv``, ``-`` (JSONL on stdin).
+feed: ``items.jsonl`` (also ``.ndjson``, ``.json``), ``items.csv``, ``-`` (JSONL on stdin),
+``redis://host:port/db?list=NAME`` (``redis_feed``: a Redis list, taken reliably).
 
 An item from a map takes its ``id`` from the map's ``id`` (else its line number); its body is
 the map's ``body`` when that is all the map holds besides ``id``, else the whole map (so every
@@ -83,6 +84,13 @@ class Feed:
 
     def close(self) -> None:
         """Let go of what the feed holds open (a file)."""
+
+    def ack(self, items: list[Work]) -> None:
+        """These items are done (a feed that must be told, such as a Redis list, is)."""
+
+    def notes(self) -> list[str]:
+        """What the report must say about the feed (a source that went away, ...)."""
+        return []
 
 
 class IterableFeed(Feed):
@@ -169,6 +177,10 @@ def open_feed(spec: str | Iterable[Any]) -> Feed:
         raise InvalidOption(f"a feed is a file name, '-' or an iterable of items, got {spec!r}")
     if spec == "-":
         return JsonlFeed(None, sys.stdin)
+    from pusher_farm.items.redis_feed import RedisFeed, is_redis
+
+    if is_redis(spec):
+        return RedisFeed(spec)
     kind = _SUFFIXES.get(Path(spec).suffix.lower())
     if kind is None:
         raise InvalidOption(f"feed {spec!r}: give a .jsonl (.ndjson, .json), .csv file, or - for JSONL on stdin")

@@ -58,6 +58,8 @@ class Work:
     retries: list[str] = field(default_factory=list)
     #: the number a farm's coordinator gave the item when it handed it out
     seq: int | None = None
+    #: what its feed needs to acknowledge it (a Redis list entry)
+    source: Any = None
 
     def fields(self) -> dict[str, Any]:
         """What ``{name}`` placeholders may name: the body's fields (a map's), ``id`` and

@@ -77,6 +77,7 @@ class LocalItems:
         record = item.record()
         record["latency_ms"] = round(latency * 1e3, 3)
         record["agent"] = self.ident
+        self.feed.ack([item])
         self.handlers.final(record, item)
 
     def close(self) -> None:
@@ -90,5 +91,5 @@ class LocalItems:
         out["malformed"] = self.feed.bad.count
         out["malformed_lines"] = [{"line": n, "reason": r} for n, r in self.feed.bad.first]
         out["callbacks"] = self.handlers.counts()
-        out["notes"] = list(self.closed_notes)
+        out["notes"] = [*self.feed.notes(), *self.closed_notes]
         return out

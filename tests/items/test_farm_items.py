@@ -1,44 +1,14 @@
 """Work items through the farm with real processes and real ZeroMQ sockets on 127.0.0.1."""
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
+from helpers import FARM, env, farm_run, feed, free_port, lines
 
-HERE = Path(__file__).resolve().parent
-FARM = [sys.executable, "-m", "pusher_farm"]
 RETRY = "item_targets:retry_twice_every_third"
-
-
-def env(**extra):
-    e = dict(os.environ)
-    e["PYTHONPATH"] = os.pathsep.join([str(HERE), e.get("PYTHONPATH", "")])
-    e.update(extra)
-    return e
-
-
-def feed(tmp_path, n, name="items.jsonl"):
-    path = tmp_path / name
-    path.write_text("".join(json.dumps({"id": i, "body": {"n": i}}) + "\n" for i in range(n)))
-    return path
-
-
-def farm_run(tmp_path, *args, environ=None, timeout=120):
-    out = tmp_path / "report.json"
-    p = subprocess.run(
-        [*FARM, "run", *args, "--json", str(out), "-q"], capture_output=True, text=True, timeout=timeout,
-        env=environ or env(),
-    )  # fmt: skip
-    return p, (json.loads(out.read_text()) if out.exists() else None)
-
-
-def lines(path):
-    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 def test_a_drain_on_three_agents_does_every_item_once_with_exact_retries(tmp_path):
@@ -101,7 +71,7 @@ def test_an_agent_killed_mid_drain_loses_no_item(tmp_path):
     """Three agents drain 6,000 slow items; one is killed with SIGKILL: its items go to the
     others, and every item is in the results exactly once."""
     results, out = tmp_path / "results.jsonl", tmp_path / "report.json"
-    port = _free_port()
+    port = free_port()
     endpoint = f"tcp://127.0.0.1:{port}"
     coord = subprocess.Popen(
         [*FARM, "coordinator", "item_targets:slow", "--bind", endpoint, "-n", "3", "--feed",
@@ -137,14 +107,6 @@ def test_an_agent_killed_mid_drain_loses_no_item(tmp_path):
     assert [a["name"] for a in lost] == ["a0"]
     assert d["items"]["reissued"] > 0 and d["items"]["unprocessed"] == 0
     assert d["items"]["by_status"] == {"success": 6000}
-
-
-def _free_port():
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.parametrize(

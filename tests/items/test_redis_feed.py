@@ -1,0 +1,86 @@
+"""A Redis list as a feed, against a real redis-server: taken reliably, done once, never lost."""
+
+import json
+import signal
+import subprocess
+import time
+
+import pytest
+import redis
+from helpers import FARM, env, free_port, lines
+
+import pusher_farm as pf
+from pusher_farm.errors import InvalidOption
+from pusher_farm.items.feeds import open_feed
+
+
+def fill(url, n, name="jobs"):
+    r = redis.Redis.from_url(url)
+    r.rpush(name, *[json.dumps({"id": i, "body": {"n": i}}) for i in range(n)])
+    return r
+
+
+def test_in_process_drain_takes_every_item_off_both_lists(redis_url):
+    r = fill(redis_url, 200)
+    r.rpush("jobs", "not json")
+    w = pf.hire("d", pf.inline(lambda ctx: ctx.item.id), pf.with_items(redis_url + "?list=jobs", parallel=8))
+    report = w.work_sync()
+    assert report.items["by_status"] == {"success": 200} and report.items["malformed"] == 1
+    assert r.llen("jobs") == 0 and r.lrange("jobs:processing", 0, -1) == [b"not json"]  # left for a person
+
+
+def test_items_an_earlier_run_held_go_back_first(redis_url):
+    r = fill(redis_url, 5)
+    r.lmove("jobs", "jobs:processing", "LEFT", "RIGHT")  # a coordinator died holding item 0
+    feed = open_feed(redis_url + "?list=jobs")
+    assert feed.recovered == 1 and [w.id for w in feed.items()] == ["0", "1", "2", "3", "4"]
+    assert "1 items an earlier run had taken" in feed.notes()[0]
+
+
+def test_redis_that_is_down_is_a_clear_error_before_any_load():
+    port = free_port()
+    with pytest.raises(InvalidOption, match=f"cannot reach Redis at redis://127.0.0.1:{port}/0"):
+        open_feed(f"redis://127.0.0.1:{port}/0?list=jobs")
+    p = subprocess.run([*FARM, "run", "noop", "--feed", f"redis://127.0.0.1:{port}/0", "--drain", "-p", "1"],
+                       capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert p.returncode == 2 and "cannot reach Redis" in p.stderr and len(p.stderr.strip().splitlines()) == 1
+
+
+def test_ten_thousand_items_three_agents_one_killed_none_lost(redis_url, tmp_path):
+    """10,000 items on a Redis list, drained by 3 agents; one is killed with SIGKILL midway:
+    every item is in the results exactly once, none is left on either list, and the report
+    names the lost agent."""
+    r = fill(redis_url, 10_000)
+    results, out = tmp_path / "results.jsonl", tmp_path / "report.json"
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    coord = subprocess.Popen(
+        [*FARM, "coordinator", "item_targets:slow", "--bind", endpoint, "-n", "3", "--feed",
+         redis_url + "?list=jobs", "--drain", "--parallel", "8", "--results", str(results),
+         "--agent-timeout", "1s", "--json", str(out), "-q"],
+        env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    agents = [
+        subprocess.Popen(
+            [*FARM, "agent", "--connect", endpoint, "--name", f"a{i}", "--once", "-q"],
+            env=env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for i in range(3)
+    ]
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (not results.exists() or len(results.read_text().splitlines()) < 1000):
+            time.sleep(0.05)
+        agents[1].send_signal(signal.SIGKILL)
+        _, err = coord.communicate(timeout=180)
+    finally:
+        for a in agents:
+            a.kill()
+            a.wait()
+    d = json.loads(out.read_text())
+    assert coord.returncode == 1, err
+    assert sorted(int(x["id"]) for x in lines(results)) == list(range(10_000))
+    assert r.llen("jobs") == 0 and r.llen("jobs:processing") == 0
+    assert [a["name"] for a in d["agents"] if a["lost"]] == ["a1"]
+    assert d["items"]["reissued"] > 0 and d["items"]["by_status"] == {"success": 10_000}
