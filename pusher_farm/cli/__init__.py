@@ -14,6 +14,7 @@ from pusher_farm.cli.agents import agent, keys
 from pusher_farm.cli.common import EXIT_USAGE, Usage
 from pusher_farm.cli.demos import demo
 from pusher_farm.cli.load import coordinator, run
+from pusher_farm.cli.plugins import plugins
 from pusher_farm.errors import PusherError
 
 __all__ = ["cli", "main"]
@@ -25,7 +26,7 @@ def cli() -> None:
     """pusher-farm: exact open-loop load from one laptop to many hosts."""
 
 
-for _command in (run, coordinator, agent, keys, demo):
+for _command in (run, coordinator, agent, keys, demo, plugins):
     cli.add_command(_command)
 
 

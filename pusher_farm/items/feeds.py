@@ -181,9 +181,22 @@ def open_feed(spec: str | Iterable[Any]) -> Feed:
 
     if is_redis(spec):
         return RedisFeed(spec)
+    name, sep, argument = spec.partition(":")
+    if sep and name and not os.path.exists(spec):
+        from pusher_farm import plugins
+
+        made = plugins.load("feed", name)
+        if made is not None:
+            return open_feed(made(argument))
     kind = _SUFFIXES.get(Path(spec).suffix.lower())
     if kind is None:
-        raise InvalidOption(f"feed {spec!r}: give a .jsonl (.ndjson, .json), .csv file, or - for JSONL on stdin")
+        from pusher_farm import plugins
+
+        known = "".join(f", {n}:ARGUMENT" for n in sorted(plugins.find("feed")))
+        raise InvalidOption(
+            f"feed {spec!r}: give a .jsonl (.ndjson, .json), .csv file, - for JSONL on stdin, "
+            f"redis://HOST:PORT/DB?list=NAME{known}"
+        )
     if not os.path.isfile(spec) or not os.access(spec, os.R_OK):
         reason = "does not exist" if not os.path.exists(spec) else "is not a readable file"
         raise InvalidOption(f"feed {spec!r} {reason}")

@@ -21,9 +21,18 @@ __all__ = ["LocalItems", "open_items", "resolve_handler"]
 
 
 def resolve_handler(spec: Any) -> Callable[[dict[str, Any]], Any]:
-    """A failure handler: a function as it is, or ``module:function`` imported on this host."""
+    """A failure handler: a function as it is, a plugin's name, or ``module:function``
+    imported on this host."""
     if callable(spec):
         return spec
+    if ":" not in str(spec):
+        from pusher_farm import plugins
+
+        fn = plugins.load("failure handler", str(spec))
+        if fn is None:
+            known = ", ".join(["dead-letter (--dead-letter FILE)", *sorted(plugins.find("failure handler"))])
+            raise InvalidOption(f"no failure handler named {spec!r}: known ones are {known}; or give module:function")
+        return fn
     module, _, name = str(spec).partition(":")
     try:
         fn = getattr(importlib.import_module(module), name)

@@ -70,6 +70,6 @@ def handlers(value: Any) -> tuple[Any, ...]:
     """Failure handlers: ``module:function`` names or functions of a failed item's record."""
     value = tuple(value) if isinstance(value, (list, tuple)) else (value,)
     for h in value:
-        if not (callable(h) or (isinstance(h, str) and ":" in h and len(h) <= 512)):
-            raise InvalidOption(f"a failure handler is module:function or a function, got {h!r}")
+        if not (callable(h) or (isinstance(h, str) and 0 < len(h) <= 512)):
+            raise InvalidOption(f"a failure handler is a plugin's name, module:function or a function, got {h!r}")
     return value

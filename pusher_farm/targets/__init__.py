@@ -151,14 +151,26 @@ def import_attr(spec: str, what: str = "target") -> Any:
 
 
 def _resolve(spec: str, params: dict[str, Any]) -> Callable[..., Any]:
+    from pusher_farm import plugins
+
     builtins = _builtins()
     if spec in builtins:
         return builtins[spec].build(params)
+    if ":" not in spec:
+        obj = plugins.load("target", spec)
+        if obj is None:
+            known = [*sorted(builtins), *sorted(plugins.find("target"))]
+            raise MissingTarget(
+                f"{spec!r} is neither a target name ({', '.join(known)}; `farm plugins` lists where each comes "
+                "from) nor package.module:function"
+            )
+        return _built(spec, obj, params)
     if spec.count(":") != 1 or spec.startswith(":") or spec.endswith(":"):
-        raise MissingTarget(
-            f"{spec!r} is neither a built-in ({', '.join(sorted(builtins))}) nor package.module:function"
-        )
-    obj = import_attr(spec)
+        raise MissingTarget(f"{spec!r} is neither a target name nor package.module:function")
+    return _built(spec, import_attr(spec), params)
+
+
+def _built(spec: str, obj: Any, params: dict[str, Any]) -> Callable[..., Any]:
     if isinstance(obj, Plugin):
         return obj.build(params)
     if params:
