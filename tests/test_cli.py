@@ -32,7 +32,7 @@ BAD = [
     (["run", "nosuch.module:fn", "--rps", "10", "-d", "1s"], "cannot import module 'nosuch.module'"),
     (["run", "math:nothing", "--rps", "10", "-d", "1s"], "has no attribute"),
     (["run", "math:pi", "--rps", "10", "-d", "1s"], "not callable"),
-    (["run", "bogus", "--rps", "10", "-d", "1s"], "neither a built-in"),
+    (["run", "bogus", "--rps", "10", "-d", "1s"], "neither a target name (http, noop, sleep"),
     (["run", "noop", "--rps", "10", "-d", "1s", "--param", "x=1"], "has no parameter 'x'"),
     (["run", "noop", "--rps", "10", "-d", "1s", "--param", "novalue"], "key=value"),
     (["run", "sleep", "--rps", "10", "-d", "1s", "--param", "ms=abc"], "parameter ms='abc'"),
