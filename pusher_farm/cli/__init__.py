@@ -37,7 +37,8 @@ def main(argv: list[str] | None = None) -> None:
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:
-        cli.main(args=argv, prog_name="farm", standalone_mode=False)
+        # every option also reads FARM_<COMMAND>_<OPTION> (e.g. FARM_RUN_RPS=500)
+        cli.main(args=argv, prog_name="farm", standalone_mode=False, auto_envvar_prefix="FARM")
     except click.exceptions.Abort:
         click.echo("farm: aborted", err=True)
         sys.exit(130)

@@ -6,9 +6,11 @@ command line, the Python API and the agents agree on what a setting means.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Callable
+from dataclasses import fields
 from typing import Any
 
 import click
@@ -22,6 +24,7 @@ from pusher_farm.cli.common import (
     setup_logging,
     stop_on_signals,
 )
+from pusher_farm.cli.config_file import config_option
 from pusher_farm.cli.items import item_options, item_settings
 from pusher_farm.cluster.plan import RunSpec
 from pusher_farm.cluster.state import Timing
@@ -60,6 +63,7 @@ def _profile(rps: float | None, length: str | None, stages: str | None) -> tuple
 def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """The load options shared by ``run`` and ``coordinator``."""
     options = [
+        config_option(),
         click.argument("target"),
         click.option("--rps", type=float, help="Total calls per second (constant rate)."),
         click.option("--duration", "-d", help="How long, e.g. 30s, 5m, 1h30m."),
@@ -144,6 +148,11 @@ def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             help="Silence after which an agent is lost (heartbeats go every third of it, at most 1 s).",
         ),
         *item_options(),
+        click.option(
+            "--show-config",
+            is_flag=True,
+            help="Print the run's settings as JSON (after the file, the environment and the flags) and exit.",
+        ),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -190,12 +199,28 @@ def _config(target: str, opts: dict[str, Any], *, check_import: bool) -> Config:
         fail("--url, --header or --body has {field} placeholders: give a --feed whose items fill them")
     if config.feed is not None:
         open_items(config)[1].close()  # the feed and the files: one line now, not after the agents start
+    if opts["show_config"]:
+        click.echo(json.dumps(_settings(config), indent=2, default=str))
+        sys.exit(0)
     if check_import or target in builtin_names():
         fn = resolve(target, params)  # fails here, with one line, rather than on every agent
         aclose = getattr(fn, "aclose", None)
         if aclose is not None:
             _loop.run(aclose())
     return config
+
+
+def _settings(config: Config) -> dict[str, Any]:
+    """The settings record as plain data: what agents get, and what the coordinator keeps."""
+    out = config.to_wire()
+    out["farm"] = {
+        f.name: getattr(config, f.name)
+        if not isinstance(getattr(config, f.name), tuple)
+        else list(getattr(config, f.name))
+        for f in fields(Config)
+        if f.metadata["scope"] == "farm"
+    }
+    return out
 
 
 def _stop_on_signals(coord: Any) -> None:

@@ -1,0 +1,83 @@
+"""farm run -c FILE: a TOML file says what flags say; flags and FARM_* variables override it."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+FARM = [sys.executable, "-m", "pusher_farm"]
+
+
+def farm(*args, env=None, cwd=None):
+    return subprocess.run([*FARM, *args], capture_output=True, text=True, timeout=60, env=env, cwd=cwd)
+
+
+def settings(*args, **kw):
+    p = farm("run", *args, "--show-config", **kw)
+    assert p.returncode == 0, p.stderr
+    return json.loads(p.stdout)
+
+
+def test_the_same_run_from_a_file_and_from_flags_gives_the_same_plan(tmp_path):
+    items = tmp_path / "items.jsonl"
+    items.write_text('{"id": 1}\n')
+    (tmp_path / "farm.toml").write_text(
+        f"""
+target = "http"
+url = "http://127.0.0.1:9/users/{{id}}"
+header = ["X-Run: toml", "Accept: text/plain"]
+drain = true
+parallel = 20
+rps = 300
+feed = "{items}"
+max-retries = 3
+retry_delay = "100ms"
+dead-letter = "{tmp_path / "dead.jsonl"}"
+timeout = "5s"
+on-agent-loss = "continue"
+
+[params]
+connecting = 4
+verify = false
+"""
+    )
+    from_file = settings("-c", str(tmp_path / "farm.toml"))
+    from_flags = settings(
+        "http", "--url", "http://127.0.0.1:9/users/{id}", "--header", "X-Run: toml", "--header", "Accept: text/plain",
+        "--drain", "--parallel", "20", "--rps", "300", "--feed", str(items), "--max-retries", "3",
+        "--retry-delay", "100ms", "--dead-letter", str(tmp_path / "dead.jsonl"), "--timeout", "5s",
+        "--on-agent-loss", "continue", "--param", "connecting=4", "--param", "verify=false",
+    )  # fmt: skip
+    assert from_file == from_flags
+    assert (
+        from_file["parallel"] == 20
+        and from_file["max_retries"] == 3
+        and from_file["farm"]["on_agent_loss"] == "continue"
+    )
+
+
+def test_flags_and_environment_override_the_file(tmp_path):
+    (tmp_path / "farm.toml").write_text('target = "noop"\nrps = 100\nduration = "2s"\n')
+    assert settings("-c", str(tmp_path / "farm.toml"), "--rps", "250")["profile"] == [[2.0, 250.0, 250.0]]
+    env = {**os.environ, "FARM_RUN_RPS": "300"}
+    assert settings("-c", str(tmp_path / "farm.toml"), env=env)["profile"] == [[2.0, 300.0, 300.0]]
+    assert settings("noop", "-d", "1s", env=env)["profile"] == [[1.0, 300.0, 300.0]]
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ('target = "noop"\nrps = 10\n\nbogus = 1\n', "farm.toml line 4: unknown key 'bogus'"),
+        ('target = "noop"\nrps = "fast"\n', "farm.toml line 2: rps must be a number, got 'fast'"),
+        ('target = "noop"\ndrain = "yes"\n', "farm.toml line 2: drain must be true or false"),
+        ('target = "noop"\n[params]\nms = [1, 2]\n', "farm.toml line 3: params.ms must be text or a number"),
+        ("target = noop\n", "farm.toml is not TOML"),
+    ],
+)
+def test_a_bad_file_is_refused_with_the_key_and_its_line(tmp_path, text, message):
+    (tmp_path / "farm.toml").write_text(text)
+    p = farm("run", "-c", str(tmp_path / "farm.toml"), "-d", "1s")
+    assert p.returncode == 2 and message in p.stderr, p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1
