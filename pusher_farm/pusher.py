@@ -52,6 +52,11 @@ async def farm_async(rps: float | None, duration: float | None, workers: Sequenc
     them all and is raised as itself (as in pusher). The report merges every worker's windows
     exactly (``workers`` lists each)."""
     workers = _check_workers(workers)
+    if len(workers) > 1 and any(w.config().feed is not None for w in workers):
+        raise InvalidOption(
+            "several workers in one process would each read the whole feed: run them on processes (the "
+            "coordinator deals the items), or hire one worker with more parallel lanes"
+        )
     tally = Tally(workers[0].config().window)
     started = time.monotonic()
     try:
@@ -117,12 +122,12 @@ def _on_processes(
         if w.busy:
             raise WorkerBusy(f"{w.ident!r} is already working: try again when it is done")
         name, params = spec_of(w.target)
-        profile = resolve_profile(rps, duration, cfg.profile)
+        drain_uncapped = cfg.parallel and rps is None and cfg.profile is None
+        profile = None if drain_uncapped else resolve_profile(rps, duration, cfg.profile)
         # The first error cancels every worker: a lost agent aborts the run.
         configs.append(cfg.replace(target=name, params=params, profile=profile, until=duration, on_agent_loss="abort"))
     if sharded:
-        assert rps is not None
-        configs = [configs[0].replace(profile=Constant(rps * len(workers), duration))]
+        configs = [configs[0] if rps is None else configs[0].replace(profile=Constant(rps * len(workers), duration))]
     spec = RunSpec(tuple(configs))
     coordinators: list[Coordinator] = []
     for w in workers:
@@ -168,8 +173,8 @@ def farm(
         if on_window is not None:
             raise InvalidOption("on_window needs processes=True (use Worker.work(on_window=...) in-process)")
         return _loop.run(farm_async(rps, duration, workers))
-    if duration is None:
-        raise InvalidOption("farm() on processes needs a duration")
+    if duration is None and not workers[0].config().parallel:
+        raise InvalidOption("farm() on processes needs a duration (or drain lanes: with_items(parallel=N))")
     return _on_processes(rps, duration, workers, sharded=False, on_window=on_window)
 
 
@@ -191,8 +196,8 @@ def force(
         workers = [hire(f"force #{i}", target, *offers) for i in range(amount)]
         if not processes:
             return _loop.run(farm_async(rps, duration, workers))
-        if duration is None:
-            raise InvalidOption("force() on processes needs a duration")
+        if duration is None and not workers[0].config().parallel:
+            raise InvalidOption("force() on processes needs a duration (or drain lanes: with_items(parallel=N))")
         if workers[0].config().profile is not None:
             return _on_processes(None, duration, workers, sharded=False, on_window=None)
         return _on_processes(rps, duration, workers, sharded=True, on_window=None)

@@ -136,3 +136,27 @@ def test_malformed_lines_are_counted_with_their_numbers_and_the_rest_goes_on(tmp
     assert p.returncode == 0, p.stderr
     assert d["items"]["by_status"] == {"success": 3} and d["items"]["malformed"] == 2
     assert [x["line"] for x in d["items"]["malformed_lines"]] == [2, 4]
+
+
+def test_force_on_processes_drains_with_callbacks_on_this_side():
+    """The Python API: force(...)(2) drains on two processes; the callbacks run here, each once."""
+    from item_targets import retry_twice_every_third
+
+    import pusher_farm as pf
+
+    seen = {"ok": [], "retry": [], "failed": []}
+    offer = pf.with_items(
+        [{"id": i} for i in range(90)], parallel=4, max_retries=3,
+        on_success=seen["ok"].append, on_retry=seen["retry"].append, on_failure=seen["failed"].append,
+    )  # fmt: skip
+    report = pf.force(None, None, retry_twice_every_third, offer)(2)
+    assert report.items["by_status"] == {"success": 90} and len(report.agents) == 2
+    assert sorted(int(w.id) for w in seen["ok"]) == list(range(90))
+    assert len(seen["retry"]) == 60 and seen["failed"] == []
+
+
+def test_a_drain_rate_cap_is_the_whole_farms(tmp_path):
+    p, d = farm_run(tmp_path, "item_targets:echo", "--feed", str(feed(tmp_path, 200)), "--drain", "--rps", "100",
+                    "-p", "2")  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    assert d["items"]["by_status"] == {"success": 200} and d["duration_s"] >= 1.8  # 200 items at 100/s in all
