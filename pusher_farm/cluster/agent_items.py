@@ -21,8 +21,12 @@ from pusher_farm.items.item import Status, Work, plain
 __all__ = ["ItemPort"]
 
 #: records handed in per message at most, and about this many bytes of them
-_BATCH = 512
+_BATCH = 4096
 _BATCH_BYTES = 1 << 20
+#: an agent holds enough items for this long at the pace it finishes them (more for a fast
+#: target, so the exchange with the coordinator never starves it), at most _MOST_CREDIT
+_AHEAD_S = 0.2
+_MOST_CREDIT = 50_000
 #: a result larger than this (packed) is left out of its record
 _MOST_RESULT = 16 * 1024
 #: ask again for items at most this often while short of them
@@ -43,7 +47,11 @@ class ItemPort:
 
     def __init__(self, run: str, credit: int, config: Config) -> None:
         self.run = run
-        self.credit = credit
+        #: the credit the plan gave (the least this agent asks for), and the one it asks for now
+        self.base = self.credit = credit
+        self._finished = 0
+        self._paced_at = -math.inf
+        self._paced_count = 0
         self.supply = BufferSupply()
         self.desk = Desk(
             self.supply, max_retries=config.max_retries, retry_delay=config.retry_delay, on_final=self._final
@@ -64,6 +72,7 @@ class ItemPort:
         record["latency_ms"] = round(max(latency, 0.0) * 1e3, 3)
         size = len(msgpack.packb(record, use_bin_type=True))
         self._out.append((record, size))
+        self._finished += 1
 
     def give(self, items: list[list[Any]]) -> None:
         self.supply.put([Work(ident, body, seq=seq) for seq, ident, body in items])
@@ -74,6 +83,7 @@ class ItemPort:
     def mail(self, now: float, *, all_records: bool = False) -> tuple[int, list[dict[str, Any]]] | None:
         """(credit, records) to send now, or None: records whenever there are some, a credit
         while the items held run below half of it (every ``_ASK_EVERY`` at most)."""
+        self._pace(now)
         records: list[dict[str, Any]] = []
         budget = _BATCH_BYTES
         while self._out and len(records) < _BATCH and (budget > 0 or not records):
@@ -86,6 +96,15 @@ class ItemPort:
         if short:
             self._asked = now
         return self.credit, records
+
+    def _pace(self, now: float) -> None:
+        """Grow (or shrink back) the credit to the pace items are finished here, twice a second."""
+        if now - self._paced_at < 0.5:
+            return
+        if self._paced_at > -math.inf:
+            rate = (self._finished - self._paced_count) / (now - self._paced_at)
+            self.credit = int(min(max(self.base, rate * _AHEAD_S), _MOST_CREDIT))
+        self._paced_at, self._paced_count = now, self._finished
 
     @property
     def pending(self) -> bool:
