@@ -3,7 +3,7 @@
 import asyncio
 import random
 
-from pusher_farm import Context, TargetError
+from pusher_farm import Context, Retry, TargetError
 
 
 async def checkout(ctx: Context) -> str:
@@ -17,3 +17,15 @@ async def checkout(ctx: Context) -> str:
 def compute(ctx: Context) -> int:
     """A plain function: runs in the worker's thread pool."""
     return sum(range(1000))
+
+
+def resize(ctx: Context) -> dict:
+    """A work-item target (run it with --feed examples/images.jsonl): every fifth image is
+    'busy' the first time and asks to be retried; every 50th is broken and fails."""
+    item = ctx.item
+    n = int(item.id)
+    if n % 50 == 0:
+        raise ValueError(f"{item.body['name']} is broken")
+    if n % 5 == 0 and item.attempts == 1:
+        raise Retry("busy")
+    return {"resized": item.body["name"], "bytes": item.body["size"] // 2}
