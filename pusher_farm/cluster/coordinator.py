@@ -138,6 +138,8 @@ class Coordinator:
             report.items = self.items.summary()
             report.items["starved_slots"] = sum(int(a.stats.get("starved", 0)) for a in self.state.agents.values())
             report.notes += [*self.items.feed.notes(), *self.items.closed_notes]
+            if getattr(self.items.feed, "error", None):
+                report.status = max(report.status, 1)  # the feed failed: the run did not do all it was asked
             dry_s = self.state.dry_s
             if dry_s is not None and not self.spec.drain:
                 report.notes.append(f"the feed ran dry at {dry_s:.2f} s: the run ended there")

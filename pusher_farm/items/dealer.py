@@ -26,6 +26,8 @@ from pusher_farm.items.item import Status, Work
 __all__ = ["DEAL_BYTES", "MAX_DEAL", "Dealer"]
 
 MAX_DEAL = 4096
+#: retry reasons listed in a summary at most (the most frequent)
+_REASONS = 100
 DEAL_BYTES = 1 << 20
 
 
@@ -60,6 +62,7 @@ class Dealer:
         self.by_status: Counter[str] = Counter()
         self.attempts: Counter[int] = Counter()
         self.retries = 0
+        self.retry_reasons: Counter[str] = Counter()
         #: finished items by the agent that reported them
         self.by_agent: Counter[str] = Counter()
 
@@ -139,6 +142,7 @@ class Dealer:
         self.by_status[status.value] += 1
         self.attempts[item.attempts] += 1
         self.retries += len(item.retries)
+        self.retry_reasons.update(item.retries)
         self.by_agent[agent] += 1
         full = item.record()
         if "latency_ms" in record:
@@ -152,6 +156,7 @@ class Dealer:
             "by_status": dict(self.by_status),
             "attempts": {str(k): v for k, v in sorted(self.attempts.items())},
             "retries": self.retries,
+            "retries_by_reason": dict(self.retry_reasons.most_common(_REASONS)),
             "reissued": self.reissued,
             "duplicates_dropped": self.duplicates,
             "unprocessed": len(self.outstanding),

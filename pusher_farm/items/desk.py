@@ -134,6 +134,7 @@ class Desk:
         #: finished items by the attempts they took
         self.attempts: Counter[int] = Counter()
         self.retries = 0
+        self.retry_reasons: Counter[str] = Counter()
         self.dry = False
         #: failures passing items on (a bug in a handler): counted, the first one kept
         self.hand_errors = 0
@@ -184,6 +185,7 @@ class Desk:
         if is_retry(error):
             item.retries.append(error)
             self.retries += 1
+            self.retry_reasons[error] += 1
             if item.attempts <= self.max_retries:
                 heapq.heappush(self._waiting, (now + self.retry_delay, next(self._order), item))
                 if self.on_retry is not None:
@@ -227,6 +229,7 @@ class Desk:
             "by_status": dict(self.by_status),
             "attempts": {str(k): v for k, v in sorted(self.attempts.items())},
             "retries": self.retries,
+            "retries_by_reason": dict(self.retry_reasons.most_common(100)),
             "waiting_retries": len(self._waiting),
             "starved_slots": self.starved,
             "dry": self.dry,

@@ -31,6 +31,8 @@ __all__ = ["RedisFeed", "is_redis"]
 
 #: items moved from the list per round trip
 _BATCH = 64
+#: seconds a Redis command may take before Redis counts as gone
+_TIMEOUT = 2.0
 
 
 def is_redis(spec: str) -> bool:
@@ -42,7 +44,9 @@ def _client(url: str) -> Any:
         import redis
     except ImportError:
         raise InvalidOption("a Redis feed needs the redis package: pip install 'pusher-farm[redis]'") from None
-    return redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+    # A short timeout: a Redis that stops answering holds up the coordinator (and its heartbeats)
+    # for at most this long before the feed gives up on it.
+    return redis.Redis.from_url(url, socket_timeout=_TIMEOUT, socket_connect_timeout=_TIMEOUT)
 
 
 class RedisFeed(Feed):
@@ -108,6 +112,9 @@ class RedisFeed(Feed):
         """These items are done: off the processing list."""
         raws = [item.source for item in items if item.source is not None]
         if not raws:
+            return
+        if self.error is not None:  # gone: do not wait on it again for every batch
+            self.unacked += len(raws)
             return
         try:
             pipe = self.redis.pipeline(transaction=False)

@@ -28,6 +28,7 @@ def test_a_drain_on_three_agents_does_every_item_once_with_exact_retries(tmp_pat
     items = d["items"]
     assert items["by_status"] == {"success": 1000} and items["attempts"] == {"1": 666, "3": 334}
     assert items["retries"] == 668 and d["errors"] == {"Retry: busy": 668} and items["unprocessed"] == 0
+    assert items["retries_by_reason"] == {"Retry: busy": 668}
     assert len({r["result"]["pid"] for r in got}) == 3  # every agent worked
     c = d["counts"]
     assert c["planned"] == c["scheduled"] == 1668 and c["succeeded"] == 1000 and c["failed"] == 668
@@ -52,19 +53,30 @@ def test_items_out_of_retries_go_to_the_dead_letter_file_and_failure_handlers(tm
 
 
 def test_rate_mode_ends_when_the_feed_runs_dry_unless_it_cycles(tmp_path):
-    items = str(feed(tmp_path, 100))
-    p, d = farm_run(tmp_path, "item_targets:echo", "--feed", items, "--rps", "100", "-d", "3s", "-p", "2")
+    """500 items at 100 calls/s for 10 s: the run ends after 5 s and says the feed ran dry;
+    with --feed-cycle it runs the full 10 s."""
+    items = str(feed(tmp_path, 500))
+    p, d = farm_run(tmp_path, "item_targets:echo", "--feed", items, "--rps", "100", "-d", "10s", "-p", "2")
     assert p.returncode == 0, p.stderr
     c = d["counts"]
-    assert c["succeeded"] == 100 and c["planned"] == c["scheduled"] == c["succeeded"] + c["canceled"]
-    assert d["stopped_early"] and any("feed ran dry" in w for w in d["warnings"])
-    assert d["duration_s"] < 2.0 and d["items"]["starved_slots"] == c["canceled"]
-    p, d = farm_run(
-        tmp_path, "item_targets:echo", "--feed", items, "--feed-cycle", "--rps", "100", "-d", "2s", "-p", "2"
-    )
+    assert c["succeeded"] == 500 and c["planned"] == c["scheduled"] == c["succeeded"] + c["canceled"]
+    dry = [float(w.split("ran dry at ")[1].split(" s")[0]) for w in d["warnings"] if "feed ran dry at" in w]
+    assert d["stopped_early"] and len(dry) == 1 and 4.9 <= dry[0] < 5.5  # the 500th slot is due at 4.99 s
+    assert 4.9 <= d["duration_s"] < 6.0 and d["items"]["starved_slots"] == c["canceled"]
+    p, d = farm_run(tmp_path, "item_targets:echo", "--feed", items, "--feed-cycle", "--rps", "100", "-d", "10s",
+                    "-p", "2")  # fmt: skip
     assert p.returncode == 0, p.stderr
-    assert d["counts"]["succeeded"] == d["counts"]["planned"] == 200 and not d["stopped_early"]
-    assert not any("feed ran dry" in w for w in d["warnings"])
+    assert d["counts"]["succeeded"] == d["counts"]["planned"] == 1000 and not d["stopped_early"]
+    assert d["items"]["by_status"] == {"success": 1000} and not any("feed ran dry" in w for w in d["warnings"])
+
+
+def test_items_from_stdin(tmp_path):
+    lines_in = "".join(json.dumps({"id": f"s{i}"}) + "\n" for i in range(30))
+    out = tmp_path / "r.json"
+    p = subprocess.run([*FARM, "run", "item_targets:echo", "--feed", "-", "--drain", "-p", "1", "--json", str(out),
+                        "-q"], input=lines_in, capture_output=True, text=True, timeout=60, env=env())  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    assert json.loads(out.read_text())["items"]["by_status"] == {"success": 30}
 
 
 def test_an_agent_killed_mid_drain_loses_no_item(tmp_path):

@@ -1,6 +1,7 @@
 """A Redis list as a feed, against a real redis-server: taken reliably, done once, never lost."""
 
 import json
+import os
 import signal
 import subprocess
 import time
@@ -84,3 +85,31 @@ def test_ten_thousand_items_three_agents_one_killed_none_lost(redis_url, tmp_pat
     assert r.llen("jobs") == 0 and r.llen("jobs:processing") == 0
     assert [a["name"] for a in d["agents"] if a["lost"]] == ["a1"]
     assert d["items"]["reissued"] > 0 and d["items"]["by_status"] == {"success": 10_000}
+
+
+def test_redis_going_away_mid_run_ends_the_feed_and_loses_no_item(redis_url, tmp_path):
+    """Redis stops answering mid-drain (SIGSTOP): the run ends with a clear note and exit 1;
+    every item is in the results or still on a list once Redis is back."""
+    r = fill(redis_url, 4000)
+    pid = int(r.info("server")["process_id"])
+    results, out = tmp_path / "results.jsonl", tmp_path / "report.json"
+    coord = subprocess.Popen(
+        [*FARM, "run", "item_targets:slow", "--feed", redis_url + "?list=jobs", "--drain", "--parallel", "4",
+         "-p", "1", "--results", str(results), "--json", str(out), "-q"],
+        env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (not results.exists() or len(results.read_text().splitlines()) < 300):
+            time.sleep(0.05)
+        os.kill(pid, signal.SIGSTOP)
+        _, err = coord.communicate(timeout=120)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    d = json.loads(out.read_text())
+    assert coord.returncode == 1, err
+    assert any("went away" in n for n in d["items"]["notes"]) and any("went away" in w for w in d["warnings"])
+    done = {x["id"] for x in lines(results)}
+    waiting = {str(json.loads(v)["id"]) for v in r.lrange("jobs", 0, -1) + r.lrange("jobs:processing", 0, -1)}
+    assert done | waiting == {str(i) for i in range(4000)}  # none lost
+    assert len(done) == len(lines(results))  # each result once
