@@ -14,7 +14,7 @@ from pusher_farm.cli.agents import agent, keys
 from pusher_farm.cli.common import EXIT_USAGE, Usage
 from pusher_farm.cli.demos import demo
 from pusher_farm.cli.load import coordinator, run
-from pusher_farm.cli.plugins import plugins
+from pusher_farm.cli.plugin_names import plugins
 from pusher_farm.errors import PusherError
 
 __all__ = ["cli", "main"]
