@@ -74,10 +74,11 @@ def test_flags_and_environment_override_the_file(tmp_path):
         ('target = "noop"\ndrain = "yes"\n', "farm.toml line 2: drain must be true or false"),
         ('target = "noop"\n[params]\nms = [1, 2]\n', "farm.toml line 3: params.ms must be text or a number"),
         ("target = noop\n", "farm.toml is not TOML"),
+        (b'target = "\xff"\n', "farm.toml is not TOML: it is not UTF-8 text"),
     ],
 )
 def test_a_bad_file_is_refused_with_the_key_and_its_line(tmp_path, text, message):
-    (tmp_path / "farm.toml").write_text(text)
+    (tmp_path / "farm.toml").write_bytes(text if isinstance(text, bytes) else text.encode())
     p = farm("run", "-c", str(tmp_path / "farm.toml"), "-d", "1s")
     assert p.returncode == 2 and message in p.stderr, p.stderr
     assert len(p.stderr.strip().splitlines()) == 1

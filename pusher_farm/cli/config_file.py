@@ -82,6 +82,8 @@ def load_config(ctx: click.Context, path: str) -> dict[str, Any]:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         fail(f"cannot read the config file {path!r}: {exc.strerror or exc}")
+    except UnicodeDecodeError:
+        fail(f"{path} is not TOML: it is not UTF-8 text")
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

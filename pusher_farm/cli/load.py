@@ -198,7 +198,9 @@ def _config(target: str, opts: dict[str, Any], *, check_import: bool) -> Config:
     if target == "http" and config.feed is None and has_placeholders(*texts):
         fail("--url, --header or --body has {field} placeholders: give a --feed whose items fill them")
     if config.feed is not None:
-        open_items(config)[1].close()  # the feed and the files: one line now, not after the agents start
+        feed, handlers = open_items(config)  # the feed and the files: one line now, not after agents start
+        handlers.close()
+        feed.close()
     if opts["show_config"]:
         click.echo(json.dumps(_settings(config), indent=2, default=str))
         sys.exit(0)

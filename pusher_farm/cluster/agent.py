@@ -183,7 +183,7 @@ class ExecutorRunner:
     def __init__(self, name: str, gossips: Sequence[Gossiper] = ()) -> None:
         self.name = name
         self.gossips = tuple(gossips)
-        self._runs: queue.SimpleQueue[tuple[Worker, AgentPlan, Report] | None] = queue.SimpleQueue()
+        self._runs: queue.SimpleQueue[tuple[Worker, AgentPlan, Report, ItemPort | None] | None] = queue.SimpleQueue()
         self._worker: Worker | None = None
         #: the current run's work items (a run with a feed), read by the control thread
         self.port: ItemPort | None = None
@@ -194,7 +194,7 @@ class ExecutorRunner:
         worker = Worker(self.name, target, plan.config.replace(listeners=self.gossips))
         self.port = ItemPort(plan.run, plan.credit, plan.config) if plan.credit else None
         self._worker = worker
-        self._runs.put((worker, plan, report))
+        self._runs.put((worker, plan, report, self.port))
 
     def replan(self, from_slot: int, shard: Shard) -> None:
         if self._worker is not None:
@@ -229,7 +229,7 @@ class ExecutorRunner:
     def close(self) -> None:
         self._runs.put(None)
 
-    def _execute(self, worker: Worker, plan: AgentPlan, report: Report) -> None:
+    def _execute(self, worker: Worker, plan: AgentPlan, report: Report, port: ItemPort | None) -> None:
         windows = 0
 
         def on_window(w: Window) -> None:
@@ -240,7 +240,6 @@ class ExecutorRunner:
         done: dict[str, Any] = {"stopped_early": True, "sent_s": 0.0}
         cpu0, started = time.process_time(), time.monotonic()
         try:
-            port = self.port
             result = _loop.run(
                 worker.work(
                     None,

@@ -60,6 +60,17 @@ class ItemPort:
         self._asked = -math.inf
 
     def _final(self, item: Work, latency: float) -> None:
+        try:
+            record, size = self._record(item, latency)
+        except Exception as exc:  # never lose an item's record to what its target returned
+            status = item.status.value if item.status else "failure"
+            record = {"seq": item.seq, "status": status, "attempts": max(item.attempts, 1)}
+            record["result" if status == "success" else "error"] = f"(not reportable: {type(exc).__name__})"
+            size = 64
+        self._out.append((record, size))
+        self._finished += 1
+
+    def _record(self, item: Work, latency: float) -> tuple[dict[str, Any], int]:
         record: dict[str, Any] = {"seq": item.seq, "status": item.status.value if item.status else "failure"}
         record["attempts"] = item.attempts
         if item.status is Status.SUCCESS:
@@ -70,9 +81,7 @@ class ItemPort:
         if item.retries:
             record["retries"] = [r[:4096] for r in item.retries]
         record["latency_ms"] = round(max(latency, 0.0) * 1e3, 3)
-        size = len(msgpack.packb(record, use_bin_type=True))
-        self._out.append((record, size))
-        self._finished += 1
+        return record, len(msgpack.packb(record, use_bin_type=True))
 
     def give(self, items: list[list[Any]]) -> None:
         self.supply.put([Work(ident, body, seq=seq) for seq, ident, body in items])

@@ -68,12 +68,17 @@ class Coordinator:
         #: the run's work items (a feed): read here, handed to agents, finished here
         self.items = CentralItems(spec.policy) if spec.policy.feed is not None else None
         dealer = self.items.dealer if self.items is not None else None
-        self.state = CoordinatorState(spec, expect, timing, now=clock(), dealer=dealer)
-        self.timing = self.state.timing
-        if hub is None:
-            from pusher_farm.cluster.transport_zmq import ZmqHub
+        try:
+            self.state = CoordinatorState(spec, expect, timing, now=clock(), dealer=dealer)
+            self.timing = self.state.timing
+            if hub is None:
+                from pusher_farm.cluster.transport_zmq import ZmqHub
 
-            hub = ZmqHub(bind, keys=keys, insecure=insecure)
+                hub = ZmqHub(bind, keys=keys, insecure=insecure)
+        except BaseException:
+            if self.items is not None:
+                self.items.close()
+            raise
         self.hub = hub
         self.endpoint = hub.endpoint
         self.aggregator = Aggregator(spec.policy.window, listeners)

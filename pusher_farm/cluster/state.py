@@ -144,7 +144,7 @@ class CoordinatorState(PlanMixin, ReportMixin, ItemsMixin):
         if agent.state is AgentState.LOST:
             if msg.type not in ("window", "done", "heartbeat", "pong", "bye", "want"):
                 return [Log("info", f"{agent.label()} was lost: its {msg.type!r} is ignored for this run")]
-            if not agent.told_to_stop and agent.share_ends is not None:
+            if not agent.told_to_stop and (agent.share_ends is not None or self.spec.drain):
                 agent.told_to_stop = True  # it is talking while lost: make sure it stops
                 return [*self._stop_lost(agent), *handler(agent, msg, now)]
         return self._stamped(handler(agent, msg, now))
@@ -358,6 +358,9 @@ class CoordinatorState(PlanMixin, ReportMixin, ItemsMixin):
                 if policy == "rebalance" and self.book is not None:
                     actions += self.rebalance(agent, now)
                     actions += self._stop_lost(agent)
+                elif self.spec.drain:  # its items went to others: it must not work on them too
+                    agent.told_to_stop = True
+                    actions += self._stop_lost(agent)
             if settle:
                 actions += self._maybe_finish(now)
         return actions
@@ -365,6 +368,8 @@ class CoordinatorState(PlanMixin, ReportMixin, ItemsMixin):
     def _stop_lost(self, agent: AgentRecord) -> list[Action]:
         """Tell a lost agent whose share moved to stop where the others took over: if it can
         still hear us (the loss was one-way), it stops there and never doubles a slot."""
+        if self.spec.drain:  # its items went to others: stop at once, calls in flight too
+            return [Send(agent.id, "stop", {"run": self.run_id, "abort": True})]
         if agent.share_ends is None:
             return []
         return [Send(agent.id, "stop", {"run": self.run_id, "abort": False, "at_slot": agent.share_ends})]

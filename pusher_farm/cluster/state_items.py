@@ -20,19 +20,20 @@ from pusher_farm.items.dealer import Dealer
 if TYPE_CHECKING:
     from pusher_farm.cluster.state import CoordinatorState
 
-__all__ = ["ItemsMixin", "credit_for"]
+__all__ = ["MOST_CREDIT", "ItemsMixin", "credit_for"]
 
 #: seconds of items an agent holds ahead at its share of the rate (rate mode)
 _AHEAD_S = 0.5
 _LEAST_CREDIT = 32
-_MOST_CREDIT = 50_000
+#: the most items one agent may hold, whatever it asks
+MOST_CREDIT = 50_000
 
 
 def credit_for(peak_rate: float, share: float, parallel: int) -> int:
     """Items an agent may hold: a few per lane (drain mode), or half a second at its share
     of the peak rate (rate mode)."""
     want = 4 * parallel if parallel else peak_rate * share * _AHEAD_S
-    return int(min(max(want, _LEAST_CREDIT), _MOST_CREDIT))
+    return int(min(max(want, _LEAST_CREDIT), MOST_CREDIT))
 
 
 class ItemsMixin:
@@ -54,7 +55,7 @@ class ItemsMixin:
         done = [d for d in (dealer.finish(agent.id, r) for r in msg.get("fin", ())) if d is not None]
         actions: list[Action] = [Finished(done)] if done else []
         if agent.state is AgentState.RUNNING and self.phase is Phase.RUNNING and not self.cut:
-            batch = dealer.deal(agent.id, msg["credit"])
+            batch = dealer.deal(agent.id, min(msg["credit"], MOST_CREDIT))
             if batch:
                 agent.last_sent = now
                 actions.append(Send(agent.id, "items", {"run": self.run_id, "items": batch}))
@@ -72,8 +73,9 @@ class ItemsMixin:
         return [Log("info", f"{what} at {self.dry_s:.2f} s: stopping the run"), *self.stop_reports(now, abort=False)]
 
     def items_lost(self: CoordinatorState, agent: AgentRecord) -> list[Action]:
-        """``agent`` is lost: the items it held go out again first."""
+        """``agent`` is lost, or done before the items were: the items it held (and never
+        finished) go out again first."""
         if self.dealer is None:
             return []
         n = self.dealer.lose(agent.id)
-        return [Log("warning", f"{agent.label()} held {n} items: they go to other agents")] if n else []
+        return [Log("warning", f"{agent.label()} held {n} unfinished items: they go to other agents")] if n else []

@@ -202,6 +202,9 @@ class PlanMixin:
 
         running = [a for a in self._used() if a.state is AgentState.RUNNING]
         if self.book is None and self.spec.drain:  # drain mode: it takes items from now on
+            if self.spec.policy.profile is not None:
+                agent.state = AgentState.SPARE
+                return [Log("info", f"{agent.label()} stays out: a drain with a rate cap keeps its shares")]
             agent.state = AgentState.RUNNING
             agent.shard = Shard(0, (1.0,))
             return [Log("info", f"{agent.label()} joined: it takes items too"), self._start_message(agent, first=0)]

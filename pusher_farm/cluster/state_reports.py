@@ -138,6 +138,7 @@ class ReportMixin:
         if agent.state is AgentState.RUNNING:
             agent.state = AgentState.DONE
             actions.append(Log("info", f"{agent.label()} done: {agent.ledger.expected} windows"))
+            actions += self.items_lost(agent)  # items it holds and never finished go to the others
             if agent.stopped_early and not self.cut:
                 # It stopped on its own (its user, or an error): the others take its share.
                 why = agent.stats.get("error") or "stopped before the end of the run"

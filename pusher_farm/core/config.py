@@ -281,6 +281,11 @@ class Config:
     def __post_init__(self) -> None:
         for f in fields(self):
             object.__setattr__(self, f.name, f.metadata["check"](getattr(self, f.name)))
+        if self.parallel > self.overtime:
+            raise InvalidOption(
+                f"parallel {self.parallel} is more than overtime {self.overtime} (the most calls in flight "
+                "per process): raise overtime or lower parallel"
+            )
 
     def replace(self, **changes: Any) -> Config:
         """A copy with ``changes``, every setting checked again."""

@@ -343,14 +343,18 @@ class Executor:
                     due = t0 + (k - self.first_slot) * gap
                 if desk.dry:
                     return
+                # Every lane busy: a call's end wakes us. A lane free: the cap's next start, a
+                # retry falling due, or new items (which may come from another thread).
                 wait = _LONGEST_SLEEP
-                retry = desk.next_retry()
-                if retry is not None:
-                    wait = min(wait, retry - now)
-                if due > now and calls.in_flight < lanes:
-                    wait = min(wait, due - now)
-                if not desk.supply.has_next():
-                    wait = min(wait, _STARVED_POLL)  # items may come from another thread
+                if calls.in_flight < lanes:
+                    if due > now:
+                        wait = min(wait, due - now)
+                    else:
+                        retry = desk.next_retry()
+                        if retry is not None and retry > now:
+                            wait = min(wait, retry - now)
+                        if not desk.supply.has_next():
+                            wait = min(wait, _STARVED_POLL)
                 wake.clear()
                 if wait > 0:
                     timer = loop.call_later(wait, wake.set)

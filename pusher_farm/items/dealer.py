@@ -31,15 +31,22 @@ _REASONS = 100
 DEAL_BYTES = 1 << 20
 
 
-def _size(body: Any) -> int:
-    if body is None or isinstance(body, (int, float, bool)):
+#: the largest item body handed to an agent (a message holds at most 4 MiB)
+MAX_BODY = 1 << 20
+#: the longest item id
+MAX_ID = 1024
+
+
+def _size(body: Any) -> int | None:
+    """Bytes ``body`` takes on the wire; None when it is not plain data msgpack can carry."""
+    if body is None or isinstance(body, (float, bool)):
         return 8
-    if isinstance(body, (str, bytes)):
+    if isinstance(body, str):
         return len(body) + 8
     try:
         return len(msgpack.packb(body, use_bin_type=True)) + 8
-    except (TypeError, ValueError):
-        return 64
+    except (TypeError, ValueError, OverflowError):
+        return None
 
 
 class Dealer:
@@ -49,6 +56,9 @@ class Dealer:
         self._items = items
         self._next: Work | None = None
         self.exhausted = False
+        #: items that could not be handed out (id too long, body too large or not plain data)
+        self.refused = 0
+        self.refused_first: list[str] = []
         self._read()
         self._seq = 0
         #: items out (held by an agent, or waiting to go out again), by seq
@@ -67,9 +77,27 @@ class Dealer:
         self.by_agent: Counter[str] = Counter()
 
     def _read(self) -> None:
-        self._next = next(self._items, None)
-        if self._next is None:
-            self.exhausted = True
+        """The next item an agent can be given: one whose id or body could not cross the wire
+        is set aside, counted in ``refused`` with its reason."""
+        while True:
+            item = next(self._items, None)
+            if item is None:
+                self._next = None
+                self.exhausted = True
+                return
+            size = _size(item.body)
+            if size is not None and size <= MAX_BODY and len(item.id) <= MAX_ID:
+                item.size = size
+                self._next = item
+                return
+            self.refused += 1
+            if len(self.refused_first) < _REASONS // 10:
+                what = (
+                    "its id is over 1024 characters"
+                    if len(item.id) > MAX_ID
+                    else ("its body is over 1 MiB" if size is not None else "its body is not plain data (JSON-like)")
+                )
+                self.refused_first.append(f"item {item.id[:64]!r}: {what}")
 
     @property
     def dry(self) -> bool:
@@ -99,7 +127,7 @@ class Dealer:
             self._holder[seq] = agent
             self._held[agent] += 1
             out.append([seq, item.id, item.body])
-            budget -= _size(item.body) + len(item.id)
+            budget -= item.size + len(item.id)
             n -= 1
         return out
 
@@ -142,7 +170,9 @@ class Dealer:
         self.by_status[status.value] += 1
         self.attempts[item.attempts] += 1
         self.retries += len(item.retries)
-        self.retry_reasons.update(item.retries)
+        for reason in item.retries:
+            reasons = self.retry_reasons
+            reasons[reason if reason in reasons or len(reasons) < _REASONS else "other reasons"] += 1
         self.by_agent[agent] += 1
         full = item.record()
         if "latency_ms" in record:
@@ -159,6 +189,8 @@ class Dealer:
             "retries_by_reason": dict(self.retry_reasons.most_common(_REASONS)),
             "reissued": self.reissued,
             "duplicates_dropped": self.duplicates,
+            "refused": self.refused,
+            "refused_first": list(self.refused_first),
             "unprocessed": len(self.outstanding),
             "by_agent": dict(self.by_agent),
             "dry": self.dry,

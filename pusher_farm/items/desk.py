@@ -23,6 +23,9 @@ from typing import Any
 
 from pusher_farm.items.item import FAILURE_KIND, RETRY_KIND, Status, Work, is_retry
 
+#: the error kind of a call the run's abort cut short (``core.calls.INTERRUPTED``)
+INTERRUPTED = "Interrupted"
+
 __all__ = ["BufferSupply", "Desk", "FeedSupply", "Supply"]
 
 
@@ -135,6 +138,8 @@ class Desk:
         self.attempts: Counter[int] = Counter()
         self.retries = 0
         self.retry_reasons: Counter[str] = Counter()
+        #: items whose call the run's abort cut short: left unfinished
+        self.interrupted = 0
         self.dry = False
         #: failures passing items on (a bug in a handler): counted, the first one kept
         self.hand_errors = 0
@@ -182,10 +187,17 @@ class Desk:
                 item.result = None if result is Status.SUCCESS else result
                 self._finish(item, latency)
                 return None
+        if error == INTERRUPTED:
+            # The run was aborted under it: not done, not failed by its target. It is left
+            # unfinished (a farm's coordinator counts it unprocessed; a Redis list keeps it).
+            self.interrupted += 1
+            self._check_dry()
+            return error
         if is_retry(error):
             item.retries.append(error)
             self.retries += 1
-            self.retry_reasons[error] += 1
+            reasons = self.retry_reasons
+            reasons[error if error in reasons or len(reasons) < 100 else "other reasons"] += 1
             if item.attempts <= self.max_retries:
                 heapq.heappush(self._waiting, (now + self.retry_delay, next(self._order), item))
                 if self.on_retry is not None:
@@ -231,6 +243,7 @@ class Desk:
             "retries": self.retries,
             "retries_by_reason": dict(self.retry_reasons.most_common(100)),
             "waiting_retries": len(self._waiting),
+            "interrupted": self.interrupted,
             "starved_slots": self.starved,
             "dry": self.dry,
             "handler_errors": self.hand_errors,

@@ -63,7 +63,10 @@ class Lane:
 
     def close(self, timeout: float | None = None) -> bool:
         """Finish every event put so far, then end; False if it did not within ``timeout``."""
-        self._queue.put(_STOP)
+        try:
+            self._queue.put(_STOP, timeout=timeout)
+        except queue.Full:
+            return False
         self._thread.join(timeout)
         return not self._thread.is_alive()
 
@@ -125,7 +128,12 @@ class Handlers:
     ) -> None:
         self._files: list[_JsonLines] = []
         self._results = self._file(Results(results)) if results else None
-        self._dead = self._file(DeadLetter(dead_letter)) if dead_letter else None
+        try:
+            self._dead = self._file(DeadLetter(dead_letter)) if dead_letter else None
+        except BaseException:
+            for f in self._files:
+                f.close()
+            raise
         self.success = [Lane(_name(f, "on_success"), f) for f in on_success]
         self.retry = [Lane(_name(f, "on_retry"), f) for f in on_retry]
         self.failure = [Lane(_name(f, "on_failure"), f) for f in on_failure]

@@ -60,6 +60,8 @@ class Work:
     seq: int | None = None
     #: what its feed needs to acknowledge it (a Redis list entry)
     source: Any = None
+    #: bytes its body takes on the wire (a farm's dealer measures it)
+    size: int = 64
 
     def fields(self) -> dict[str, Any]:
         """What ``{name}`` placeholders may name: the body's fields (a map's), ``id`` and
@@ -83,14 +85,25 @@ class Work:
         return out
 
 
-def plain(value: Any) -> Any:
-    """``value`` as JSON/msgpack data: plain values as they are, anything else as its repr."""
-    if value is None or isinstance(value, (str, int, float, bool)):
+#: nesting kept by ``plain`` (deeper parts become their repr, cut short)
+_DEPTH = 32
+
+
+def plain(value: Any, depth: int = 0) -> Any:
+    """``value`` as JSON/msgpack data: plain values as they are, anything else (and anything
+    nested deeper than ``_DEPTH``) as its repr, cut to 200 characters. Never raises."""
+    if value is None or isinstance(value, (str, bool, float)):
         return value
-    if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, int):
+        return value if -(1 << 63) <= value < 1 << 64 else str(value)
+    if depth < _DEPTH:
+        if isinstance(value, (list, tuple)):
+            return [plain(v, depth + 1) for v in value]
+        if isinstance(value, dict):
+            return {str(k): plain(v, depth + 1) for k, v in value.items()}
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
-    return repr(value)
+    try:
+        return repr(value)[:200]
+    except Exception:
+        return f"<{type(value).__name__}>"

@@ -48,17 +48,21 @@ def open_items(config: Any) -> tuple[Feed, Handlers]:
     if config.parallel and config.feed_cycle:
         raise InvalidOption("drain mode processes a feed once: drop feed_cycle (--feed-cycle)")
     feed = open_feed(config.feed)
-    if config.feed_cycle and not feed.can_cycle:
-        raise InvalidOption(f"feed {feed.name} can be read only once: it cannot cycle (drop --feed-cycle)")
-    failure = [resolve_handler(h) for h in config.failure_handlers]
-    handlers = Handlers(
-        on_success=config.on_success,
-        on_retry=config.on_retry,
-        on_failure=config.on_failure,
-        failure_records=failure,
-        results=config.results,
-        dead_letter=config.dead_letter,
-    )
+    try:
+        if config.feed_cycle and not feed.can_cycle:
+            raise InvalidOption(f"feed {feed.name} can be read only once: it cannot cycle (drop --feed-cycle)")
+        failure = [resolve_handler(h) for h in config.failure_handlers]
+        handlers = Handlers(
+            on_success=config.on_success,
+            on_retry=config.on_retry,
+            on_failure=config.on_failure,
+            failure_records=failure,
+            results=config.results,
+            dead_letter=config.dead_letter,
+        )
+    except BaseException:
+        feed.close()
+        raise
     return feed, handlers
 
 

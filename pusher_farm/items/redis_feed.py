@@ -46,7 +46,10 @@ def _client(url: str) -> Any:
         raise InvalidOption("a Redis feed needs the redis package: pip install 'pusher-farm[redis]'") from None
     # A short timeout: a Redis that stops answering holds up the coordinator (and its heartbeats)
     # for at most this long before the feed gives up on it.
-    return redis.Redis.from_url(url, socket_timeout=_TIMEOUT, socket_connect_timeout=_TIMEOUT)
+    try:
+        return redis.Redis.from_url(url, socket_timeout=_TIMEOUT, socket_connect_timeout=_TIMEOUT)
+    except ValueError as exc:
+        raise InvalidOption(f"cannot read the Redis address {url!r}: {exc}") from None
 
 
 class RedisFeed(Feed):

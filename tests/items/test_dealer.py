@@ -46,3 +46,22 @@ def test_dry_when_the_feed_is_out_and_nothing_is_held():
     assert d.dry and record["body"] == {"n": 1} and record["error"] == "Retry: x"
     s = d.summary()
     assert s["by_status"] == {"success": 1, "failure": 1} and s["attempts"] == {"1": 1, "3": 1} and s["retries"] == 3
+
+
+def test_items_that_cannot_cross_the_wire_are_refused_with_a_reason():
+    items = [Work("ok", {"n": 1}), Work("x" * 2000, 1), Work("big", "b" * (2 << 20)), Work("obj", {1, 2}),
+             Work("huge", 1 << 70), Work("last", None)]  # fmt: skip
+    d = Dealer(iter(items))
+    assert [x[1] for x in d.deal("a", 10)] == ["ok", "last"]  # msgpack cannot carry a set or 2**70
+    assert d.refused == 4 and "over 1024 characters" in d.refused_first[0] and "over 1 MiB" in d.refused_first[1]
+    assert all("not plain data" in r for r in d.refused_first[2:])
+
+
+def test_deeply_nested_results_and_odd_values_become_plain_data():
+    from pusher_farm.items.item import plain
+
+    deep: list = []
+    for _ in range(600):
+        deep = [deep]
+    assert plain(deep) is not None  # no RecursionError
+    assert plain(1 << 70) == str(1 << 70) and plain({1, 2}).startswith("{")

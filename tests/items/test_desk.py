@@ -76,3 +76,10 @@ def test_a_buffer_supply_is_filled_from_elsewhere_and_says_its_room():
     assert [w.id for w in s.left()] == ["b"]
     s.end()
     assert s.exhausted
+
+
+def test_an_item_whose_call_an_abort_cut_short_is_left_unfinished():
+    d, finals, _ = desk(n=2)
+    a = d.take(0.0)
+    assert d.settle(a, "Interrupted", None, 0.0, 0.0) == "Interrupted"
+    assert finals == [] and d.summary()["interrupted"] == 1

@@ -131,6 +131,8 @@ def test_an_agent_killed_mid_drain_loses_no_item(tmp_path):
         (["noop", "--feed", "{feed}", "--rps", "10", "-d", "1s", "--parallel", "3"], "--parallel is for drain mode"),
         (["noop", "--feed", "{feed}", "--drain", "--feed-cycle"], "--drain processes the feed once"),
         (["noop", "--feed", "{feed}", "--drain", "--failure-handler", "nope:fn"], "cannot be imported here"),
+        (["noop", "--feed", "{feed}", "--drain", "--parallel", "20", "--overtime", "5"], "parallel 20 is more than"),
+        (["noop", "--feed", "redis://127.0.0.1:notaport/0", "--drain"], "cannot read the Redis address"),
     ],
 )
 def test_bad_item_options_get_one_line_and_exit_2(tmp_path, args, message):
@@ -172,3 +174,38 @@ def test_a_drain_rate_cap_is_the_whole_farms(tmp_path):
                     "-p", "2")  # fmt: skip
     assert p.returncode == 0, p.stderr
     assert d["items"]["by_status"] == {"success": 200} and d["duration_s"] >= 1.8  # 200 items at 100/s in all
+
+
+def test_an_agent_stopped_by_its_user_mid_drain_hands_its_items_to_the_other(tmp_path):
+    """SIGTERM to one of two agents mid-drain: it stops and leaves, the items it held go to the
+    other agent, and the drain still does every item exactly once."""
+    results, out = tmp_path / "results.jsonl", tmp_path / "report.json"
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    coord = subprocess.Popen(
+        [*FARM, "coordinator", "item_targets:slow", "--bind", endpoint, "-n", "2", "--feed",
+         str(feed(tmp_path, 3000)), "--drain", "--parallel", "4", "--results", str(results), "--json", str(out), "-q"],
+        env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    agents = [
+        subprocess.Popen(
+            [*FARM, "agent", "--connect", endpoint, "--name", f"a{i}", "--once", "-q"],
+            env=env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for i in range(2)
+    ]
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (not results.exists() or len(results.read_text().splitlines()) < 300):
+            time.sleep(0.05)
+        agents[0].send_signal(signal.SIGTERM)
+        _, err = coord.communicate(timeout=120)
+    finally:
+        for a in agents:
+            a.kill()
+            a.wait()
+    d = json.loads(out.read_text())
+    assert sorted(int(x["id"]) for x in lines(results)) == list(range(3000)), err
+    assert d["items"]["by_status"] == {"success": 3000} and d["items"]["unprocessed"] == 0
+    assert d["items"]["reissued"] > 0  # what the stopped agent held went to the other
