@@ -8,7 +8,7 @@ from typing import Any
 
 from pusher_farm.items.dealer import Dealer
 from pusher_farm.items.item import Work
-from pusher_farm.items.local import open_items
+from pusher_farm.items.local import about, open_items
 
 __all__ = ["CentralItems"]
 
@@ -35,10 +35,4 @@ class CentralItems:
         self.feed.close()
 
     def summary(self) -> dict[str, Any]:
-        out = self.dealer.summary()
-        out["feed"] = self.feed.name
-        out["malformed"] = self.feed.bad.count
-        out["malformed_lines"] = [{"line": n, "reason": r} for n, r in self.feed.bad.first]
-        out["callbacks"] = self.handlers.counts()
-        out["notes"] = [*self.feed.notes(), *self.closed_notes]
-        return out
+        return {**self.dealer.summary(), **about(self.feed, self.handlers, self.closed_notes)}

@@ -17,7 +17,7 @@ from pusher_farm.items.feeds import Feed, open_feed
 from pusher_farm.items.handlers import Handlers
 from pusher_farm.items.item import Work
 
-__all__ = ["LocalItems", "open_items", "resolve_handler"]
+__all__ = ["LocalItems", "about", "open_items", "resolve_handler"]
 
 
 def resolve_handler(spec: Any) -> Callable[[dict[str, Any]], Any]:
@@ -99,10 +99,15 @@ class LocalItems:
         self.feed.close()
 
     def summary(self) -> dict[str, Any]:
-        out = self.desk.summary()
-        out["feed"] = self.feed.name
-        out["malformed"] = self.feed.bad.count
-        out["malformed_lines"] = [{"line": n, "reason": r} for n, r in self.feed.bad.first]
-        out["callbacks"] = self.handlers.counts()
-        out["notes"] = [*self.feed.notes(), *self.closed_notes]
-        return out
+        return {**self.desk.summary(), **about(self.feed, self.handlers, self.closed_notes)}
+
+
+def about(feed: Feed, handlers: Handlers, closed_notes: list[str]) -> dict[str, Any]:
+    """What a report says of a run's feed and handlers (beside the counts of its items)."""
+    return {
+        "feed": feed.name,
+        "malformed": feed.bad.count,
+        "malformed_lines": [{"line": n, "reason": r} for n, r in feed.bad.first],
+        "callbacks": handlers.counts(),
+        "notes": [*feed.notes(), *closed_notes],
+    }

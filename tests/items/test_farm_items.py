@@ -3,10 +3,9 @@
 import json
 import signal
 import subprocess
-import time
 
 import pytest
-from helpers import FARM, env, farm_run, feed, free_port, lines
+from helpers import FARM, drain_and_disturb, env, farm_run, feed, lines
 
 RETRY = "item_targets:retry_twice_every_third"
 
@@ -82,39 +81,12 @@ def test_items_from_stdin(tmp_path):
 def test_an_agent_killed_mid_drain_loses_no_item(tmp_path):
     """Three agents drain 6,000 slow items; one is killed with SIGKILL: its items go to the
     others, and every item is in the results exactly once."""
-    results, out = tmp_path / "results.jsonl", tmp_path / "report.json"
-    port = free_port()
-    endpoint = f"tcp://127.0.0.1:{port}"
-    coord = subprocess.Popen(
-        [*FARM, "coordinator", "item_targets:slow", "--bind", endpoint, "-n", "3", "--feed",
-         str(feed(tmp_path, 6000)), "--drain", "--parallel", "4", "--results", str(results),
-         "--agent-timeout", "1s", "--json", str(out), "-q"],
-        env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    status, err, d, got = drain_and_disturb(
+        tmp_path, str(feed(tmp_path, 6000)), 3, lambda agents: agents[0].send_signal(signal.SIGKILL), after=600,
+        extra=("--parallel", "4", "--agent-timeout", "1s"),
     )  # fmt: skip
-    agents = [
-        subprocess.Popen(
-            [*FARM, "agent", "--connect", endpoint, "--name", f"a{i}", "--once", "-q"],
-            env=env(),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        for i in range(3)
-    ]
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and (not results.exists() or len(results.read_text().splitlines()) < 600):
-            time.sleep(0.05)
-        agents[0].send_signal(signal.SIGKILL)
-        _, err = coord.communicate(timeout=120)
-    finally:
-        for a in agents:
-            a.kill()
-            a.wait()
-    d = json.loads(out.read_text())
-    assert coord.returncode == 1, err  # an agent was lost
-    got = lines(results)
-    ids = [int(r["id"]) for r in got]
-    assert sorted(ids) == list(range(6000))  # none lost, none twice
+    assert status == 1, err  # an agent was lost
+    assert sorted(int(r["id"]) for r in got) == list(range(6000))  # none lost, none twice
     lost = [a for a in d["agents"] if a["lost"]]
     assert [a["name"] for a in lost] == ["a0"]
     assert d["items"]["reissued"] > 0 and d["items"]["unprocessed"] == 0
@@ -179,33 +151,10 @@ def test_a_drain_rate_cap_is_the_whole_farms(tmp_path):
 def test_an_agent_stopped_by_its_user_mid_drain_hands_its_items_to_the_other(tmp_path):
     """SIGTERM to one of two agents mid-drain: it stops and leaves, the items it held go to the
     other agent, and the drain still does every item exactly once."""
-    results, out = tmp_path / "results.jsonl", tmp_path / "report.json"
-    endpoint = f"tcp://127.0.0.1:{free_port()}"
-    coord = subprocess.Popen(
-        [*FARM, "coordinator", "item_targets:slow", "--bind", endpoint, "-n", "2", "--feed",
-         str(feed(tmp_path, 3000)), "--drain", "--parallel", "4", "--results", str(results), "--json", str(out), "-q"],
-        env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    _status, err, d, got = drain_and_disturb(
+        tmp_path, str(feed(tmp_path, 3000)), 2, lambda agents: agents[0].send_signal(signal.SIGTERM), after=300,
+        extra=("--parallel", "4"),
     )  # fmt: skip
-    agents = [
-        subprocess.Popen(
-            [*FARM, "agent", "--connect", endpoint, "--name", f"a{i}", "--once", "-q"],
-            env=env(),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        for i in range(2)
-    ]
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and (not results.exists() or len(results.read_text().splitlines()) < 300):
-            time.sleep(0.05)
-        agents[0].send_signal(signal.SIGTERM)
-        _, err = coord.communicate(timeout=120)
-    finally:
-        for a in agents:
-            a.kill()
-            a.wait()
-    d = json.loads(out.read_text())
-    assert sorted(int(x["id"]) for x in lines(results)) == list(range(3000)), err
+    assert sorted(int(x["id"]) for x in got) == list(range(3000)), err
     assert d["items"]["by_status"] == {"success": 3000} and d["items"]["unprocessed"] == 0
     assert d["items"]["reissued"] > 0  # what the stopped agent held went to the other

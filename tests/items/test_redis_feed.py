@@ -8,7 +8,7 @@ import time
 
 import pytest
 import redis
-from helpers import FARM, env, free_port, lines
+from helpers import FARM, drain_and_disturb, env, free_port, lines
 
 import pusher_farm as pf
 from pusher_farm.errors import InvalidOption
@@ -52,36 +52,12 @@ def test_ten_thousand_items_three_agents_one_killed_none_lost(redis_url, tmp_pat
     every item is in the results exactly once, none is left on either list, and the report
     names the lost agent."""
     r = fill(redis_url, 10_000)
-    results, out = tmp_path / "results.jsonl", tmp_path / "report.json"
-    endpoint = f"tcp://127.0.0.1:{free_port()}"
-    coord = subprocess.Popen(
-        [*FARM, "coordinator", "item_targets:slow", "--bind", endpoint, "-n", "3", "--feed",
-         redis_url + "?list=jobs", "--drain", "--parallel", "8", "--results", str(results),
-         "--agent-timeout", "1s", "--json", str(out), "-q"],
-        env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    status, err, d, got = drain_and_disturb(
+        tmp_path, redis_url + "?list=jobs", 3, lambda agents: agents[1].send_signal(signal.SIGKILL), after=1000,
+        extra=("--parallel", "8", "--agent-timeout", "1s"),
     )  # fmt: skip
-    agents = [
-        subprocess.Popen(
-            [*FARM, "agent", "--connect", endpoint, "--name", f"a{i}", "--once", "-q"],
-            env=env(),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        for i in range(3)
-    ]
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and (not results.exists() or len(results.read_text().splitlines()) < 1000):
-            time.sleep(0.05)
-        agents[1].send_signal(signal.SIGKILL)
-        _, err = coord.communicate(timeout=180)
-    finally:
-        for a in agents:
-            a.kill()
-            a.wait()
-    d = json.loads(out.read_text())
-    assert coord.returncode == 1, err
-    assert sorted(int(x["id"]) for x in lines(results)) == list(range(10_000))
+    assert status == 1, err
+    assert sorted(int(x["id"]) for x in got) == list(range(10_000))
     assert r.llen("jobs") == 0 and r.llen("jobs:processing") == 0
     assert [a["name"] for a in d["agents"] if a["lost"]] == ["a1"]
     assert d["items"]["reissued"] > 0 and d["items"]["by_status"] == {"success": 10_000}
