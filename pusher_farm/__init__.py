@@ -5,8 +5,9 @@ The whole public API is re-exported here (``__all__``); everything else is inter
 
 from pusher_farm._version import __version__ as __version__
 from pusher_farm.core.calls import Context, inline
-from pusher_farm.core.config import (
-    Config,
+from pusher_farm.core.config import Config
+from pusher_farm.core.gossip import Gossip, Gossiper, GossipStream, When
+from pusher_farm.core.offers import (
     Offer,
     with_batch,
     with_gossips,
@@ -17,7 +18,6 @@ from pusher_farm.core.config import (
     with_timeout,
     with_window,
 )
-from pusher_farm.core.gossip import Gossip, Gossiper, GossipStream, When
 from pusher_farm.core.report import AgentSummary, Counts, EpochSummary, Report, WorkerSummary
 from pusher_farm.core.schedule import Constant, Stage, Stages, parse_duration, parse_stages
 from pusher_farm.core.stats import Histogram

@@ -18,7 +18,7 @@ from typing import Any
 
 from pusher_farm.core import loop as _loop
 from pusher_farm.core.calls import Context, target_kind
-from pusher_farm.core.config import Offer
+from pusher_farm.core.offers import Offer
 from pusher_farm.core.report import Report, WorkerSummary
 from pusher_farm.core.schedule import Constant
 from pusher_farm.core.window import Tally, Window

@@ -37,6 +37,7 @@ retry_delay = "100ms"
 dead-letter = "{tmp_path / "dead.jsonl"}"
 timeout = "5s"
 on-agent-loss = "continue"
+threshold = ["p99<250ms", "error_rate<1%"]
 
 [params]
 connecting = 4
@@ -49,6 +50,7 @@ verify = false
         "--drain", "--parallel", "20", "--rps", "300", "--feed", str(items), "--max-retries", "3",
         "--retry-delay", "100ms", "--dead-letter", str(tmp_path / "dead.jsonl"), "--timeout", "5s",
         "--on-agent-loss", "continue", "--param", "connecting=4", "--param", "verify=false",
+        "--threshold", "p99<250ms", "--threshold", "error_rate<1%",
     )  # fmt: skip
     assert from_file == from_flags
     assert (

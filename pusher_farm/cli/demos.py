@@ -54,7 +54,7 @@ def demo(
 
 
 def _load(rps: float, length: str, json_path: str | None, quiet: bool, tls: bool) -> None:
-    from pusher_farm.core.config import with_timeout
+    from pusher_farm.core.offers import with_timeout
     from pusher_farm.core.schedule import Constant
     from pusher_farm.core.worker import hire
     from pusher_farm.demo import DemoServer, self_signed

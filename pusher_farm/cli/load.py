@@ -149,6 +149,17 @@ def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         ),
         *item_options(),
         click.option(
+            "--threshold",
+            "thresholds",
+            multiple=True,
+            metavar="'METRIC OP VALUE'",
+            help="A pass/fail criterion on the merged run, e.g. 'p99<250ms', 'error_rate<1%', "
+            "'achieved_rps>=0.99*requested' (repeatable). A failed one exits 99.",
+        ),
+        click.option(
+            "--abort-on-fail", is_flag=True, help="Stop the run as soon as a threshold fails (checked each window)."
+        ),
+        click.option(
             "--show-config",
             is_flag=True,
             help="Print the run's settings as JSON (after the file, the environment and the flags) and exit.",
@@ -164,6 +175,8 @@ def _config(target: str, opts: dict[str, Any], *, check_import: bool) -> Config:
     from pusher_farm.targets import builtin_names, resolve
 
     items = item_settings(opts)
+    if opts["abort_on_fail"] and not opts["thresholds"]:
+        fail("--abort-on-fail needs a --threshold to check")
     if items.get("parallel"):  # drain mode: --rps is an optional cap, --duration an optional bound
         if opts["stages"] is not None:
             fail("--drain takes a rate cap (--rps), not --stages")
@@ -191,6 +204,8 @@ def _config(target: str, opts: dict[str, Any], *, check_import: bool) -> Config:
         batch=opts["batch"],
         on_agent_loss=opts["on_agent_loss"],
         late_join=opts["late_join"],
+        thresholds=tuple(opts["thresholds"]),
+        abort_on_fail=opts["abort_on_fail"],
         **items,
     )
     check_json_path(opts["json_path"])

@@ -24,6 +24,7 @@ from pusher_farm.cluster.state import CoordinatorState, Timing
 from pusher_farm.cluster.summary import build_report
 from pusher_farm.cluster.transport import Hub
 from pusher_farm.core.report import Report
+from pusher_farm.core.thresholds import Verdict, Watch, judge
 from pusher_farm.core.window import Window
 from pusher_farm.items.central import CentralItems
 
@@ -81,6 +82,13 @@ class Coordinator:
             raise
         self.hub = hub
         self.endpoint = hub.endpoint
+        listeners = list(listeners)
+        #: --abort-on-fail: the thresholds checked on the merged totals after every window
+        self.watch: Watch | None = None
+        if spec.policy.abort_on_fail and spec.policy.thresholds:
+            requested = sum(c.profile.average_rate(c.length()) for c in spec.configs if c.profile is not None)
+            self.watch = Watch(spec.policy.thresholds, spec.policy.window, requested, self._threshold_failed)
+            listeners.append(self.watch.add)
         self.aggregator = Aggregator(spec.policy.window, listeners)
         self.finish: Finish | None = None
         self.cpu_seconds = 0.0
@@ -89,6 +97,11 @@ class Coordinator:
         self._stopped = self._aborted = False
         self._next_tick = clock()
         self._closed = False
+
+    def _threshold_failed(self, verdicts: list[Verdict]) -> None:
+        names = ", ".join(v.threshold.text for v in verdicts)
+        log.warning("threshold %s failed: stopping the run (--abort-on-fail)", names)
+        self.stop()
 
     def stop(self, *, abort: bool = False) -> None:
         """End the run early (any thread); ``abort``: cancel the calls in flight too."""
@@ -139,6 +152,7 @@ class Coordinator:
         """The report of what has arrived (the run's end, once it has come)."""
         finish = self.finish or Finish(False, "the run did not finish", 1)
         report = build_report(self.state, self.aggregator, finish, elapsed=elapsed, dropped=self.hub.dropped)
+        self._judge(report)
         if self.items is not None:
             report.items = self.items.summary()
             report.items["starved_slots"] = sum(int(a.stats.get("starved", 0)) for a in self.state.agents.values())
@@ -149,6 +163,14 @@ class Coordinator:
             if dry_s is not None and not self.spec.drain:
                 report.notes.append(f"the feed ran dry at {dry_s:.2f} s: the run ended there")
         return report
+
+    def _judge(self, report: Report) -> None:
+        if not self.spec.policy.thresholds:
+            return
+        judge(report, self.spec.policy.thresholds)
+        if self.watch is not None and self.watch.failed:
+            failed = ", ".join(v.threshold.text for v in self.watch.failed)
+            report.notes.append(f"stopped early: threshold {failed} failed (--abort-on-fail)")
 
     def _apply(self, actions: list[Action]) -> None:
         for action in actions:

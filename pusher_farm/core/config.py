@@ -13,7 +13,7 @@ Where a setting applies (``scope`` in the field's metadata):
 * ``local``: never leaves this process (gossip listeners).
 
 A new setting is a field here, its command-line option and its use: the wire form, the checks
-and ``replace`` follow from the field.
+and ``replace`` follow from the field. The offers that set fields (``with_*``) are in ``offers``.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from typing import Any
 
 from pusher_farm.core.gossip import Gossiper
 from pusher_farm.core.schedule import Profile, parse_duration, profile_from_stages
+from pusher_farm.core.thresholds import check_all as check_thresholds
 from pusher_farm.errors import InvalidOption, InvalidOvertime, ProtocolError, PusherError
 from pusher_farm.items import settings as _items
 
@@ -36,15 +37,6 @@ __all__ = [
     "LOSS_POLICIES",
     "MAX_OVERTIME",
     "Config",
-    "Offer",
-    "with_batch",
-    "with_gossips",
-    "with_items",
-    "with_overtime",
-    "with_profile",
-    "with_spin",
-    "with_timeout",
-    "with_window",
 ]
 
 #: Calls in flight allowed by default. pusher allows a million goroutines; a Python process
@@ -277,6 +269,10 @@ class Config:
     on_success: tuple[Callable[..., Any], ...] = _setting((), _items.callbacks("on_success"), "farm")
     on_retry: tuple[Callable[..., Any], ...] = _setting((), _items.callbacks("on_retry"), "farm")
     on_failure: tuple[Callable[..., Any], ...] = _setting((), _items.callbacks("on_failure"), "farm")
+    #: pass/fail criteria on the merged run (``p99<250ms``, ``error_rate<1%``; see thresholds)
+    thresholds: tuple[str, ...] = _setting((), check_thresholds, "farm")
+    #: stop the run once a threshold fails (checked after every window)
+    abort_on_fail: bool = _setting(False, _flag("abort_on_fail"), "farm")
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -333,70 +329,3 @@ class Config:
         if self.profile is None:
             raise InvalidOption("no rate profile: give rps, or a profile with with_profile(...)")
         return self.profile.length(self.until)
-
-
-Offer = Callable[[Config], Config]
-
-
-def _offer(**change: Any) -> Offer:
-    """An offer that sets ``change``, checked now (an offer fails where it is written)."""
-    Config(**change)
-    return lambda c: c.replace(**change)
-
-
-def with_overtime(limit: int) -> Offer:
-    """At most ``limit`` calls in flight; a slot that finds them all busy is canceled.
-    0 cancels every slot, as in pusher."""
-    return _offer(overtime=limit)
-
-
-def with_gossips(*listeners: Gossiper) -> Offer:
-    """Send every slot's events to these listeners (each on its own thread)."""
-    _listeners(listeners)
-    return lambda c: c.replace(listeners=c.listeners + tuple(listeners))
-
-
-def with_timeout(seconds: float | None) -> Offer:
-    """Bound each call to ``seconds`` (a call past it fails as ``Timeout``); ``None``: no bound."""
-    return _offer(timeout=seconds)
-
-
-def with_profile(profile: Profile) -> Offer:
-    """Follow this rate profile (``Stages``) instead of the constant rate given to ``work``."""
-    if not isinstance(profile, Profile):
-        raise InvalidOption(f"a profile must be a Constant or Stages, got {profile!r}")
-    return _offer(profile=profile)
-
-
-def with_window(seconds: float) -> Offer:
-    """Report window length (the time series' resolution), 1 s by default."""
-    return _offer(window=seconds)
-
-
-def with_batch(seconds: float) -> Offer:
-    """Launch every slot due within ``seconds`` of a wake-up with it: fewer wake-ups (about a
-    third of the CPU per call at a few thousand calls per second with the default 4 ms), at the
-    price of starting such slots up to ``seconds`` early. Their latency then counts from their
-    actual start (never below the service time); their lag is 0. 0 wakes up for every slot
-    (on the loop's millisecond timers); ``with_spin`` ignores the batch."""
-    return _offer(batch=seconds)
-
-
-def with_items(feed: Any, **settings: Any) -> Offer:
-    """Give each call a work item from ``feed`` (a file name, ``-`` or an iterable) and say
-    what happens to them: ``feed_cycle``, ``max_retries``, ``retry_delay``, ``parallel`` (drain
-    mode), ``results``, ``dead_letter``, ``failure_handlers``, ``on_success``, ``on_retry``,
-    ``on_failure`` (see ``Config``)."""
-    allowed = {"feed_cycle", "max_retries", "retry_delay", "parallel", "results", "dead_letter",
-               "failure_handlers", "on_success", "on_retry", "on_failure"}  # fmt: skip
-    unknown = sorted(set(settings) - allowed)
-    if unknown:
-        raise InvalidOption(f"with_items has no setting {unknown[0]!r}; it takes {', '.join(sorted(allowed))}")
-    return _offer(feed=feed, **settings)
-
-
-def with_spin(seconds: float) -> Offer:
-    """Busy-wait the last ``seconds`` before each slot instead of sleeping, so calls start
-    within microseconds of their intended time rather than within the event loop's
-    millisecond timer tick. Costs CPU (a whole core above ~1k slots/s); 2 ms is plenty."""
-    return _offer(spin=seconds)

@@ -148,6 +148,8 @@ class Report:
     #: work items (a run with a feed): counts by status, attempts, retries, the feed's
     #: malformed lines, callbacks
     items: dict[str, Any] | None = None
+    #: each threshold with its measured value and verdict (``core.thresholds``)
+    thresholds: list[dict[str, Any]] = field(default_factory=list)
     #: exit status for the command line: 0 ran as asked, 1 ran but agents were lost or the
     #: run was aborted, 2 refused before any load (bad target on an agent, ...)
     status: int = 0

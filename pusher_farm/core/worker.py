@@ -11,11 +11,13 @@ from typing import Any
 
 from pusher_farm.core import loop as _loop
 from pusher_farm.core.calls import Context, target_kind
-from pusher_farm.core.config import Config, Offer
+from pusher_farm.core.config import Config
 from pusher_farm.core.executor import HALT, Executor, add_epoch
 from pusher_farm.core.gossip import GossipHub
+from pusher_farm.core.offers import Offer
 from pusher_farm.core.report import Report, WorkerSummary
 from pusher_farm.core.schedule import Constant, Profile, Shard
+from pusher_farm.core.thresholds import judge
 from pusher_farm.core.window import Window
 from pusher_farm.errors import InvalidOption, InvalidRPS, MissingTarget, PusherError, WorkerBusy
 from pusher_farm.items.desk import Desk
@@ -224,6 +226,8 @@ class Worker:
                 await asyncio.to_thread(local.close)
             self._busy = False
         report = self._report(executor, hub, time.monotonic() - started)
+        if cfg.thresholds:
+            judge(report, cfg.thresholds)
         if local is not None:
             report.items = local.summary()
             report.notes.extend(local.closed_notes)

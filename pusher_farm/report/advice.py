@@ -54,6 +54,10 @@ def warnings(report: Report) -> list[str]:
         )
     if churn:
         out.append(churn)
+    for t in report.thresholds:
+        if not t["ok"]:
+            value = "could not be measured" if t["value"] is None else f"measured {t['value']:g} {t['unit']}".rstrip()
+            out.append(f"threshold {t['threshold']} failed: {value}")
     starved = int((report.items or {}).get("starved_slots", 0))
     if starved:
         out.append(

@@ -46,6 +46,9 @@ def render_summary(report: Report) -> str:
         lines.append("target      " + "  ".join(f"{k.replace('_', ' ')} {v}" for k, v in d["target_counters"].items()))
     if d.get("items"):
         lines.append(_items_line(d["items"]))
+    for t in d.get("thresholds", []):
+        value = "not measured" if t["value"] is None else f"{t['value']:g}{(' ' + t['unit']) if t['unit'] else ''}"
+        lines.append(f"threshold   {t['threshold']:32} {value:>16}   {'ok' if t['ok'] else 'FAILED'}")
     if d["agents"]:
         lines += [
             "",

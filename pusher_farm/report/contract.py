@@ -46,6 +46,8 @@ def to_dict(report: Report) -> dict[str, Any]:
         "target_counters": dict(report.target_counters),
         # work items (a run with a feed; null otherwise): by_status, attempts, retries, ...
         "items": report.items,
+        # each threshold: {"threshold", "metric", "value", "limit", "unit", "ok"}
+        "thresholds": list(report.thresholds),
         "series": report.series,
         "gossip_dropped": report.gossip_dropped,
         "workers": [
