@@ -48,12 +48,12 @@ def duration(text: str, option: str) -> float:
         fail(f"{option}: {exc.reason}")
 
 
-def check_json_path(path: str | None) -> None:
+def check_json_path(path: str | None, option: str = "--json") -> None:
     if path is None or path == "-":
         return
     parent = Path(path).resolve().parent
     if not parent.is_dir():
-        fail(f"--json {path}: folder {parent} does not exist")
+        fail(f"{option} {path}: folder {parent} does not exist")
 
 
 def setup_logging(quiet: bool) -> None:
@@ -85,11 +85,19 @@ def progress(quiet: bool) -> list[Callable[[Window], None]]:
     return [] if quiet else [lambda w: click.echo(progress_line(w), err=True)]
 
 
-def finish(report: Report, json_path: str | None, quiet: bool) -> None:
-    """Write the JSON report (if asked) and print the summary."""
+def finish(
+    report: Report, json_path: str | None, quiet: bool, *, csv_path: str | None = None, hdr_log: str | None = None
+) -> None:
+    """Write the JSON report, the CSV series and the HDR interval log (those asked for) and
+    print the summary."""
     from pusher_farm.report import render_summary, write_json
+    from pusher_farm.report.files import write_csv, write_hdr_log
 
     if json_path is not None:
         write_json(report, json_path)
+    if csv_path is not None:
+        write_csv(report, csv_path)
+    if hdr_log is not None:
+        write_hdr_log(report, hdr_log)
     if not (quiet and json_path == "-"):
         click.echo(render_summary(report), err=json_path == "-")

@@ -127,6 +127,12 @@ def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option(
             "--json", "json_path", type=click.Path(dir_okay=False), help="Write the JSON report here ('-': stdout)."
         ),
+        click.option("--csv", "csv_path", type=click.Path(dir_okay=False), help="Write the per-window series here."),
+        click.option(
+            "--hdr-log",
+            type=click.Path(dir_okay=False),
+            help="Write each window's latency histogram here, in HdrHistogram's interval log format.",
+        ),
         click.option("-q", "--quiet", is_flag=True, help="No live progress lines."),
         click.option(
             "--on-agent-loss",
@@ -209,6 +215,8 @@ def _config(target: str, opts: dict[str, Any], *, check_import: bool) -> Config:
         **items,
     )
     check_json_path(opts["json_path"])
+    check_json_path(opts["csv_path"], "--csv")
+    check_json_path(opts["hdr_log"], "--hdr-log")
     texts = [opts["url"], opts["body"], *(h.partition(":")[2] for h in opts["headers"])]
     if target == "http" and config.feed is None and has_placeholders(*texts):
         fail("--url, --header or --body has {field} placeholders: give a --feed whose items fill them")
@@ -289,7 +297,7 @@ def run(target: str, processes: int | None, **opts: Any) -> None:
         timing=timing,
         on_coordinator=lambda coord: _stop_on_signals(coord),
     )
-    finish(report, opts["json_path"], opts["quiet"])
+    finish(report, opts["json_path"], opts["quiet"], csv_path=opts["csv_path"], hdr_log=opts["hdr_log"])
     sys.exit(report.status)
 
 
@@ -333,5 +341,5 @@ def coordinator(
         click.echo(f"coordinator on {coord.endpoint}: waiting for {expect} agent(s)", err=True)
         _stop_on_signals(coord)
         report = coord.run()
-    finish(report, opts["json_path"], opts["quiet"])
+    finish(report, opts["json_path"], opts["quiet"], csv_path=opts["csv_path"], hdr_log=opts["hdr_log"])
     sys.exit(report.status)

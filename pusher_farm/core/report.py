@@ -150,6 +150,8 @@ class Report:
     items: dict[str, Any] | None = None
     #: each threshold with its measured value and verdict (``core.thresholds``)
     thresholds: list[dict[str, Any]] = field(default_factory=list)
+    #: the windows the report was made of (per-window histograms for an HDR interval log)
+    tally: Tally | None = field(default=None, repr=False, compare=False)
     #: exit status for the command line: 0 ran as asked, 1 ran but agents were lost or the
     #: run was aborted, 2 refused before any load (bad target on an agent, ...)
     status: int = 0
@@ -191,6 +193,7 @@ class Report:
             series=tally.series(),
             phases=dict(t.phases),
             target_counters=dict(sorted(t.counters.items())),
+            tally=tally,
             **extra,
         )
 

@@ -190,6 +190,15 @@ class Tally:
                 row.latency = row.latency.to_sparse()
             self._dense.discard(i)
 
+    def latency_windows(self) -> list[tuple[int, float, Histogram]]:
+        """(index, start in seconds, latency histogram) of every window, in time order."""
+        out = []
+        for index in sorted(self._rows):
+            row = self._rows[index]
+            lat = row.latency if isinstance(row.latency, Histogram) else Histogram.from_sparse(row.latency)
+            out.append((index, row.start, lat))
+        return out
+
     def series(self) -> list[dict[str, Any]]:
         """One row per window, in time order: t, rps, succeeded, failed, canceled, p50/p99."""
         rows = []
