@@ -93,6 +93,7 @@ def finish(
     from pusher_farm.report import render_summary, write_json
     from pusher_farm.report.files import write_csv, write_hdr_log
 
+    report.manifest["command"] = ["farm", *sys.argv[1:]]
     if json_path is not None:
         write_json(report, json_path)
     if csv_path is not None:

@@ -10,7 +10,6 @@ import json
 import os
 import sys
 from collections.abc import Callable
-from dataclasses import fields
 from typing import Any
 
 import click
@@ -225,7 +224,7 @@ def _config(target: str, opts: dict[str, Any], *, check_import: bool) -> Config:
         handlers.close()
         feed.close()
     if opts["show_config"]:
-        click.echo(json.dumps(_settings(config), indent=2, default=str))
+        click.echo(json.dumps(config.plain(), indent=2, default=str))
         sys.exit(0)
     if check_import or target in builtin_names():
         fn = resolve(target, params)  # fails here, with one line, rather than on every agent
@@ -233,19 +232,6 @@ def _config(target: str, opts: dict[str, Any], *, check_import: bool) -> Config:
         if aclose is not None:
             _loop.run(aclose())
     return config
-
-
-def _settings(config: Config) -> dict[str, Any]:
-    """The settings record as plain data: what agents get, and what the coordinator keeps."""
-    out = config.to_wire()
-    out["farm"] = {
-        f.name: getattr(config, f.name)
-        if not isinstance(getattr(config, f.name), tuple)
-        else list(getattr(config, f.name))
-        for f in fields(Config)
-        if f.metadata["scope"] == "farm"
-    }
-    return out
 
 
 def _stop_on_signals(coord: Any) -> None:

@@ -34,6 +34,7 @@ from pusher_farm.cluster.agent_actions import (
 from pusher_farm.cluster.plan import AgentPlan
 from pusher_farm.cluster.protocol import PROTOCOL_VERSION, InvalidMessage, Message, VersionMismatch, decode
 from pusher_farm.cluster.timing import AgentTiming
+from pusher_farm.core.report import versions
 from pusher_farm.core.schedule import Shard
 from pusher_farm.errors import ProtocolError, PusherError
 
@@ -84,6 +85,8 @@ class AgentMachine:
             "capacity": float(capacity),
             "cpus": cpus,
             "package": package,
+            "python": versions()["python"],
+            "deps": versions()["dependencies"],
         }
         self.name = name
         self.connect = connect

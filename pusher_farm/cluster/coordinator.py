@@ -18,12 +18,12 @@ from pusher_farm.cluster.actions import Accept, Action, Finish, Finished, Log, S
 from pusher_farm.cluster.aggregator import Aggregator
 from pusher_farm.cluster.members import AgentState
 from pusher_farm.cluster.plan import RunSpec
-from pusher_farm.cluster.protocol import encode
+from pusher_farm.cluster.protocol import PROTOCOL_VERSION, encode
 from pusher_farm.cluster.security import CoordinatorKeys
 from pusher_farm.cluster.state import CoordinatorState, Timing
 from pusher_farm.cluster.summary import build_report
 from pusher_farm.cluster.transport import Hub
-from pusher_farm.core.report import Report
+from pusher_farm.core.report import Report, manifest
 from pusher_farm.core.thresholds import Verdict, Watch, judge
 from pusher_farm.core.window import Window
 from pusher_farm.items.central import CentralItems
@@ -152,6 +152,8 @@ class Coordinator:
         """The report of what has arrived (the run's end, once it has come)."""
         finish = self.finish or Finish(False, "the run did not finish", 1)
         report = build_report(self.state, self.aggregator, finish, elapsed=elapsed, dropped=self.hub.dropped)
+        report.manifest = manifest(self.spec.configs, [a.host for a in report.agents])
+        report.manifest["protocol"] = PROTOCOL_VERSION
         self._judge(report)
         if self.items is not None:
             report.items = self.items.summary()

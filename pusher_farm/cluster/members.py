@@ -82,6 +82,9 @@ class AgentRecord:
     lost_at: float | None = None
     #: what it said of itself (checked fields of heartbeat and done: cpu, sent_s, reach, ...)
     stats: dict[str, Any] = field(default_factory=dict)
+    #: its Python and key dependency versions (from its hello)
+    python: str = ""
+    deps: dict[str, str] = field(default_factory=dict)
 
     @property
     def offset(self) -> float:

@@ -173,6 +173,18 @@ class _Maybe(_Field):
         return None if value is None else self.inner.check(value, where)
 
 
+class _Versions(_Field):
+    """Package names and their versions: at most 32, short texts both."""
+
+    def check(self, value: Any, where: str) -> dict[str, str]:
+        if not isinstance(value, dict) or len(value) > 32:
+            raise ProtocolError(f"{where} must be a map of at most 32 package versions")
+        for k, v in value.items():
+            if not (isinstance(k, str) and isinstance(v, str) and 0 < len(k) <= 64 and len(v) <= 64):
+                raise ProtocolError(f"{where} must map package names to versions (short texts)")
+        return value
+
+
 class _Any(_Field):
     """Plain data of any shape (an item's body, a target's result): the frame bounds its size."""
 
@@ -239,7 +251,7 @@ SCHEMA: dict[str, tuple[dict[str, _Field], dict[str, _Field]]] = {
             "cpus": _Whole(1, 1 << 20),
             "package": _PACKAGE,
         },
-        {},
+        {"python": _Text(32), "deps": _Versions()},
     ),
     "pong": ({"id": _Whole(), "t0": _TIME, "t1": _TIME, "t2": _TIME}, {}),
     "ready": ({"run": _RUN}, {}),

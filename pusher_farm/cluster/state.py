@@ -249,6 +249,8 @@ class CoordinatorState(PlanMixin, ReportMixin, ItemsMixin):
             capacity=msg["capacity"],
             cpus=msg["cpus"],
             package=msg["package"],
+            python=msg.get("python", ""),
+            deps=dict(msg.get("deps", {})),
             state=AgentState.SPARE if spare else AgentState.SYNCING,
             joined=now,
             last_seen=now,

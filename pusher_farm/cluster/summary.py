@@ -101,4 +101,7 @@ def _summary(state: CoordinatorState, a: AgentRecord, counts: Counts, share: Sha
         stopped_early=a.stopped_early,
         gossip_dropped=int(a.stats.get("gossip_dropped", 0)),
         rejected_windows=a.rejected,
+        cpus=a.cpus,
+        python=a.python,
+        dependencies=dict(a.deps),
     )

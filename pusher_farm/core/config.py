@@ -196,6 +196,16 @@ def _profile_unwire(data: Any) -> Profile | None:
     return None if data is None else profile_from_stages(data)
 
 
+def _named(value: Any) -> Any:
+    """``value`` as plain data: functions and other objects by their name."""
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_named(v) for v in value]
+    name = getattr(value, "__qualname__", None)
+    return f"{getattr(value, '__module__', '')}:{name}" if name else f"<{type(value).__name__}>"
+
+
 def _setting(
     default: Any,
     check: Callable[[Any], Any],
@@ -320,6 +330,17 @@ class Config:
             raise ProtocolError(f"bad settings: {exc}") from None
         except Exception as exc:  # whatever a peer's values make a check trip over
             raise ProtocolError(f"bad settings: {type(exc).__name__}") from None
+
+    def plain(self) -> dict[str, Any]:
+        """The settings as plain data (a manifest, ``--show-config``): what agents get, and
+        under ``farm`` what stays with the coordinator (functions and feeds by name)."""
+        out = self.to_wire()
+        farm: dict[str, Any] = {}
+        for f in fields(self):
+            if f.metadata["scope"] == "farm":
+                farm[f.name] = _named(getattr(self, f.name))
+        out["farm"] = farm
+        return out
 
     def length(self) -> float:
         """Seconds the schedule runs (``inf``: open-ended); needs a profile (drain mode: its

@@ -7,6 +7,7 @@ and the advice in its warnings) live in ``pusher_farm.report``, not here.
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import socket
@@ -93,6 +94,10 @@ class AgentSummary:
     gossip_dropped: int = 0
     #: windows it sent that were not valid, so not counted
     rejected_windows: int = 0
+    cpus: int = 0
+    #: its Python and key dependency versions, as it said in its hello
+    python: str = ""
+    dependencies: dict[str, str] = field(default_factory=dict)
 
     @property
     def lost(self) -> bool:
@@ -150,6 +155,8 @@ class Report:
     items: dict[str, Any] | None = None
     #: each threshold with its measured value and verdict (``core.thresholds``)
     thresholds: list[dict[str, Any]] = field(default_factory=list)
+    #: what ran, where and how: versions, the plan, hosts, the command line (``manifest``)
+    manifest: dict[str, Any] = field(default_factory=dict)
     #: the windows the report was made of (per-window histograms for an HDR interval log)
     tally: Tally | None = field(default=None, repr=False, compare=False)
     #: exit status for the command line: 0 ran as asked, 1 ran but agents were lost or the
@@ -211,6 +218,52 @@ class Report:
         schedule's length at least): start-up time before the first slot does not count."""
         span = max(self.duration_s, self.ran_s)
         return self.counts.succeeded / span if span > 0 else 0.0
+
+
+#: the packages whose versions a run's manifest names
+KEY_PACKAGES = (
+    "pyzmq",
+    "msgpack",
+    "hdrhistogram",
+    "aiohttp",
+    "numpy",
+    "httptools",
+    "uvloop",
+    "click",
+    "psutil",
+    "redis",
+)
+
+
+@functools.cache
+def versions() -> dict[str, str]:
+    """This process's Python, platform, pusher-farm and key dependency versions."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from pusher_farm._version import __version__
+
+    deps = {}
+    for name in KEY_PACKAGES:
+        try:
+            deps[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return {"pusher_farm": __version__, "python": platform.python_version(), "platform": platform.platform(),
+            "dependencies": deps}  # fmt: skip
+
+
+def manifest(configs: Any, hosts: Any = ()) -> dict[str, Any]:
+    """What ran and where: pusher-farm, Python and key dependency versions of this process, its
+    host and CPUs, the other ``hosts``, and the full plan (each ``Config``'s settings)."""
+    v = versions()
+    host = socket.gethostname()
+    return {
+        **v,
+        "host": host,
+        "cpus": os.cpu_count(),
+        "hosts": sorted({host, *hosts}),
+        "plan": [c.plain() for c in configs],
+    }
 
 
 def generator_info() -> dict[str, Any]:

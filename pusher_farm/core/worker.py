@@ -15,7 +15,7 @@ from pusher_farm.core.config import Config
 from pusher_farm.core.executor import HALT, Executor, add_epoch
 from pusher_farm.core.gossip import GossipHub
 from pusher_farm.core.offers import Offer
-from pusher_farm.core.report import Report, WorkerSummary
+from pusher_farm.core.report import Report, WorkerSummary, manifest
 from pusher_farm.core.schedule import Constant, Profile, Shard
 from pusher_farm.core.thresholds import judge
 from pusher_farm.core.window import Window
@@ -226,6 +226,7 @@ class Worker:
                 await asyncio.to_thread(local.close)
             self._busy = False
         report = self._report(executor, hub, time.monotonic() - started)
+        report.manifest = manifest([cfg])
         if cfg.thresholds:
             judge(report, cfg.thresholds)
         if local is not None:

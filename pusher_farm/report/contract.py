@@ -48,6 +48,8 @@ def to_dict(report: Report) -> dict[str, Any]:
         "items": report.items,
         # each threshold: {"threshold", "metric", "value", "limit", "unit", "ok"}
         "thresholds": list(report.thresholds),
+        # versions here and on every agent, the protocol, the plan, hosts, the command line
+        "manifest": dict(report.manifest),
         "series": report.series,
         "gossip_dropped": report.gossip_dropped,
         "workers": [
@@ -86,6 +88,9 @@ def _agent(a: AgentSummary) -> dict[str, Any]:
         "counts": a.counts.as_dict(),
         "clock_offset_ms": round(a.clock_offset_ms, 3),
         "rtt_ms": None if a.rtt_ms is None else round(a.rtt_ms, 3),
+        "cpus": a.cpus,
+        "python": a.python,
+        "dependencies": dict(a.dependencies),
         "lost": a.lost,
         "lost_at_s": None if a.lost_at_s is None else round(a.lost_at_s, 3),
         "error": a.error,

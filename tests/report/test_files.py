@@ -40,3 +40,20 @@ def test_a_report_file_in_a_missing_folder_is_refused_before_any_load(tmp_path):
     p = subprocess.run([*FARM, "run", "noop", "--rps", "10", "-d", "1s", "--hdr-log", str(tmp_path / "no" / "x.hlog")],
                        capture_output=True, text=True, timeout=60)  # fmt: skip
     assert p.returncode == 2 and "--hdr-log" in p.stderr and "does not exist" in p.stderr
+
+
+def test_the_manifest_says_what_ran_where_and_how(tmp_path):
+    out = tmp_path / "r.json"
+    p = subprocess.run([*FARM, "run", "noop", "--rps", "100", "-d", "1s", "-p", "2", "--overtime", "77", "--json",
+                        str(out), "-q"], capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    d = json.loads(out.read_text())
+    m = d["manifest"]
+    assert m["protocol"] == 4 and m["python"] and m["dependencies"]["pyzmq"] and m["pusher_farm"]
+    assert m["command"][:3] == ["farm", "run", "noop"] and "--overtime" in m["command"]
+    plan = m["plan"][0]
+    assert plan["overtime"] == 77 and plan["profile"] == [[1.0, 100.0, 100.0]] and plan["farm"]["on_agent_loss"]
+    assert m["hosts"] and m["cpus"] >= 1
+    for a in d["agents"]:
+        assert a["python"] == m["python"] and a["dependencies"]["msgpack"] == m["dependencies"]["msgpack"]
+        assert a["cpus"] >= 1
