@@ -132,6 +132,12 @@ def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             type=click.Path(dir_okay=False),
             help="Write each window's latency histogram here, in HdrHistogram's interval log format.",
         ),
+        click.option(
+            "--abort-when-generator-limited",
+            is_flag=True,
+            help="Stop a run that measures the generator itself (schedule lag p99 over 10 ms or slots canceled, "
+            "two windows in a row).",
+        ),
         click.option("-q", "--quiet", is_flag=True, help="No live progress lines."),
         click.option(
             "--on-agent-loss",
@@ -211,6 +217,7 @@ def _config(target: str, opts: dict[str, Any], *, check_import: bool) -> Config:
         late_join=opts["late_join"],
         thresholds=tuple(opts["thresholds"]),
         abort_on_fail=opts["abort_on_fail"],
+        abort_when_generator_limited=opts["abort_when_generator_limited"],
         **items,
     )
     check_json_path(opts["json_path"])

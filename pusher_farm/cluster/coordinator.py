@@ -23,6 +23,7 @@ from pusher_farm.cluster.security import CoordinatorKeys
 from pusher_farm.cluster.state import CoordinatorState, Timing
 from pusher_farm.cluster.summary import build_report
 from pusher_farm.cluster.transport import Hub
+from pusher_farm.core.limits import LimitWatch, verdict
 from pusher_farm.core.report import Report, manifest
 from pusher_farm.core.thresholds import Verdict, Watch, judge
 from pusher_farm.core.window import Window
@@ -89,6 +90,10 @@ class Coordinator:
             requested = sum(c.profile.average_rate(c.length()) for c in spec.configs if c.profile is not None)
             self.watch = Watch(spec.policy.thresholds, spec.policy.window, requested, self._threshold_failed)
             listeners.append(self.watch.add)
+        #: --abort-when-generator-limited: why the run was stopped (empty: it was not)
+        self.limited = ""
+        if spec.policy.abort_when_generator_limited:
+            listeners.append(LimitWatch(self._generator_limited).add)
         self.aggregator = Aggregator(spec.policy.window, listeners)
         self.finish: Finish | None = None
         self.cpu_seconds = 0.0
@@ -101,6 +106,11 @@ class Coordinator:
     def _threshold_failed(self, verdicts: list[Verdict]) -> None:
         names = ", ".join(v.threshold.text for v in verdicts)
         log.warning("threshold %s failed: stopping the run (--abort-on-fail)", names)
+        self.stop()
+
+    def _generator_limited(self, reason: str) -> None:
+        self.limited = reason
+        log.warning("the generator is the limit (%s): stopping the run (--abort-when-generator-limited)", reason)
         self.stop()
 
     def stop(self, *, abort: bool = False) -> None:
@@ -154,6 +164,11 @@ class Coordinator:
         report = build_report(self.state, self.aggregator, finish, elapsed=elapsed, dropped=self.hub.dropped)
         report.manifest = manifest(self.spec.configs, [a.host for a in report.agents])
         report.manifest["protocol"] = PROTOCOL_VERSION
+        report.generator_verdict = verdict(report)
+        if self.limited:
+            report.notes.append(f"stopped early: the generator was the limit ({self.limited}; "
+                                "--abort-when-generator-limited)")  # fmt: skip
+            report.status = max(report.status, 1)
         self._judge(report)
         if self.items is not None:
             report.items = self.items.summary()

@@ -283,6 +283,8 @@ class Config:
     thresholds: tuple[str, ...] = _setting((), check_thresholds, "farm")
     #: stop the run once a threshold fails (checked after every window)
     abort_on_fail: bool = _setting(False, _flag("abort_on_fail"), "farm")
+    #: stop a run that measures the generator itself (two windows in a row over the limits)
+    abort_when_generator_limited: bool = _setting(False, _flag("abort_when_generator_limited"), "farm")
 
     def __post_init__(self) -> None:
         for f in fields(self):

@@ -155,6 +155,8 @@ class Report:
     items: dict[str, Any] | None = None
     #: each threshold with its measured value and verdict (``core.thresholds``)
     thresholds: list[dict[str, Any]] = field(default_factory=list)
+    #: whether the generator, not the target, was the limit (``core.limits.verdict``)
+    generator_verdict: dict[str, Any] = field(default_factory=dict)
     #: what ran, where and how: versions, the plan, hosts, the command line (``manifest``)
     manifest: dict[str, Any] = field(default_factory=dict)
     #: the windows the report was made of (per-window histograms for an HDR interval log)

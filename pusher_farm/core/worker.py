@@ -14,6 +14,7 @@ from pusher_farm.core.calls import Context, target_kind
 from pusher_farm.core.config import Config
 from pusher_farm.core.executor import HALT, Executor, add_epoch
 from pusher_farm.core.gossip import GossipHub
+from pusher_farm.core.limits import verdict
 from pusher_farm.core.offers import Offer
 from pusher_farm.core.report import Report, WorkerSummary, manifest
 from pusher_farm.core.schedule import Constant, Profile, Shard
@@ -227,6 +228,7 @@ class Worker:
             self._busy = False
         report = self._report(executor, hub, time.monotonic() - started)
         report.manifest = manifest([cfg])
+        report.generator_verdict = verdict(report)
         if cfg.thresholds:
             judge(report, cfg.thresholds)
         if local is not None:

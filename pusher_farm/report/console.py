@@ -46,6 +46,9 @@ def render_summary(report: Report) -> str:
         lines.append("target      " + "  ".join(f"{k.replace('_', ' ')} {v}" for k, v in d["target_counters"].items()))
     if d.get("items"):
         lines.append(_items_line(d["items"]))
+    verdict = d.get("generator_verdict") or {}
+    if verdict.get("limited"):
+        lines.append("generator   LIMITED: " + "; ".join(verdict.get("reasons") or ["see the agents"]))
     for t in d.get("thresholds", []):
         value = "not measured" if t["value"] is None else f"{t['value']:g}{(' ' + t['unit']) if t['unit'] else ''}"
         lines.append(f"threshold   {t['threshold']:32} {value:>16}   {'ok' if t['ok'] else 'FAILED'}")

@@ -48,6 +48,8 @@ def to_dict(report: Report) -> dict[str, Any]:
         "items": report.items,
         # each threshold: {"threshold", "metric", "value", "limit", "unit", "ok"}
         "thresholds": list(report.thresholds),
+        # {"limited": bool, "reasons": [...], "agents": [{"agent", "limited", "reasons"}]}
+        "generator_verdict": dict(report.generator_verdict),
         # versions here and on every agent, the protocol, the plan, hosts, the command line
         "manifest": dict(report.manifest),
         "series": report.series,
