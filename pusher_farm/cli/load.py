@@ -138,6 +138,13 @@ def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             help="Stop a run that measures the generator itself (schedule lag p99 over 10 ms or slots canceled, "
             "two windows in a row).",
         ),
+        click.option(
+            "--http",
+            "http_address",
+            metavar="HOST:PORT",
+            help="Serve the run's state and Prometheus metrics here (GET /farm, /agents, /metrics); off by default.",
+        ),
+        click.option("--http-token", help="A bearer token the HTTP side asks for (needed beyond loopback)."),
         click.option("-q", "--quiet", is_flag=True, help="No live progress lines."),
         click.option(
             "--on-agent-loss",
@@ -241,6 +248,22 @@ def _config(target: str, opts: dict[str, Any], *, check_import: bool) -> Config:
     return config
 
 
+def _control(opts: dict[str, Any]) -> Any:
+    """The HTTP side ``--http`` asks for, serving already (None: not asked)."""
+    if opts["http_address"] is None:
+        if opts["http_token"]:
+            fail("--http-token goes with --http HOST:PORT")
+        return None
+    from pusher_farm.cluster.control import ControlServer, parse_address
+    from pusher_farm.report.metrics import render_metrics
+
+    host, port = parse_address(opts["http_address"], opts["http_token"])
+    server = ControlServer(host, port, opts["http_token"], render=render_metrics)
+    bound = server.start()
+    click.echo(f"serving the run's state on http://{host}:{bound}/farm (and /agents, /metrics)", err=True)
+    return server
+
+
 def _stop_on_signals(coord: Any) -> None:
     stop_on_signals(
         lambda abort: coord.stop(abort=abort),
@@ -289,6 +312,7 @@ def run(target: str, processes: int | None, **opts: Any) -> None:
         listeners=progress(opts["quiet"]),
         timing=timing,
         on_coordinator=lambda coord: _stop_on_signals(coord),
+        control=_control(opts),
     )
     finish(report, opts["json_path"], opts["quiet"], csv_path=opts["csv_path"], hdr_log=opts["hdr_log"])
     sys.exit(report.status)
@@ -330,6 +354,7 @@ def coordinator(
         listeners=progress(opts["quiet"]),
         keys=keys,
         insecure=insecure,
+        control=_control(opts),
     ) as coord:
         click.echo(f"coordinator on {coord.endpoint}: waiting for {expect} agent(s)", err=True)
         _stop_on_signals(coord)

@@ -9,6 +9,7 @@ whole farm with a fake clock; ``run`` loops it on the real one.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -16,6 +17,7 @@ from typing import Any
 
 from pusher_farm.cluster.actions import Accept, Action, Finish, Finished, Log, Send, SendFrame
 from pusher_farm.cluster.aggregator import Aggregator
+from pusher_farm.cluster.control import ControlServer, snapshot
 from pusher_farm.cluster.members import AgentState
 from pusher_farm.cluster.plan import RunSpec
 from pusher_farm.cluster.protocol import PROTOCOL_VERSION, encode
@@ -37,6 +39,8 @@ log = logging.getLogger("pusher_farm.cluster")
 WindowListener = Callable[[Window], None]
 
 _TICK = 0.05
+#: the HTTP side's snapshot is refreshed this often (seconds)
+_PUBLISH = 0.25
 
 
 class Coordinator:
@@ -64,6 +68,7 @@ class Coordinator:
         insecure: bool = False,
         hub: Hub | None = None,
         clock: Callable[[], float] = time.monotonic,
+        control: ControlServer | None = None,
     ) -> None:
         self.spec = spec
         self.clock = clock
@@ -84,6 +89,11 @@ class Coordinator:
         self.hub = hub
         self.endpoint = hub.endpoint
         listeners = list(listeners)
+        #: the HTTP side (state, agents, metrics), published to every quarter second
+        self.control = control
+        self._published_at = -math.inf
+        if control is not None:
+            listeners.append(control.on_window)
         #: --abort-on-fail: the thresholds checked on the merged totals after every window
         self.watch: Watch | None = None
         if spec.policy.abort_on_fail and spec.policy.thresholds:
@@ -136,6 +146,9 @@ class Coordinator:
         elif self._abort.is_set() and not self._aborted and self.finish is None:
             self._aborted = True  # a second Ctrl-C: cancel what is in flight
             self._apply(self.state.stop(now, abort=True))
+        if self.control is not None and now - self._published_at >= _PUBLISH:
+            self._published_at = now
+            self.control.published = snapshot(self)
         if self.finish is None and now >= self._next_tick:
             self._next_tick = now + _TICK
             self._apply(self.state.on_tick(now))
@@ -153,6 +166,8 @@ class Coordinator:
         finally:
             self.cpu_seconds = time.process_time() - cpu0
             self.aggregator.release([], final=True)
+            if self.control is not None:
+                self.control.published = snapshot(self)  # the end: counters equal the report's
             if self.items is not None:
                 self.items.close()
         assert self.finish is not None
@@ -209,6 +224,8 @@ class Coordinator:
         if not self._closed:
             self._closed = True
             self.hub.close()
+            if self.control is not None:
+                self.control.close()
 
     def __enter__(self) -> Coordinator:
         return self

@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable
 
+from pusher_farm.cluster.control import ControlServer
 from pusher_farm.cluster.coordinator import Coordinator, WindowListener
 from pusher_farm.cluster.plan import RunSpec
 from pusher_farm.cluster.state import Timing
@@ -62,10 +63,13 @@ def run_local(
     timing: Timing | None = None,
     quiet_agents: bool = True,
     on_coordinator: Callable[[Coordinator], None] | None = None,
+    control: ControlServer | None = None,
 ) -> Report:
     """Run ``spec`` on ``processes`` local agents; returns the merged report."""
     timing = timing or Timing(wait_timeout=30.0)
-    with Coordinator(spec, bind="tcp://127.0.0.1:*", expect=processes, timing=timing, listeners=listeners) as coord:
+    with Coordinator(
+        spec, bind="tcp://127.0.0.1:*", expect=processes, timing=timing, listeners=listeners, control=control
+    ) as coord:
         if on_coordinator is not None:
             on_coordinator(coord)
         procs = spawn_agents(coord.endpoint, processes, quiet=quiet_agents)

@@ -131,6 +131,17 @@ class Histogram:
         nz = np.flatnonzero(self._dense)
         return nz, self._dense[nz]
 
+    def cumulative(self, bounds_us: Sequence[int]) -> list[int]:
+        """How many values are at most each bound (microseconds, ascending): Prometheus-style
+        buckets. A value counts by its bucket's lowest equivalent (3 significant digits)."""
+        nz, counts = self.nonzero()
+        if not nz.size:
+            return [0] * len(bounds_us)
+        lows = _LAYOUT._value_from_index(nz.astype(np.int64))
+        running = np.cumsum(counts)
+        at = np.searchsorted(lows, np.asarray(bounds_us, dtype=np.int64), side="right")
+        return [int(running[i - 1]) if i else 0 for i in at.tolist()]
+
     # -- recording -------------------------------------------------------------------------
 
     def record_many(self, values_us: np.ndarray | Sequence[int]) -> None:

@@ -1,0 +1,202 @@
+"""The coordinator's HTTP side: state, agents and Prometheus metrics (aiohttp, its own thread).
+
+``snapshot(coordinator)`` is taken on the coordinator's thread (``Coordinator.step``, every
+quarter second) and published whole, so the server never reads the state machine while it
+changes. Routes: ``GET /farm`` (run, state, rate, overtime, totals, latency, agents), ``GET
+/agents``, ``GET /metrics`` (Prometheus). Off by default; loopback by default; any other
+address needs a token, sent as ``Authorization: Bearer TOKEN`` (the farm port needs keys for
+the same reason).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import ipaddress
+import json
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from pusher_farm.errors import InvalidOption
+
+if TYPE_CHECKING:
+    from pusher_farm.cluster.coordinator import Coordinator
+
+__all__ = ["LATENCY_BOUNDS_S", "ControlServer", "parse_address", "snapshot"]
+
+#: the latency buckets a snapshot counts (seconds), for a Prometheus histogram
+LATENCY_BOUNDS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+def parse_address(text: str, token: str | None) -> tuple[str, int]:
+    """``HOST:PORT`` to serve on; a non-loopback host without a token is refused."""
+    host, sep, port = text.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise InvalidOption(f"--http {text!r}: give HOST:PORT, e.g. 127.0.0.1:8642")
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if not loopback and not token:
+        raise InvalidOption(f"--http {text}: serving beyond loopback needs --http-token (sent as a bearer token)")
+    return host, int(port)
+
+
+def snapshot(coord: Coordinator) -> dict[str, Any]:
+    """What the server shows, as plain data (taken on the coordinator's thread)."""
+    state = coord.state
+    tally = coord.aggregator.tally
+    total = tally.total
+    agents = []
+    states: dict[str, int] = {}
+    for a in state.agents.values():
+        states[a.state.value] = states.get(a.state.value, 0) + 1
+        agents.append({
+            "id": a.id, "name": a.name, "host": a.host, "state": a.state.value, "share": round(a.share, 6),
+            "cpu_percent": a.stats.get("cpu"), "rtt_ms": None if a.rtt != a.rtt else round(a.rtt * 1000, 3),
+            "clock_offset_ms": round(a.offset * 1000, 3),
+        })  # fmt: skip
+    latency = total.latency
+    policy = coord.spec.policy
+    requested = sum(c.profile.rate_at(max(0.0, time.monotonic() - (state.start_at or time.monotonic())))
+                    for c in coord.spec.configs if c.profile is not None)  # fmt: skip
+    return {
+        "run": state.run_id,
+        "state": state.phase.value,
+        "target": policy.target,
+        "requested_rps": requested,
+        "overtime": policy.overtime,
+        "elapsed_s": 0.0 if state.start_at is None else max(0.0, time.monotonic() - state.start_at),
+        "totals": {
+            "scheduled": total.started + total.canceled,
+            "started": total.started,
+            "succeeded": total.succeeded,
+            "failed": total.failed,
+            "canceled": total.canceled,
+            "in_flight": max(0, total.started - total.succeeded - total.failed),
+        },
+        "errors": dict(total.errors),
+        "achieved_rps": coord.control.last_started / tally.length if coord.control is not None else 0.0,
+        "latency_ms": latency.summary_ms() if latency.total else {},
+        "agents": agents,
+        "agent_states": states,
+        "latency_bounds_s": list(LATENCY_BOUNDS_S),
+        "latency_buckets": latency.cumulative([int(b * 1e6) for b in LATENCY_BOUNDS_S]),
+        "latency_count": latency.total,
+        "latency_sum_s": latency.sum / 1e6,
+    }
+
+
+_HIDDEN = ("latency_bounds_s", "latency_buckets", "latency_count", "latency_sum_s", "agent_states")
+
+
+class ControlServer:
+    """Serves the latest published snapshot (see the module docstring).
+
+    Resource handling: ``start`` runs the server on a daemon thread with its own event loop;
+    ``close`` stops it and joins the thread."""
+
+    def __init__(
+        self, host: str, port: int, token: str | None = None, render: Callable[[dict[str, Any]], bytes] | None = None
+    ) -> None:
+        self.host, self.port, self.token = host, port, token
+        #: the Prometheus exposition of a snapshot (``report.metrics.render_metrics``)
+        self.render = render
+        self.published: dict[str, Any] = {}
+        #: calls started in the last merged window (its achieved rate)
+        self.last_started = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._runner: Any = None
+
+    def start(self) -> int:
+        """Serve; the port bound (the one asked, or a free one for 0)."""
+        self._thread = threading.Thread(target=self._serve, name="control-http", daemon=True)
+        self._thread.start()
+        self._ready.wait(10)
+        if self._error is not None:
+            raise InvalidOption(f"--http {self.host}:{self.port}: cannot serve there: {self._error}")
+        return self.port
+
+    def _serve(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        try:
+            loop.run_until_complete(self._open())
+        except BaseException as exc:  # the address taken, or not ours
+            self._error = exc
+            self._ready.set()
+            loop.close()
+            return
+        self._ready.set()
+        loop.run_forever()
+        loop.run_until_complete(self._runner.cleanup())
+        loop.close()
+
+    async def _open(self) -> None:
+        from aiohttp import web
+
+        @web.middleware
+        async def auth(request: Any, handler: Any) -> Any:
+            return await self._auth(request, handler)
+
+        app = web.Application(middlewares=[auth])
+        app.router.add_get("/farm", self._farm)
+        app.router.add_get("/agents", self._agents)
+        app.router.add_get("/metrics", self._metrics)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        sockets = site._server.sockets if site._server is not None else []  # type: ignore[union-attr]
+        if sockets:
+            self.port = sockets[0].getsockname()[1]
+
+    def on_window(self, window: Any) -> None:
+        """A merged window of the whole farm (a coordinator listener)."""
+        self.last_started = window.started
+
+    def close(self) -> None:
+        loop = self._loop
+        if loop is not None and loop.is_running():
+            loop.call_soon_threadsafe(loop.stop)
+        if self._thread is not None:
+            self._thread.join(10)
+
+    # -- routes -----------------------------------------------------------------------------
+
+    async def _auth(self, request: Any, handler: Any) -> Any:
+        from aiohttp import web
+
+        if self.token:
+            given = request.headers.get("Authorization", "")
+            if not hmac.compare_digest(given.encode(), f"Bearer {self.token}".encode()):
+                return web.json_response({"error": "a bearer token is needed (Authorization: Bearer TOKEN)"},
+                                         status=401)  # fmt: skip
+        return await handler(request)
+
+    def _public(self) -> dict[str, Any]:
+        return {k: v for k, v in self.published.items() if k not in _HIDDEN}
+
+    async def _farm(self, request: Any) -> Any:
+        from aiohttp import web
+
+        return web.json_response(self._public(), dumps=lambda d: json.dumps(d, default=str))
+
+    async def _agents(self, request: Any) -> Any:
+        from aiohttp import web
+
+        return web.json_response(self.published.get("agents", []))
+
+    async def _metrics(self, request: Any) -> Any:
+        from aiohttp import web
+
+        if not self.published or self.render is None:
+            return web.Response(status=503, text="no run state yet\n")
+        body = self.render(self.published)
+        return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})

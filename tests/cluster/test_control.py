@@ -1,0 +1,107 @@
+"""The coordinator's HTTP side: state, agents and Prometheus metrics, with a token beyond loopback."""
+
+import json
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from pusher_farm.cluster.control import ControlServer, parse_address
+from pusher_farm.cluster.local import run_local
+from pusher_farm.cluster.plan import RunSpec
+from pusher_farm.core.config import Config
+from pusher_farm.core.schedule import Constant
+from pusher_farm.errors import InvalidOption
+from pusher_farm.report.metrics import render_metrics
+
+FARM = [sys.executable, "-m", "pusher_farm"]
+
+
+def samples(text):
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def test_metrics_at_the_end_equal_the_report(tmp_path):
+    spec = RunSpec((Config(target="sleep", params={"ms": "1"}, profile=Constant(300, 2.0), until=2.0),))
+    control = ControlServer("127.0.0.1", 0, render=render_metrics)
+    control.start()
+    report = run_local(spec, 2, control=control)
+    got = samples(render_metrics(control.published).decode())
+    c = report.counts
+    assert got[("pusher_farm_calls_total", (("outcome", "succeeded"),))] == c.succeeded == 600
+    assert got[("pusher_farm_calls_total", (("outcome", "failed"),))] == c.failed
+    assert got[("pusher_farm_calls_total", (("outcome", "canceled"),))] == c.canceled
+    assert got[("pusher_farm_latency_seconds_count", ())] == report.latency.total
+    assert got[("pusher_farm_latency_seconds_sum", ())] == pytest.approx(report.latency.sum / 1e6)
+    assert got[("pusher_farm_latency_seconds_bucket", (("le", "+Inf"),))] == report.latency.total
+    assert (
+        got[("pusher_farm_agents", (("state", "done"),))] + got.get(("pusher_farm_agents", (("state", "left"),)), 0)
+        == 2
+    )
+
+
+def _get(url, token=None):
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+    with urllib.request.urlopen(request, timeout=5) as r:
+        return r.status, r.read().decode()
+
+
+def test_a_running_farm_serves_its_state_and_metrics_and_asks_for_the_token(tmp_path):
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    p = subprocess.Popen(
+        [*FARM, "run", "sleep", "--param", "ms=2", "--rps", "200", "-d", "5s", "-p", "2", "--http",
+         f"127.0.0.1:{port}", "--http-token", "s3cret", "-q", "--json", str(tmp_path / "r.json")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        state = None
+        while time.monotonic() < deadline:
+            try:
+                _status, body = _get(base + "/farm", "s3cret")
+                state = json.loads(body)
+                if state["state"] == "running" and state["totals"]["succeeded"] > 0:
+                    break
+            except (urllib.error.URLError, ConnectionError):
+                pass
+            time.sleep(0.2)
+        assert state is not None and state["state"] == "running" and len(state["agents"]) == 2
+        assert state["requested_rps"] == 200 and state["overtime"] == 10000
+        _, text = _get(base + "/metrics", "s3cret")
+        got = samples(text)
+        assert got[("pusher_farm_calls_total", (("outcome", "succeeded"),))] > 0
+        assert got[("pusher_farm_requested_rps", ())] == 200
+        _, agents = _get(base + "/agents", "s3cret")
+        assert {a["name"] for a in json.loads(agents)} == {"local-0", "local-1"}
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            _get(base + "/farm")
+        assert refused.value.code == 401
+    finally:
+        p.wait(60)
+    assert p.returncode == 0, p.stderr.read()
+
+
+def test_beyond_loopback_the_http_side_needs_a_token():
+    with pytest.raises(InvalidOption, match="needs --http-token"):
+        parse_address("0.0.0.0:8642", None)
+    assert parse_address("0.0.0.0:8642", "t") == ("0.0.0.0", 8642)
+    p = subprocess.run([*FARM, "run", "noop", "--rps", "10", "-d", "1s", "--http", "0.0.0.0:8642"],
+                       capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert p.returncode == 2 and "needs --http-token" in p.stderr and len(p.stderr.strip().splitlines()) == 1
+
+
+def _free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
