@@ -48,7 +48,7 @@ from pusher_farm.cluster.security import AgentKeys
 from pusher_farm.cluster.transport import Link, LinkFactory
 from pusher_farm.core import loop as _loop
 from pusher_farm.core.gossip import Gossiper
-from pusher_farm.core.schedule import Shard
+from pusher_farm.core.schedule import Profile, Shard
 from pusher_farm.core.window import Window
 from pusher_farm.core.worker import Worker
 from pusher_farm.errors import PusherError
@@ -149,7 +149,10 @@ class AgentDriver:
             elif isinstance(action, Launch):
                 self.runner.launch(action.plan, action.target, self.report)
             elif isinstance(action, Replan):
-                self.runner.replan(action.from_slot, action.shard)
+                if action.profile is None and action.overtime is None:
+                    self.runner.replan(action.from_slot, action.shard)
+                else:  # a change of rate or cap (runners that do not take one fail loudly)
+                    self.runner.replan(action.from_slot, action.shard, action.profile, action.overtime)
             elif isinstance(action, Halt):
                 self.runner.halt(abort=action.abort, at_slot=action.at_slot)
             elif isinstance(action, Lease):
@@ -196,9 +199,9 @@ class ExecutorRunner:
         self._worker = worker
         self._runs.put((worker, plan, report, self.port))
 
-    def replan(self, from_slot: int, shard: Shard) -> None:
+    def replan(self, from_slot: int, shard: Shard, profile: Profile | None = None, overtime: int | None = None) -> None:
         if self._worker is not None:
-            self._worker.replan(from_slot, shard)
+            self._worker.replan(from_slot, shard, profile, overtime)
 
     def halt(self, *, abort: bool, at_slot: int | None) -> None:
         worker = self._worker

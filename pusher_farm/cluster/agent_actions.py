@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pusher_farm.cluster.plan import AgentPlan
-from pusher_farm.core.schedule import Shard
+from pusher_farm.core.schedule import Profile, Shard
 
 __all__ = ["Action", "Exit", "Give", "Halt", "Launch", "Lease", "Log", "Reconnect", "Replan", "Send"]
 
@@ -32,6 +32,9 @@ class Replan:
     run: str
     from_slot: int
     shard: Shard
+    #: the farm changed its rate (a profile with the same slots up to the change) or its cap
+    profile: Profile | None = None
+    overtime: int | None = None
 
 
 @dataclass

@@ -35,7 +35,7 @@ from pusher_farm.cluster.plan import AgentPlan
 from pusher_farm.cluster.protocol import PROTOCOL_VERSION, InvalidMessage, Message, VersionMismatch, decode
 from pusher_farm.cluster.timing import AgentTiming
 from pusher_farm.core.report import versions
-from pusher_farm.core.schedule import Shard
+from pusher_farm.core.schedule import Shard, profile_from_stages
 from pusher_farm.errors import ProtocolError, PusherError
 
 __all__ = [  # the actions re-exported from agent_actions
@@ -287,8 +287,19 @@ class AgentMachine:
             self.bad_frames += 1
             return [Log("error", f"bad epoch for run {msg['run']}: index out of range")]
         shard = Shard(msg["index"], weights)
+        profile = None
+        if "profile" in msg.body:
+            try:
+                profile = profile_from_stages(msg["profile"])
+            except PusherError as exc:
+                self.bad_frames += 1
+                return [Log("error", f"bad epoch for run {msg['run']}: {exc}")]
         text = f"new plan from slot {msg['from_slot']}: share {shard.share:.3f}"
-        return [Log("info", text), Replan(msg["run"], msg["from_slot"], shard)]
+        if profile is not None:
+            text += f", rate {profile.describe()}"
+        if "overtime" in msg.body:
+            text += f", overtime {msg['overtime']}"
+        return [Log("info", text), Replan(msg["run"], msg["from_slot"], shard, profile, msg.get("overtime"))]
 
     def _on_items(self, msg: Message, now: float) -> list[Action]:
         if self.current != msg["run"]:

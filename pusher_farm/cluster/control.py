@@ -2,8 +2,11 @@
 
 ``snapshot(coordinator)`` is taken on the coordinator's thread (``Coordinator.step``, every
 quarter second) and published whole, so the server never reads the state machine while it
-changes. Routes: ``GET /farm`` (run, state, rate, overtime, totals, latency, agents), ``GET
-/agents``, ``GET /metrics`` (Prometheus). Off by default; loopback by default; any other
+changes. Routes: ``GET /farm`` (run, state, rate, overtime, totals, latency, agents), ``PATCH
+/farm`` with ``{"rps": R, "overtime": N}`` (either or both: the whole farm changes at one
+announced instant, a new plan epoch, answered with the epoch), ``GET /agents``, ``GET
+/metrics`` (Prometheus). A body that is not valid (empty, not JSON, unknown keys, wrong types,
+negative, NaN) gets 400 with a JSON error and changes nothing. Off by default; loopback by default; any other
 address needs a token, sent as ``Authorization: Bearer TOKEN`` (the farm port needs keys for
 the same reason).
 """
@@ -14,6 +17,8 @@ import asyncio
 import hmac
 import ipaddress
 import json
+import math
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -106,6 +111,8 @@ class ControlServer:
         #: the Prometheus exposition of a snapshot (``report.metrics.render_metrics``)
         self.render = render
         self.published: dict[str, Any] = {}
+        #: changes asked over HTTP, for the coordinator's thread: (changes, answer(info, error))
+        self._asks: queue.SimpleQueue[tuple[dict[str, Any], Callable[[Any, str | None], None]]] = queue.SimpleQueue()
         #: calls started in the last merged window (its achieved rate)
         self.last_started = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -147,6 +154,7 @@ class ControlServer:
 
         app = web.Application(middlewares=[auth])
         app.router.add_get("/farm", self._farm)
+        app.router.add_patch("/farm", self._patch)
         app.router.add_get("/agents", self._agents)
         app.router.add_get("/metrics", self._metrics)
         self._runner = web.AppRunner(app, access_log=None)
@@ -156,6 +164,15 @@ class ControlServer:
         sockets = site._server.sockets if site._server is not None else []  # type: ignore[union-attr]
         if sockets:
             self.port = sockets[0].getsockname()[1]
+
+    def take(self) -> list[tuple[dict[str, Any], Callable[[Any, str | None], None]]]:
+        """The changes asked since the last call (the coordinator's thread answers each)."""
+        out = []
+        while True:
+            try:
+                out.append(self._asks.get_nowait())
+            except queue.Empty:
+                return out
 
     def on_window(self, window: Any) -> None:
         """A merged window of the whole farm (a coordinator listener)."""
@@ -188,6 +205,28 @@ class ControlServer:
 
         return web.json_response(self._public(), dumps=lambda d: json.dumps(d, default=str))
 
+    async def _patch(self, request: Any) -> Any:
+        from aiohttp import web
+
+        try:
+            changes = _changes(await request.read())
+        except ValueError as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[tuple[Any, str | None]] = loop.create_future()
+
+        def answer(info: Any, error: str | None) -> None:
+            loop.call_soon_threadsafe(lambda: done.done() or done.set_result((info, error)))
+
+        self._asks.put((changes, answer))
+        try:
+            info, error = await asyncio.wait_for(done, 5.0)
+        except TimeoutError:
+            return web.json_response({"error": "the coordinator did not answer in time"}, status=503)
+        if error is not None:
+            return web.json_response({"error": error}, status=409)
+        return web.json_response({"epoch": info})
+
     async def _agents(self, request: Any) -> Any:
         from aiohttp import web
 
@@ -200,3 +239,39 @@ class ControlServer:
             return web.Response(status=503, text="no run state yet\n")
         body = self.render(self.published)
         return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+
+
+#: the highest rate a PATCH may ask for (calls per second, the whole farm)
+_MOST_RPS = 1e8
+
+
+def _changes(body: bytes) -> dict[str, Any]:
+    """The changes a PATCH body asks for; ``ValueError`` saying what is wrong with it."""
+    if not body.strip():
+        raise ValueError('an empty body changes nothing: send {"rps": R} and/or {"overtime": N}')
+    try:
+        data = json.loads(body)
+    except ValueError:
+        raise ValueError("the body is not JSON") from None
+    if not isinstance(data, dict) or not data:
+        raise ValueError('send a JSON object: {"rps": R} and/or {"overtime": N}')
+    unknown = sorted(set(data) - {"rps", "overtime"})
+    if unknown:
+        raise ValueError(f"unknown key {unknown[0]!r}: only rps and overtime change at runtime")
+    out: dict[str, Any] = {}
+    if "rps" in data:
+        rps = data["rps"]
+        if (
+            isinstance(rps, bool)
+            or not isinstance(rps, (int, float))
+            or not math.isfinite(rps)
+            or not 0 < rps <= _MOST_RPS
+        ):
+            raise ValueError(f"rps must be a number above 0 and at most {_MOST_RPS:g}, got {rps!r}")
+        out["rps"] = float(rps)
+    if "overtime" in data:
+        overtime = data["overtime"]
+        if isinstance(overtime, bool) or not isinstance(overtime, int) or not 0 <= overtime <= 1_000_000:
+            raise ValueError(f"overtime must be a whole number from 0 to 1000000, got {overtime!r}")
+        out["overtime"] = overtime
+    return out

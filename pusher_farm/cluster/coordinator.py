@@ -29,6 +29,7 @@ from pusher_farm.core.limits import LimitWatch, verdict
 from pusher_farm.core.report import Report, manifest
 from pusher_farm.core.thresholds import Verdict, Watch, judge
 from pusher_farm.core.window import Window
+from pusher_farm.errors import PusherError
 from pusher_farm.items.central import CentralItems
 
 __all__ = ["Coordinator", "WindowListener"]
@@ -70,7 +71,6 @@ class Coordinator:
         clock: Callable[[], float] = time.monotonic,
         control: ControlServer | None = None,
     ) -> None:
-        self.spec = spec
         self.clock = clock
         #: the run's work items (a feed): read here, handed to agents, finished here
         self.items = CentralItems(spec.policy) if spec.policy.feed is not None else None
@@ -113,6 +113,11 @@ class Coordinator:
         self._next_tick = clock()
         self._closed = False
 
+    @property
+    def spec(self) -> RunSpec:
+        """The run as it stands (a runtime change replaces its profile or cap)."""
+        return self.state.spec
+
     def _threshold_failed(self, verdicts: list[Verdict]) -> None:
         names = ", ".join(v.threshold.text for v in verdicts)
         log.warning("threshold %s failed: stopping the run (--abort-on-fail)", names)
@@ -146,6 +151,15 @@ class Coordinator:
         elif self._abort.is_set() and not self._aborted and self.finish is None:
             self._aborted = True  # a second Ctrl-C: cancel what is in flight
             self._apply(self.state.stop(now, abort=True))
+        if self.control is not None:
+            for changes, answer in self.control.take():
+                try:
+                    actions, info = self.state.change(now, **changes)
+                except PusherError as exc:
+                    answer(None, exc.reason)
+                    continue
+                self._apply(actions)
+                answer(info, None)
         if self.control is not None and now - self._published_at >= _PUBLISH:
             self._published_at = now
             self.control.published = snapshot(self)

@@ -185,6 +185,24 @@ class _Versions(_Field):
         return value
 
 
+class _Stage(_Field):
+    """A profile stage ``[duration, from, to]``: the last may last forever (inf)."""
+
+    def check(self, value: Any, where: str) -> list[float]:
+        if not isinstance(value, list) or len(value) != 3:
+            raise ProtocolError(f"{where} must be [duration, from, to]")
+        if not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in value):
+            raise ProtocolError(f"{where} must hold numbers")
+        duration, start, end = (float(x) for x in value)
+        if (
+            not (duration > 0)
+            or math.isnan(duration)
+            or not all(math.isfinite(r) and 0 <= r <= 1e9 for r in (start, end))
+        ):
+            raise ProtocolError(f"{where} must be a positive duration and finite rates >= 0")
+        return [duration, start, end]
+
+
 class _Any(_Field):
     """Plain data of any shape (an item's body, a target's result): the frame bounds its size."""
 
@@ -296,7 +314,9 @@ SCHEMA: dict[str, tuple[dict[str, _Field], dict[str, _Field]]] = {
             "weights": _List(_Number(0.0, MAX_CAPACITY, above=True), MAX_AGENTS),
             "index": _Whole(0, MAX_AGENTS),
         },
-        {"seen": _SEEN},
+        # a runtime change: the new profile (stages, the same as the old up to the change)
+        # and cap on calls in flight
+        {"seen": _SEEN, "profile": _List(_Stage(), 1024), "overtime": _Whole(0, 1_000_000)},
     ),
     "ack": ({"run": _RUN, "seq": _SEQ}, {"seen": _SEEN}),  # cumulative: every window of the run up to seq is in
     "stop": ({"run": _RUN, "abort": _Flag()}, {"at_slot": _SEQ, "seen": _SEEN}),

@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING, Any
 from pusher_farm.cluster.actions import Action, Log, Phase, Send
 from pusher_farm.cluster.epochs import PlanBook
 from pusher_farm.cluster.members import AgentRecord, AgentState
-from pusher_farm.cluster.plan import AgentPlan
+from pusher_farm.cluster.plan import AgentPlan, RunSpec
 from pusher_farm.cluster.protocol import Message
 from pusher_farm.cluster.state_items import credit_for
 from pusher_farm.core.schedule import Shard
+from pusher_farm.errors import InvalidOption
 
 if TYPE_CHECKING:
     from pusher_farm.cluster.state import CoordinatorState
@@ -196,6 +197,46 @@ class PlanMixin:
         return self._reshard(
             live, epoch[0], epoch[1], f"{lost.name} {'lost' if lost.state is AgentState.LOST else 'stopped'}"
         )
+
+    def change(
+        self: CoordinatorState, now: float, *, rps: float | None = None, overtime: int | None = None
+    ) -> tuple[list[Action], dict[str, Any]]:
+        """Change the whole farm's rate and/or cap at runtime: a new plan epoch announced ahead
+        (like a rebalance), whose profile keeps every slot before it where it was. Returns the
+        actions and what changed; ``InvalidOption`` when this run cannot change now."""
+        if self.phase is not Phase.RUNNING or self.cut:
+            raise InvalidOption(f"the run is {'stopping' if self.cut else self.phase.value}: nothing to change")
+        if self.book is None:
+            raise InvalidOption("only a farm sharing one rate can change it at runtime (not a drain, nor farm())")
+        live = [a for a in self._used() if a.state is AgentState.RUNNING]
+        epoch = self._epoch_start(live, now)
+        if not live or epoch is None:
+            raise InvalidOption("the run ends before a change could take effect")
+        at, from_slot = epoch
+        config = self.spec.policy
+        old_rate = self.book.profile.rate_at(at)
+        profile = self.book.profile.then(at, rps) if rps is not None else None
+        changes: dict[str, Any] = {}
+        if profile is not None:
+            changes["profile"] = profile
+        if overtime is not None:
+            changes["overtime"] = overtime
+        self.spec = RunSpec((config.replace(**changes),))
+        reason = "changed:" + (f" rate {old_rate:g} -> {rps:g} rps" if rps is not None else "")
+        reason += f" overtime {config.overtime} -> {overtime}" if overtime is not None else ""
+        if profile is not None:
+            self.book.profile = profile
+        actions = self._reshard(live, at, from_slot, reason)
+        extra: dict[str, Any] = {}
+        if profile is not None:
+            extra["profile"] = [[s.duration, s.start, s.end] for s in profile.stages]
+        if overtime is not None:
+            extra["overtime"] = overtime
+        for action in actions:
+            if isinstance(action, Send) and action.type == "epoch":
+                action.fields.update(extra)
+        info = {"from_slot": from_slot, "at_s": round(at, 6), "rps": rps, "overtime": overtime}
+        return actions, info
 
     def _join(self: CoordinatorState, agent: AgentRecord, now: float) -> list[Action]:
         """A late agent, prepared: it takes a share from the next epoch."""

@@ -159,6 +159,13 @@ class Calls:
         self._aborted = False
         self._pool = DaemonPool(overtime, name=f"target:{ident}") if self.kind == "sync" and overtime else None
 
+    def set_overtime(self, limit: int) -> None:
+        """A new cap on calls in flight (a farm's runtime change); calls beyond a lowered cap
+        finish, new slots are canceled until fewer are in flight."""
+        self.overtime = limit
+        if self._pool is not None:
+            self._pool.max_workers = max(self._pool.max_workers, limit)
+
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown()

@@ -32,7 +32,7 @@ from pusher_farm.core.config import Config
 from pusher_farm.core.gossip import GossipHub
 from pusher_farm.core.pacer import Pacer
 from pusher_farm.core.recorder import Recorder
-from pusher_farm.core.schedule import Shard, slot_batches
+from pusher_farm.core.schedule import Profile, Shard, slot_batches
 from pusher_farm.core.window import Tally, Window
 from pusher_farm.items.desk import Desk
 
@@ -221,6 +221,18 @@ class Executor:
         the new epoch arrives late."""
         add_epoch(self._epochs, from_slot, shard)
         self._replans += 1
+
+    def reprofile(self, profile: Profile | None = None, overtime: int | None = None) -> None:
+        """A farm changed its rate or its cap mid-run: ``profile`` is the new one, with the
+        same slots at the same times as the old up to the change (``Profile.then``), so
+        switching to it at once moves only the slots after it. Call on the loop's thread."""
+        if profile is not None:
+            self.profile = profile
+            self._replans += 1  # the pacer takes up the new slot times from where it is
+        if overtime is not None:
+            self.config = self.config.replace(overtime=overtime)
+            if self.calls is not None:
+                self.calls.set_overtime(overtime)
 
     def stop_at(self, slot: int) -> None:
         """Stop scheduling at global slot ``slot``: every agent of a farm told the same slot

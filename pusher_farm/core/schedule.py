@@ -146,6 +146,28 @@ class Profile:
             return 0.0
         return self.slots_until(seconds) / seconds
 
+    def then(self, at_s: float, rate: float) -> Profile:
+        """This profile until ``at_s`` seconds, then ``rate`` to its end: the same slots at the
+        same times before ``at_s`` (a farm changing its rate mid-run keeps every slot it planned
+        so far), the new rate after."""
+        if not (math.isfinite(rate) and rate > 0):
+            raise InvalidRPS(f"must be positive and finite, got {rate:g}")
+        if not 0 < at_s < self.duration:
+            raise InvalidOption(f"a rate change at {at_s:g}s is outside the profile (0 to {self.duration:g}s)")
+        kept: list[Stage] = []
+        elapsed = 0.0
+        for s in self.stages:
+            if elapsed + s.duration <= at_s:
+                kept.append(s)
+                elapsed += s.duration
+                continue
+            part = at_s - elapsed
+            if part > 0:
+                kept.append(Stage(part, s.start, s.start + (s.end - s.start) * part / s.duration))
+            break
+        kept.append(Stage(self.duration - at_s, rate, rate))
+        return Stages(kept)
+
     def describe(self) -> str:
         if isinstance(self, Constant):
             return f"{self.rate:g} rps"

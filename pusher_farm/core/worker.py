@@ -299,10 +299,23 @@ class Worker:
         if executor is not None:
             executor.lease_until = until
 
-    def replan(self, from_slot: int, shard: Shard | None) -> None:
+    def replan(
+        self, from_slot: int, shard: Shard | None, profile: Profile | None = None, overtime: int | None = None
+    ) -> None:
         """From global slot ``from_slot`` on, fire the slots of ``shard`` (a farm's new plan
-        epoch). Safe to call from any thread, also just before the run starts."""
-        self._on_executor(lambda executor: executor.replan(from_slot, shard), pending=(from_slot, shard))
+        epoch), with a new ``profile`` and ``overtime`` when the farm changed them. Safe to call
+        from any thread, also just before the run starts."""
+
+        def apply(executor: Executor) -> None:
+            if profile is not None or overtime is not None:
+                executor.reprofile(profile, overtime)
+            executor.replan(from_slot, shard)
+
+        if not self._on_executor(apply, pending=(from_slot, shard)) and (profile is not None or overtime is not None):
+            changes = {"profile": profile} if profile is not None else {}
+            if overtime is not None:
+                changes["overtime"] = overtime
+            self._config = self._config.replace(**changes)  # not started yet: its run takes them
 
     def stop_at(self, slot: int) -> None:
         """Stop scheduling at global slot ``slot`` (a farm stops every agent at the same

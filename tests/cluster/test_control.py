@@ -105,3 +105,57 @@ def _free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def _patch(url, body, token=None):
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    request = urllib.request.Request(url, data=body.encode(), method="PATCH", headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_patch_changes_the_whole_farms_rate_at_one_instant_and_bad_bodies_change_nothing(tmp_path):
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    out = tmp_path / "r.json"
+    p = subprocess.Popen(
+        [*FARM, "run", "noop", "--rps", "500", "-d", "6s", "-p", "2", "--http", f"127.0.0.1:{port}", "-q",
+         "--json", str(out)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                state = json.loads(_get(base + "/farm")[1])
+                if state["state"] == "running" and state["elapsed_s"] > 1.2:
+                    break
+            except (urllib.error.URLError, ConnectionError):
+                pass
+            time.sleep(0.1)
+        for body in ("", "{", "[1]", '{"rps": -5}', '{"rps": "fast"}', '{"rps": NaN}', '{"overtime": 1.5}',
+                     '{"speed": 3}', '{"rps": true}'):  # fmt: skip
+            status, answer = _patch(base + "/farm", body)
+            assert status == 400 and answer["error"], body
+        status, answer = _patch(base + "/farm", '{"rps": 1000}')
+        assert status == 200, answer
+        epoch = answer["epoch"]
+    finally:
+        p.wait(60)
+    assert p.returncode == 0, p.stderr.read()
+    d = json.loads(out.read_text())
+    c = d["counts"]
+    assert (
+        c["planned"] == c["scheduled"] + c["unfired"] and c["scheduled"] == c["succeeded"] + c["failed"] + c["canceled"]
+    )
+    assert [e["reason"] for e in d["epochs"]] == ["changed: rate 500 -> 1000 rps"]  # the bad bodies changed nothing
+    assert d["epochs"][0]["from_slot"] == epoch["from_slot"]
+    # the planned slots: 500/s until the change, 1000/s after it
+    assert c["planned"] == pytest.approx(500 * epoch["at_s"] + 1000 * (6 - epoch["at_s"]), abs=2)
+    changed = int(epoch["at_s"]) + 1  # the first whole window after the change
+    assert all(950 <= w["started"] <= 1050 for w in d["series"][changed:6]), d["series"]
+    assert sum(a["counts"]["scheduled"] for a in d["agents"]) == c["scheduled"]
+    assert all(abs(a["counts"]["planned"] - c["planned"] / 2) <= 1 for a in d["agents"])
