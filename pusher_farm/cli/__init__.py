@@ -15,6 +15,7 @@ from pusher_farm.cli.common import EXIT_USAGE, Usage
 from pusher_farm.cli.demos import demo
 from pusher_farm.cli.load import coordinator, run
 from pusher_farm.cli.plugin_names import plugins
+from pusher_farm.cli.reports import report
 from pusher_farm.errors import PusherError
 
 __all__ = ["cli", "main"]
@@ -26,7 +27,7 @@ def cli() -> None:
     """pusher-farm: exact open-loop load from one laptop to many hosts."""
 
 
-for _command in (run, coordinator, agent, keys, demo, plugins):
+for _command in (run, coordinator, agent, keys, demo, plugins, report):
     cli.add_command(_command)
 
 

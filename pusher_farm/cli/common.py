@@ -86,7 +86,13 @@ def progress(quiet: bool) -> list[Callable[[Window], None]]:
 
 
 def finish(
-    report: Report, json_path: str | None, quiet: bool, *, csv_path: str | None = None, hdr_log: str | None = None
+    report: Report,
+    json_path: str | None,
+    quiet: bool,
+    *,
+    csv_path: str | None = None,
+    hdr_log: str | None = None,
+    html_path: str | None = None,
 ) -> None:
     """Write the JSON report, the CSV series and the HDR interval log (those asked for) and
     print the summary."""
@@ -100,5 +106,10 @@ def finish(
         write_csv(report, csv_path)
     if hdr_log is not None:
         write_hdr_log(report, hdr_log)
+    if html_path is not None:
+        from pusher_farm.report.contract import to_dict
+        from pusher_farm.report.html import render_html
+
+        Path(html_path).write_text(render_html([to_dict(report)]), encoding="utf-8")
     if not (quiet and json_path == "-"):
         click.echo(render_summary(report), err=json_path == "-")

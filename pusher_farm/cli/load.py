@@ -128,6 +128,9 @@ def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option("--csv", "csv_path", type=click.Path(dir_okay=False), help="Write the per-window series here."),
         click.option(
+            "--html", "html_path", type=click.Path(dir_okay=False), help="Write a self-contained HTML report here."
+        ),
+        click.option(
             "--hdr-log",
             type=click.Path(dir_okay=False),
             help="Write each window's latency histogram here, in HdrHistogram's interval log format.",
@@ -230,6 +233,7 @@ def _config(target: str, opts: dict[str, Any], *, check_import: bool) -> Config:
     check_json_path(opts["json_path"])
     check_json_path(opts["csv_path"], "--csv")
     check_json_path(opts["hdr_log"], "--hdr-log")
+    check_json_path(opts["html_path"], "--html")
     texts = [opts["url"], opts["body"], *(h.partition(":")[2] for h in opts["headers"])]
     if target == "http" and config.feed is None and has_placeholders(*texts):
         fail("--url, --header or --body has {field} placeholders: give a --feed whose items fill them")
@@ -314,7 +318,14 @@ def run(target: str, processes: int | None, **opts: Any) -> None:
         on_coordinator=lambda coord: _stop_on_signals(coord),
         control=_control(opts),
     )
-    finish(report, opts["json_path"], opts["quiet"], csv_path=opts["csv_path"], hdr_log=opts["hdr_log"])
+    finish(
+        report,
+        opts["json_path"],
+        opts["quiet"],
+        csv_path=opts["csv_path"],
+        hdr_log=opts["hdr_log"],
+        html_path=opts["html_path"],
+    )
     sys.exit(report.status)
 
 
@@ -359,5 +370,12 @@ def coordinator(
         click.echo(f"coordinator on {coord.endpoint}: waiting for {expect} agent(s)", err=True)
         _stop_on_signals(coord)
         report = coord.run()
-    finish(report, opts["json_path"], opts["quiet"], csv_path=opts["csv_path"], hdr_log=opts["hdr_log"])
+    finish(
+        report,
+        opts["json_path"],
+        opts["quiet"],
+        csv_path=opts["csv_path"],
+        hdr_log=opts["hdr_log"],
+        html_path=opts["html_path"],
+    )
     sys.exit(report.status)

@@ -1,0 +1,51 @@
+"""The HTML report in a real headless browser: no console errors, every chart drawn."""
+
+import subprocess
+import sys
+
+import pytest
+from browser import chromium, inspect
+
+FARM = [sys.executable, "-m", "pusher_farm"]
+CHARTS = """JSON.stringify({
+  charts: document.body.getAttribute("data-charts"),
+  canvases: [...document.querySelectorAll(".uplot canvas")].filter(c => c.width > 0 && c.height > 0).length,
+  rows: document.querySelectorAll("table tr").length,
+  title: document.title })"""
+
+pytestmark = pytest.mark.skipif(chromium() is None, reason="chromium is not installed (.ci/run installs Debian's)")
+
+
+def run(tmp_path, name, *args):
+    out = tmp_path / f"{name}.json"
+    p = subprocess.run([*FARM, "run", *args, "-p", "2", "--json", str(out), "-q"], capture_output=True, text=True,
+                       timeout=120)  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    return out
+
+
+def test_a_report_and_a_comparison_open_without_errors_with_their_charts_drawn(tmp_path):
+    import json
+
+    a = run(
+        tmp_path, "a", "sleep", "--param", "ms=2", "--stages", "1s:50-200,1s:200", "--html", str(tmp_path / "a.html")
+    )
+    b = run(tmp_path, "b", "noop", "--rps", "200", "-d", "2s")
+    size = (tmp_path / "a.html").stat().st_size
+    assert size < 1_000_000  # self-contained and small
+    p = subprocess.run([*FARM, "report", str(a), str(b), "--html", str(tmp_path / "ab.html")], capture_output=True,
+                       text=True, timeout=60)  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    for page in ("a.html", "ab.html"):
+        errors, value = inspect((tmp_path / page).as_uri(), CHARTS, tmp_path)
+        assert errors == [], errors
+        seen = json.loads(value)
+        assert seen["charts"] == "4" and seen["canvases"] == 4 and seen["rows"] > 10, seen
+    assert "a vs b" in seen["title"]
+
+
+def test_farm_report_refuses_what_is_not_a_report(tmp_path):
+    (tmp_path / "x.json").write_text('{"a": 1}')
+    p = subprocess.run([*FARM, "report", str(tmp_path / "x.json"), "--html", str(tmp_path / "o.html")],
+                       capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert p.returncode == 2 and "not a pusher-farm report" in p.stderr
