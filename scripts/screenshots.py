@@ -1,27 +1,31 @@
 #!/usr/bin/env python
-"""Screenshots of the HTML report and of a comparison of two runs, from real runs on this host
-(headless Chromium). Usage: python scripts/screenshots.py [--out DIR]  (default bench-results/)"""
+"""Screenshots of the HTML report, of a comparison of two runs and of the live page, from real
+runs on this host (headless Chromium). Usage: python scripts/screenshots.py [--out DIR]
+(default bench-results/)"""
 
 from __future__ import annotations
 
 import argparse
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 FARM = [sys.executable, "-m", "pusher_farm"]
 
 
-def shoot(page: Path, png: Path, height: int) -> None:
+def shoot(page: Path | str, png: Path, height: int) -> None:
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if browser is None:
         sys.exit("chromium is not installed (apt-get install chromium)")
+    url = page if isinstance(page, str) else page.as_uri()
     with tempfile.TemporaryDirectory() as profile:
         subprocess.run(
             [browser, "--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-             f"--user-data-dir={profile}", f"--window-size=1240,{height}", f"--screenshot={png}", page.as_uri()],
+             f"--user-data-dir={profile}", f"--window-size=1240,{height}", f"--screenshot={png}", url],
             check=True, capture_output=True, timeout=120,
         )  # fmt: skip
     print(f"wrote {png}")
@@ -46,6 +50,16 @@ def main() -> None:
                         str(out / "compare.html")], check=True)  # fmt: skip
     shoot(out / "report.html", out / "report.png", 1250)
     shoot(out / "compare.html", out / "compare.png", 1150)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    args = ["sleep", "--param", "ms=2", "--stages", "4s:100-600,8s:600", "-p", "2", "--http", f"127.0.0.1:{port}"]
+    live = subprocess.Popen([*FARM, "run", *args, "-q"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(7)
+        shoot(f"http://127.0.0.1:{port}/", out / "live.png", 1000)
+    finally:
+        live.wait(60)
 
 
 if __name__ == "__main__":

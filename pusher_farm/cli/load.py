@@ -259,12 +259,13 @@ def _control(opts: dict[str, Any]) -> Any:
             fail("--http-token goes with --http HOST:PORT")
         return None
     from pusher_farm.cluster.control import ControlServer, parse_address
+    from pusher_farm.report.dashboard import page
     from pusher_farm.report.metrics import render_metrics
 
     host, port = parse_address(opts["http_address"], opts["http_token"])
-    server = ControlServer(host, port, opts["http_token"], render=render_metrics)
+    server = ControlServer(host, port, opts["http_token"], render=render_metrics, page=page())
     bound = server.start()
-    click.echo(f"serving the run's state on http://{host}:{bound}/farm (and /agents, /metrics)", err=True)
+    click.echo(f"live page on http://{host}:{bound}/ (state: /farm, /agents, /metrics)", err=True)
     return server
 
 

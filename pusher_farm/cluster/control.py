@@ -21,6 +21,7 @@ import math
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -95,6 +96,9 @@ def snapshot(coord: Coordinator) -> dict[str, Any]:
     }
 
 
+#: merged windows the live page can fetch (an hour at 1 s windows)
+_WINDOWS_KEPT = 3600
+
 _HIDDEN = ("latency_bounds_s", "latency_buckets", "latency_count", "latency_sum_s", "agent_states")
 
 
@@ -105,16 +109,27 @@ class ControlServer:
     ``close`` stops it and joins the thread."""
 
     def __init__(
-        self, host: str, port: int, token: str | None = None, render: Callable[[dict[str, Any]], bytes] | None = None
+        self,
+        host: str,
+        port: int,
+        token: str | None = None,
+        render: Callable[[dict[str, Any]], bytes] | None = None,
+        page: str | None = None,
     ) -> None:
         self.host, self.port, self.token = host, port, token
         #: the Prometheus exposition of a snapshot (``report.metrics.render_metrics``)
         self.render = render
+        #: the live page served at ``/`` (``report.dashboard.page()``)
+        self.page = page
         self.published: dict[str, Any] = {}
         #: changes asked over HTTP, for the coordinator's thread: (changes, answer(info, error))
         self._asks: queue.SimpleQueue[tuple[dict[str, Any], Callable[[Any, str | None], None]]] = queue.SimpleQueue()
         #: calls started in the last merged window (its achieved rate)
         self.last_started = 0
+        #: the requested rate at a time of the run (the coordinator sets it: its profile)
+        self.rate_at: Callable[[float], float] = lambda t: 0.0
+        #: the latest merged windows, for the live page (bounded)
+        self.windows: deque[dict[str, Any]] = deque(maxlen=_WINDOWS_KEPT)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
@@ -153,6 +168,9 @@ class ControlServer:
             return await self._auth(request, handler)
 
         app = web.Application(middlewares=[auth])
+        app.router.add_get("/", self._page)
+        app.router.add_get("/favicon.ico", self._no_icon)
+        app.router.add_get("/windows", self._windows)
         app.router.add_get("/farm", self._farm)
         app.router.add_patch("/farm", self._patch)
         app.router.add_get("/agents", self._agents)
@@ -177,6 +195,21 @@ class ControlServer:
     def on_window(self, window: Any) -> None:
         """A merged window of the whole farm (a coordinator listener)."""
         self.last_started = window.started
+        p = window.latency.percentiles([50, 99]) if window.latency.total else {50: 0, 99: 0}
+        mid = window.start + window.length / 2
+        self.windows.append(
+            {
+                "t": round(window.start, 3),
+                "requested": self.rate_at(mid),
+                "achieved": window.started / window.length,
+                "started": window.started,
+                "succeeded": window.succeeded,
+                "failed": window.failed,
+                "canceled": window.canceled,
+                "p50_ms": p[50] / 1000,
+                "p99_ms": p[99] / 1000,
+            }
+        )
 
     def close(self) -> None:
         loop = self._loop
@@ -190,7 +223,7 @@ class ControlServer:
     async def _auth(self, request: Any, handler: Any) -> Any:
         from aiohttp import web
 
-        if self.token:
+        if self.token and request.path not in ("/", "/favicon.ico"):  # the page holds no data
             given = request.headers.get("Authorization", "")
             if not hmac.compare_digest(given.encode(), f"Bearer {self.token}".encode()):
                 return web.json_response({"error": "a bearer token is needed (Authorization: Bearer TOKEN)"},
@@ -226,6 +259,23 @@ class ControlServer:
         if error is not None:
             return web.json_response({"error": error}, status=409)
         return web.json_response({"epoch": info})
+
+    async def _page(self, request: Any) -> Any:
+        from aiohttp import web
+
+        if self.page is None:
+            return web.Response(status=404, text="no live page\n")
+        return web.Response(text=self.page, content_type="text/html")
+
+    async def _no_icon(self, request: Any) -> Any:
+        from aiohttp import web
+
+        return web.Response(status=204)
+
+    async def _windows(self, request: Any) -> Any:
+        from aiohttp import web
+
+        return web.json_response(list(self.windows))
 
     async def _agents(self, request: Any) -> Any:
         from aiohttp import web

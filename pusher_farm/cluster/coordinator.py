@@ -94,6 +94,7 @@ class Coordinator:
         self._published_at = -math.inf
         if control is not None:
             listeners.append(control.on_window)
+            control.rate_at = lambda t: sum(c.profile.rate_at(t) for c in self.spec.configs if c.profile is not None)
         #: --abort-on-fail: the thresholds checked on the merged totals after every window
         self.watch: Watch | None = None
         if spec.policy.abort_on_fail and spec.policy.thresholds:

@@ -49,3 +49,35 @@ def test_farm_report_refuses_what_is_not_a_report(tmp_path):
     p = subprocess.run([*FARM, "report", str(tmp_path / "x.json"), "--html", str(tmp_path / "o.html")],
                        capture_output=True, text=True, timeout=60)  # fmt: skip
     assert p.returncode == 2 and "not a pusher-farm report" in p.stderr
+
+
+def test_the_live_page_draws_its_charts_from_a_running_farm(tmp_path):
+    import json
+    import socket
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    p = subprocess.Popen(
+        [*FARM, "run", "sleep", "--param", "ms=2", "--rps", "200", "-d", "8s", "-p", "2", "--http",
+         f"127.0.0.1:{port}", "--http-token", "tok", "-q"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        time.sleep(3.5)  # a few windows in
+        errors, value = inspect(
+            f"http://127.0.0.1:{port}/#token=tok",
+            """JSON.stringify({ charts: document.body.getAttribute("data-charts"),
+                 updated: Number(document.body.getAttribute("data-updated") || 0),
+                 agents: document.querySelectorAll("#agents tbody tr").length,
+                 state: document.getElementById("state").textContent })""",
+            tmp_path,
+            settle=1.5,
+        )
+    finally:
+        p.wait(60)
+    seen = json.loads(value)
+    assert errors == [], errors
+    assert seen["charts"] == "3" and seen["updated"] >= 1 and seen["agents"] == 2, seen
+    assert seen["state"].startswith("running"), seen
