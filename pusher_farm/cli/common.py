@@ -8,7 +8,7 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import click
 
@@ -83,6 +83,18 @@ def progress(quiet: bool) -> list[Callable[[Window], None]]:
     from pusher_farm.report import progress_line
 
     return [] if quiet else [lambda w: click.echo(progress_line(w), err=True)]
+
+
+def watch(quiet: bool) -> tuple[list[Callable[[Window], None]], Any]:
+    """What shows a run as it goes: nothing (``-q``), the live view (rich) when standard error
+    is a terminal, else a plain line per window. Returns the listeners and the view (or None:
+    ``attach`` a coordinator to it, ``stop`` it before the summary)."""
+    if quiet or not sys.stderr.isatty():
+        return progress(quiet), None
+    from pusher_farm.report.live import LiveView
+
+    view = LiveView()
+    return [view.on_window], view
 
 
 def finish(

@@ -19,9 +19,9 @@ from pusher_farm.cli.common import (
     duration,
     fail,
     finish,
-    progress,
     setup_logging,
     stop_on_signals,
+    watch,
 )
 from pusher_farm.cli.config_file import config_option
 from pusher_farm.cli.items import item_options, item_settings
@@ -311,14 +311,19 @@ def run(target: str, processes: int | None, **opts: Any) -> None:
     spec = RunSpec((_config(target, opts, check_import=True),))
     timing = _timing(opts, 30.0)
     setup_logging(opts["quiet"])
-    report = run_local(
-        spec,
-        n,
-        listeners=progress(opts["quiet"]),
-        timing=timing,
-        on_coordinator=lambda coord: _stop_on_signals(coord),
-        control=_control(opts),
-    )
+    control = _control(opts)
+    listeners, view = watch(opts["quiet"])
+
+    def started(coord: Any) -> None:
+        _stop_on_signals(coord)
+        if view is not None:
+            view.attach(coord)
+
+    try:
+        report = run_local(spec, n, listeners=listeners, timing=timing, on_coordinator=started, control=control)
+    finally:
+        if view is not None:
+            view.stop()
     finish(
         report,
         opts["json_path"],
@@ -358,19 +363,27 @@ def coordinator(
     timing = _timing(opts, wait_s)
     keys = None if keys_dir is None else CoordinatorKeys.load(keys_dir)
     setup_logging(opts["quiet"])
+    control = _control(opts)
+    listeners, view = watch(opts["quiet"])
     with Coordinator(
         spec,
         bind=bind,
         expect=expect,
         timing=timing,
-        listeners=progress(opts["quiet"]),
+        listeners=listeners,
         keys=keys,
         insecure=insecure,
-        control=_control(opts),
+        control=control,
     ) as coord:
         click.echo(f"coordinator on {coord.endpoint}: waiting for {expect} agent(s)", err=True)
         _stop_on_signals(coord)
-        report = coord.run()
+        if view is not None:
+            view.attach(coord)
+        try:
+            report = coord.run()
+        finally:
+            if view is not None:
+                view.stop()
     finish(
         report,
         opts["json_path"],
