@@ -28,6 +28,8 @@ __all__ = ["agent", "keys"]
 )
 @click.option("--keys", "keys_dir", type=click.Path(file_okay=False), help="CURVE keys folder (farm keys generate).")
 @click.option("--key", "key_name", default="agent-0", show_default=True, help="This agent's key in --keys.")
+@click.option("--metrics", "metrics_address", metavar="HOST:PORT", help="Serve this agent's own Prometheus /metrics.")
+@click.option("--metrics-token", help="A bearer token /metrics asks for (needed beyond loopback).")
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
 def agent(
     connect: str,
@@ -37,6 +39,8 @@ def agent(
     gossips: tuple[str, ...],
     keys_dir: str | None,
     key_name: str,
+    metrics_address: str | None,
+    metrics_token: str | None,
     quiet: bool,
 ) -> None:
     """Serve farm runs from a coordinator, one after another, until stopped."""
@@ -49,7 +53,17 @@ def agent(
     listeners = [_gossiper(g) for g in gossips]
     keys = None if keys_dir is None else AgentKeys.load(keys_dir, key_name)
     setup_logging(quiet)
-    server = Agent(connect, name=name, capacity=capacity, once=once, gossips=listeners, keys=keys)
+    metrics = None
+    if metrics_address is not None:
+        from pusher_farm.cluster.control import AgentMetrics, ControlServer, parse_address
+        from pusher_farm.report.metrics import render_metrics
+
+        host, port = parse_address(metrics_address, metrics_token)
+        http = ControlServer(host, port, metrics_token, render=render_metrics)
+        bound = http.start()
+        click.echo(f"agent metrics on http://{host}:{bound}/metrics", err=True)
+        metrics = AgentMetrics(http)
+    server = Agent(connect, name=name, capacity=capacity, once=once, gossips=listeners, keys=keys, metrics=metrics)
     stop_on_signals(
         lambda abort: server.stop(abort=abort),
         first="agent stopping: a run in progress stops and reports first (Ctrl-C again to abort its calls)",

@@ -42,6 +42,7 @@ from pusher_farm.cluster.agent_state import (
     Replan,
     Send,
 )
+from pusher_farm.cluster.control import AgentMetrics
 from pusher_farm.cluster.plan import AgentPlan
 from pusher_farm.cluster.protocol import encode
 from pusher_farm.cluster.security import AgentKeys
@@ -183,9 +184,11 @@ class AgentDriver:
 class ExecutorRunner:
     """Runs each launched plan with the core executor on the thread that calls ``serve``."""
 
-    def __init__(self, name: str, gossips: Sequence[Gossiper] = ()) -> None:
+    def __init__(self, name: str, gossips: Sequence[Gossiper] = (), metrics: AgentMetrics | None = None) -> None:
         self.name = name
         self.gossips = tuple(gossips)
+        #: this agent's own /metrics (``--metrics``), fed every window its runs close
+        self.metrics = metrics
         self._runs: queue.SimpleQueue[tuple[Worker, AgentPlan, Report, ItemPort | None] | None] = queue.SimpleQueue()
         self._worker: Worker | None = None
         #: the current run's work items (a run with a feed), read by the control thread
@@ -235,10 +238,16 @@ class ExecutorRunner:
     def _execute(self, worker: Worker, plan: AgentPlan, report: Report, port: ItemPort | None) -> None:
         windows = 0
 
+        share = plan.shard.share if plan.shard is not None else 1.0
+
         def on_window(w: Window) -> None:
             nonlocal windows
             report("window", plan.run, {"seq": windows, "w": w.to_wire()})
             windows += 1
+            if self.metrics is not None:
+                profile = plan.config.profile
+                rate = profile.rate_at(w.start + w.length / 2) * share if profile is not None else 0.0
+                self.metrics.on_window(w, rate)
 
         done: dict[str, Any] = {"stopped_early": True, "sent_s": 0.0}
         cpu0, started = time.process_time(), time.monotonic()
@@ -301,6 +310,7 @@ class Agent:
         keys: AgentKeys | None = None,
         links: LinkFactory | None = None,
         clock: Callable[[], float] = time.monotonic,
+        metrics: AgentMetrics | None = None,
     ) -> None:
         from pusher_farm.targets import resolve as default_resolve
 
@@ -311,7 +321,7 @@ class Agent:
         self._stopping = threading.Event()
         self._process = psutil.Process()
         self._process.cpu_percent(None)
-        self.runner = ExecutorRunner(self.name, gossips)
+        self.runner = ExecutorRunner(self.name, gossips, metrics)
         machine = AgentMachine(
             name=self.name,
             host=socket.gethostname(),

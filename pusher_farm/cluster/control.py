@@ -30,7 +30,7 @@ from pusher_farm.errors import InvalidOption
 if TYPE_CHECKING:
     from pusher_farm.cluster.coordinator import Coordinator
 
-__all__ = ["LATENCY_BOUNDS_S", "ControlServer", "parse_address", "snapshot"]
+__all__ = ["LATENCY_BOUNDS_S", "AgentMetrics", "ControlServer", "parse_address", "snapshot", "totals_snapshot"]
 
 #: the latency buckets a snapshot counts (seconds), for a Prometheus histogram
 LATENCY_BOUNDS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -51,6 +51,32 @@ def parse_address(text: str, token: str | None) -> tuple[str, int]:
     return host, int(port)
 
 
+def totals_snapshot(
+    total: Any, achieved_rps: float, requested_rps: float, agent_states: dict[str, int]
+) -> dict[str, Any]:
+    """The part of a snapshot that ``/metrics`` renders, from a window of totals."""
+    latency = total.latency
+    return {
+        "requested_rps": requested_rps,
+        "totals": {
+            "scheduled": total.started + total.canceled,
+            "started": total.started,
+            "succeeded": total.succeeded,
+            "failed": total.failed,
+            "canceled": total.canceled,
+            "in_flight": max(0, total.started - total.succeeded - total.failed),
+        },
+        "errors": dict(total.errors),
+        "achieved_rps": achieved_rps,
+        "latency_ms": latency.summary_ms() if latency.total else {},
+        "agent_states": agent_states,
+        "latency_bounds_s": list(LATENCY_BOUNDS_S),
+        "latency_buckets": latency.cumulative([int(b * 1e6) for b in LATENCY_BOUNDS_S]),
+        "latency_count": latency.total,
+        "latency_sum_s": latency.sum / 1e6,
+    }
+
+
 def snapshot(coord: Coordinator) -> dict[str, Any]:
     """What the server shows, as plain data (taken on the coordinator's thread)."""
     state = coord.state
@@ -65,34 +91,18 @@ def snapshot(coord: Coordinator) -> dict[str, Any]:
             "cpu_percent": a.stats.get("cpu"), "rtt_ms": None if a.rtt != a.rtt else round(a.rtt * 1000, 3),
             "clock_offset_ms": round(a.offset * 1000, 3),
         })  # fmt: skip
-    latency = total.latency
     policy = coord.spec.policy
-    requested = sum(c.profile.rate_at(max(0.0, time.monotonic() - (state.start_at or time.monotonic())))
-                    for c in coord.spec.configs if c.profile is not None)  # fmt: skip
+    elapsed = 0.0 if state.start_at is None else max(0.0, time.monotonic() - state.start_at)
+    requested = sum(c.profile.rate_at(elapsed) for c in coord.spec.configs if c.profile is not None)
+    achieved = coord.control.last_started / tally.length if coord.control is not None else 0.0
     return {
         "run": state.run_id,
         "state": state.phase.value,
         "target": policy.target,
-        "requested_rps": requested,
         "overtime": policy.overtime,
-        "elapsed_s": 0.0 if state.start_at is None else max(0.0, time.monotonic() - state.start_at),
-        "totals": {
-            "scheduled": total.started + total.canceled,
-            "started": total.started,
-            "succeeded": total.succeeded,
-            "failed": total.failed,
-            "canceled": total.canceled,
-            "in_flight": max(0, total.started - total.succeeded - total.failed),
-        },
-        "errors": dict(total.errors),
-        "achieved_rps": coord.control.last_started / tally.length if coord.control is not None else 0.0,
-        "latency_ms": latency.summary_ms() if latency.total else {},
+        "elapsed_s": elapsed,
         "agents": agents,
-        "agent_states": states,
-        "latency_bounds_s": list(LATENCY_BOUNDS_S),
-        "latency_buckets": latency.cumulative([int(b * 1e6) for b in LATENCY_BOUNDS_S]),
-        "latency_count": latency.total,
-        "latency_sum_s": latency.sum / 1e6,
+        **totals_snapshot(total, achieved, requested, states),
     }
 
 
@@ -325,3 +335,19 @@ def _changes(body: bytes) -> dict[str, Any]:
             raise ValueError(f"overtime must be a whole number from 0 to 1000000, got {overtime!r}")
         out["overtime"] = overtime
     return out
+
+
+class AgentMetrics:
+    """An agent's own ``/metrics`` (``farm agent --metrics HOST:PORT``): the windows its runs
+    closed, summed, published to a ``ControlServer`` after each (on the executor's thread)."""
+
+    def __init__(self, server: ControlServer) -> None:
+        from pusher_farm.core.window import Window
+
+        self.server = server
+        self.total = Window(index=-1, start=0.0, length=1.0)
+
+    def on_window(self, window: Any, requested_rps: float) -> None:
+        self.total.merge(window)
+        achieved = window.started / window.length if window.length else 0.0
+        self.server.published = totals_snapshot(self.total, achieved, requested_rps, {"running": 1})

@@ -159,3 +159,37 @@ def test_patch_changes_the_whole_farms_rate_at_one_instant_and_bad_bodies_change
     assert all(950 <= w["started"] <= 1050 for w in d["series"][changed:6]), d["series"]
     assert sum(a["counts"]["scheduled"] for a in d["agents"]) == c["scheduled"]
     assert all(abs(a["counts"]["planned"] - c["planned"] / 2) <= 1 for a in d["agents"])
+
+
+def test_an_agent_serves_its_own_metrics(tmp_path):
+    endpoint = f"tcp://127.0.0.1:{_free_port()}"
+    port = _free_port()
+    coord = subprocess.Popen(
+        [*FARM, "coordinator", "noop", "--rps", "400", "-d", "4s", "--bind", endpoint, "-n", "2", "-q"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    agents = [
+        subprocess.Popen(
+            [*FARM, "agent", "--connect", endpoint, "--once", "-q", *extra],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for extra in (["--metrics", f"127.0.0.1:{port}"], [])
+    ]
+    try:
+        got = {}
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                got = samples(_get(f"http://127.0.0.1:{port}/metrics")[1])
+                if got.get(("pusher_farm_calls_total", (("outcome", "succeeded"),)), 0) > 0:
+                    break
+            except (urllib.error.URLError, ConnectionError):
+                pass
+            time.sleep(0.2)
+        assert got[("pusher_farm_calls_total", (("outcome", "succeeded"),))] > 0
+        assert got[("pusher_farm_requested_rps", ())] == pytest.approx(200)  # its half of the farm's rate
+    finally:
+        coord.wait(60)
+        for a in agents:
+            a.wait(30)
