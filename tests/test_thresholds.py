@@ -75,3 +75,14 @@ def test_abort_on_fail_needs_a_threshold():
     p = subprocess.run([*FARM, "run", "noop", "--rps", "10", "-d", "1s", "--abort-on-fail"], capture_output=True,
                        text=True, timeout=60)  # fmt: skip
     assert p.returncode == 2 and "--abort-on-fail needs a --threshold" in p.stderr
+
+
+def test_abort_on_fail_leaves_counts_and_rates_to_the_end():
+    """A count can only grow: 'succeeded>=500' is not failed by the first windows of a run that
+    will get there."""
+    p = subprocess.run(
+        [*FARM, "run", "noop", "--rps", "300", "-d", "3s", "-p", "1", "--threshold", "succeeded>=800",
+         "--threshold", "achieved_rps>=0.9*requested", "--abort-on-fail", "-q"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr

@@ -59,7 +59,7 @@ def agent(
         from pusher_farm.report.metrics import render_metrics
 
         host, port = parse_address(metrics_address, metrics_token)
-        http = ControlServer(host, port, metrics_token, render=render_metrics)
+        http = ControlServer(host, port, metrics_token, render=render_metrics, changes=False)
         bound = http.start()
         click.echo(f"agent metrics on http://{host}:{bound}/metrics", err=True)
         metrics = AgentMetrics(http)

@@ -364,26 +364,29 @@ def coordinator(
     keys = None if keys_dir is None else CoordinatorKeys.load(keys_dir)
     setup_logging(opts["quiet"])
     control = _control(opts)
-    listeners, view = watch(opts["quiet"])
-    with Coordinator(
-        spec,
-        bind=bind,
-        expect=expect,
-        timing=timing,
-        listeners=listeners,
-        keys=keys,
-        insecure=insecure,
-        control=control,
-    ) as coord:
-        click.echo(f"coordinator on {coord.endpoint}: waiting for {expect} agent(s)", err=True)
-        _stop_on_signals(coord)
-        if view is not None:
-            view.attach(coord)
-        try:
-            report = coord.run()
-        finally:
+    listeners: list[Any] = []
+    view = None
+    try:
+        with Coordinator(
+            spec,
+            bind=bind,
+            expect=expect,
+            timing=timing,
+            listeners=[lambda w: [f(w) for f in listeners]],
+            keys=keys,
+            insecure=insecure,
+            control=control,
+        ) as coord:
+            click.echo(f"coordinator on {coord.endpoint}: waiting for {expect} agent(s)", err=True)
+            _stop_on_signals(coord)
+            shown, view = watch(opts["quiet"])
+            listeners.extend(shown)
             if view is not None:
-                view.stop()
+                view.attach(coord)
+            report = coord.run()
+    finally:
+        if view is not None:
+            view.stop()
     finish(
         report,
         opts["json_path"],

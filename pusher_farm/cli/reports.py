@@ -41,5 +41,9 @@ def report(runs: tuple[str, ...], html_path: str) -> None:
     check_json_path(html_path, "--html")
     loaded = [_load(p) for p in runs]
     names = [Path(p).stem for p in runs] if len(runs) == 2 else None
-    Path(html_path).write_text(render_html(loaded, names), encoding="utf-8")
+    try:
+        page = render_html(loaded, names)
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        fail(f"cannot render {' and '.join(runs)}: a field is missing or malformed ({type(exc).__name__}: {exc})")
+    Path(html_path).write_text(page, encoding="utf-8")
     click.echo(f"wrote {html_path}", err=True)

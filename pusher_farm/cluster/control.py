@@ -125,15 +125,20 @@ class ControlServer:
         token: str | None = None,
         render: Callable[[dict[str, Any]], bytes] | None = None,
         page: str | None = None,
+        changes: bool = True,
     ) -> None:
         self.host, self.port, self.token = host, port, token
         #: the Prometheus exposition of a snapshot (``report.metrics.render_metrics``)
         self.render = render
         #: the live page served at ``/`` (``report.dashboard.page()``)
         self.page = page
+        #: PATCH /farm is served (a coordinator answers it; an agent's server has none)
+        self.changes = changes
         self.published: dict[str, Any] = {}
         #: changes asked over HTTP, for the coordinator's thread: (changes, answer(info, error))
-        self._asks: queue.SimpleQueue[tuple[dict[str, Any], Callable[[Any, str | None], None]]] = queue.SimpleQueue()
+        self._asks: queue.SimpleQueue[tuple[dict[str, Any], Callable[[Any, str | None], None], list[bool]]] = (
+            queue.SimpleQueue()
+        )
         #: calls started in the last merged window (its achieved rate)
         self.last_started = 0
         #: the requested rate at a time of the run (the coordinator sets it: its profile)
@@ -182,7 +187,8 @@ class ControlServer:
         app.router.add_get("/favicon.ico", self._no_icon)
         app.router.add_get("/windows", self._windows)
         app.router.add_get("/farm", self._farm)
-        app.router.add_patch("/farm", self._patch)
+        if self.changes:
+            app.router.add_patch("/farm", self._patch)
         app.router.add_get("/agents", self._agents)
         app.router.add_get("/metrics", self._metrics)
         self._runner = web.AppRunner(app, access_log=None)
@@ -198,9 +204,11 @@ class ControlServer:
         out = []
         while True:
             try:
-                out.append(self._asks.get_nowait())
+                changes, answer, abandoned = self._asks.get_nowait()
             except queue.Empty:
                 return out
+            if not abandoned[0]:
+                out.append((changes, answer))
 
     def on_window(self, window: Any) -> None:
         """A merged window of the whole farm (a coordinator listener)."""
@@ -261,10 +269,12 @@ class ControlServer:
         def answer(info: Any, error: str | None) -> None:
             loop.call_soon_threadsafe(lambda: done.done() or done.set_result((info, error)))
 
-        self._asks.put((changes, answer))
+        abandoned = [False]
+        self._asks.put((changes, answer, abandoned))
         try:
             info, error = await asyncio.wait_for(done, 5.0)
         except TimeoutError:
+            abandoned[0] = True  # the coordinator must not apply what was answered as failed
             return web.json_response({"error": "the coordinator did not answer in time"}, status=503)
         if error is not None:
             return web.json_response({"error": error}, status=409)
@@ -324,8 +334,7 @@ def _changes(body: bytes) -> dict[str, Any]:
         if (
             isinstance(rps, bool)
             or not isinstance(rps, (int, float))
-            or not math.isfinite(rps)
-            or not 0 < rps <= _MOST_RPS
+            or not 0 < min(float(rps) if abs(rps) < 1e300 else math.inf, math.inf) <= _MOST_RPS
         ):
             raise ValueError(f"rps must be a number above 0 and at most {_MOST_RPS:g}, got {rps!r}")
         out["rps"] = float(rps)

@@ -214,7 +214,8 @@ class Coordinator:
     def _judge(self, report: Report) -> None:
         if not self.spec.policy.thresholds:
             return
-        judge(report, self.spec.policy.thresholds)
+        stopped_by = self.watch is not None and bool(self.watch.failed)
+        judge(report, self.spec.policy.thresholds, failed_during=stopped_by)
         if self.watch is not None and self.watch.failed:
             failed = ", ".join(v.threshold.text for v in self.watch.failed)
             report.notes.append(f"stopped early: threshold {failed} failed (--abort-on-fail)")

@@ -316,7 +316,7 @@ SCHEMA: dict[str, tuple[dict[str, _Field], dict[str, _Field]]] = {
         },
         # a runtime change: the new profile (stages, the same as the old up to the change)
         # and cap on calls in flight
-        {"seen": _SEEN, "profile": _List(_Stage(), 1024), "overtime": _Whole(0, 1_000_000)},
+        {"seen": _SEEN, "profile": _List(_Stage(), 10_000), "overtime": _Whole(0, 1_000_000)},
     ),
     "ack": ({"run": _RUN, "seq": _SEQ}, {"seen": _SEEN}),  # cumulative: every window of the run up to seq is in
     "stop": ({"run": _RUN, "abort": _Flag()}, {"at_slot": _SEQ, "seen": _SEEN}),

@@ -17,7 +17,7 @@ from pusher_farm.cluster.members import AgentRecord, AgentState
 from pusher_farm.cluster.plan import AgentPlan, RunSpec
 from pusher_farm.cluster.protocol import Message
 from pusher_farm.cluster.state_items import credit_for
-from pusher_farm.core.schedule import Shard
+from pusher_farm.core.schedule import MAX_STAGES, Shard
 from pusher_farm.errors import InvalidOption
 
 if TYPE_CHECKING:
@@ -214,6 +214,10 @@ class PlanMixin:
             raise InvalidOption("the run ends before a change could take effect")
         at, from_slot = epoch
         config = self.spec.policy
+        if rps is not None and math.isinf(self.book.profile.duration):
+            raise InvalidOption("a run without an end cannot change its rate (give it a duration)")
+        if rps is not None and len(self.book.profile.stages) >= MAX_STAGES - 1:
+            raise InvalidOption(f"the profile holds {MAX_STAGES} stages at most: no more rate changes in this run")
         old_rate = self.book.profile.rate_at(at)
         profile = self.book.profile.then(at, rps) if rps is not None else None
         changes: dict[str, Any] = {}

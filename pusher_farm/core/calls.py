@@ -165,6 +165,8 @@ class Calls:
         self.overtime = limit
         if self._pool is not None:
             self._pool.max_workers = max(self._pool.max_workers, limit)
+        elif self.kind == "sync" and limit:
+            self._pool = DaemonPool(limit, name=f"target:{self.ident}")
 
     def close(self) -> None:
         if self._pool is not None:

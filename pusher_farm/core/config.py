@@ -196,6 +196,16 @@ def _profile_unwire(data: Any) -> Profile | None:
     return None if data is None else profile_from_stages(data)
 
 
+def _finite(value: Any) -> Any:
+    """``value`` with every non-finite float as None (JSON has no infinity: an open-ended stage
+    reads ``[null, rate, rate]``)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
 def _named(value: Any) -> Any:
     """``value`` as plain data: functions and other objects by their name."""
     if value is None or isinstance(value, (str, int, float, bool)):
@@ -336,7 +346,7 @@ class Config:
     def plain(self) -> dict[str, Any]:
         """The settings as plain data (a manifest, ``--show-config``): what agents get, and
         under ``farm`` what stays with the coordinator (functions and feeds by name)."""
-        out = self.to_wire()
+        out = {k: _finite(v) for k, v in self.to_wire().items()}
         farm: dict[str, Any] = {}
         for f in fields(self):
             if f.metadata["scope"] == "farm":

@@ -111,6 +111,8 @@ def parse_threshold(text: str) -> Threshold:
     factor = re.fullmatch(r"([0-9.eE+-]+)\*requested(?:_rps)?", raw)
     try:
         if factor:
+            if not math.isfinite(float(factor.group(1))):
+                raise ValueError("the factor must be finite")
             if kind not in _SPEEDS:
                 raise ValueError("only achieved_rps and throughput_rps compare with the requested rate")
             return Threshold(text, metric, op, float(factor.group(1)), times_requested=True)
@@ -181,39 +183,50 @@ def check_all(value: Any) -> tuple[str, ...]:
 
 class Watch:
     """Checks thresholds on the merged totals after every window (``--abort-on-fail``): the
-    first time one fails, ``on_fail`` gets the failed verdicts. Rates (``achieved_rps``,
-    ``throughput_rps``) are checked at the end only: a run's first windows include its start."""
+    first time one fails, ``on_fail`` gets the failed verdicts. Only running totals are kept
+    (one window's worth of memory, whatever the run's length). The first window (the start)
+    is not judged, and rates and counts (``achieved_rps``, ``failed<10``, ``scheduled>=N``...)
+    only at the end: a count or a rate so far says little about the whole run."""
 
     def __init__(
         self, texts: Iterable[str], window: float, requested_rps: float, on_fail: Callable[[list[Verdict]], None]
     ) -> None:
-        from pusher_farm.core.window import Tally
+        from pusher_farm.core.window import Window
 
         self.thresholds = [parse_threshold(t) for t in texts]
-        self.tally = Tally(window)
+        self.total = Window(index=-1, start=0.0, length=window)
         self.requested_rps = requested_rps
         self.on_fail = on_fail
         self.failed: list[Verdict] = []
 
     def add(self, window: Any) -> None:
-        from pusher_farm.core.report import Report
+        from types import SimpleNamespace
+
+        from pusher_farm.core.report import Counts
 
         if self.failed or not self.thresholds:
             return
-        self.tally.add(window)
-        seconds = (window.index + 1) * self.tally.length
-        report = Report.from_tally(self.tally, target="", requested_rps=self.requested_rps, duration_s=seconds,
-                                   elapsed_s=seconds)  # fmt: skip
-        failed = [v for v in evaluate(self.thresholds, report, skip=END_ONLY) if not v.ok and v.measured is not None]
+        t = self.total
+        t.merge(window)
+        if window.index < 1:
+            return
+        scheduled = t.started + t.canceled
+        counts = Counts(scheduled=scheduled, succeeded=t.succeeded, failed=t.failed, canceled=t.canceled,
+                        planned=scheduled)  # fmt: skip
+        now = SimpleNamespace(counts=counts, latency=t.latency, service=t.service, lag=t.lag, phases=t.phases,
+                              requested_rps=self.requested_rps)  # fmt: skip
+        verdicts = evaluate(self.thresholds, now, skip=END_ONLY + _COUNTS)
+        failed = [v for v in verdicts if not v.ok and v.measured is not None]
         if failed:
             self.failed = failed
             self.on_fail(failed)
 
 
-def judge(report: Any, texts: Iterable[str]) -> None:
+def judge(report: Any, texts: Iterable[str], *, failed_during: bool = False) -> None:
     """Evaluate ``texts`` on the finished ``report``: its ``thresholds`` list each verdict, and
-    its status becomes ``EXIT_THRESHOLDS`` when one failed."""
+    its status becomes ``EXIT_THRESHOLDS`` when one failed (or one failed during the run and
+    stopped it, ``failed_during``), unless the run was refused outright (status 2)."""
     verdicts = evaluate([parse_threshold(t) for t in texts], report)
     report.thresholds = [v.as_dict() for v in verdicts]
-    if any(not v.ok for v in verdicts):
+    if (failed_during or any(not v.ok for v in verdicts)) and report.status != 2:
         report.status = EXIT_THRESHOLDS

@@ -106,6 +106,8 @@ class Worker:
         self._abort_requested = False
         self._lease = math.inf
         self._epochs: list[tuple[int, Shard | str | None]] = []
+        #: rate or cap changes announced before the executor existed (applied as it starts)
+        self._changes: list[tuple[Profile | None, int | None]] = []
         #: held while plans pass from other threads to the run (see ``_on_executor``)
         self._handover = threading.Lock()
 
@@ -198,6 +200,9 @@ class Worker:
 
             desk.on_dry = dry
         with self._handover:  # plans announced before the executor existed, none lost
+            for profile_, overtime_ in self._changes:  # a farm's changes, in the order they came
+                executor.reprofile(profile_, overtime_)
+            self._changes.clear()
             for epoch in self._epochs:
                 executor.replan(*epoch)
             self._epochs.clear()
@@ -217,6 +222,7 @@ class Worker:
                 self._executor = None
                 self._loop = None
                 self._epochs.clear()
+                self._changes.clear()
             self._stop_requested = self._abort_requested = False
             self._lease = math.inf
             aclose = getattr(self._target, "aclose", None)
@@ -311,11 +317,8 @@ class Worker:
                 executor.reprofile(profile, overtime)
             executor.replan(from_slot, shard)
 
-        if not self._on_executor(apply, pending=(from_slot, shard)) and (profile is not None or overtime is not None):
-            changes = {"profile": profile} if profile is not None else {}
-            if overtime is not None:
-                changes["overtime"] = overtime
-            self._config = self._config.replace(**changes)  # not started yet: its run takes them
+        change = (profile, overtime) if profile is not None or overtime is not None else None
+        self._on_executor(apply, pending=(from_slot, shard), change=change)
 
     def stop_at(self, slot: int) -> None:
         """Stop scheduling at global slot ``slot`` (a farm stops every agent at the same
@@ -323,7 +326,10 @@ class Worker:
         self._on_executor(lambda executor: executor.stop_at(slot), pending=(slot, HALT))
 
     def _on_executor(
-        self, action: Callable[[Executor], None], pending: tuple[int, Shard | str | None] | None = None
+        self,
+        action: Callable[[Executor], None],
+        pending: tuple[int, Shard | str | None] | None = None,
+        change: tuple[Profile | None, int | None] | None = None,
     ) -> bool:
         """Run ``action`` on the current executor, on its loop's thread; False if none (a
         ``pending`` plan then waits for the next run)."""
@@ -332,6 +338,8 @@ class Worker:
             if loop is None or executor is None:
                 if pending is not None:
                     add_epoch(self._epochs, *pending)
+                if change is not None:
+                    self._changes.append(change)
                 return False
         try:
             running = asyncio.get_running_loop()

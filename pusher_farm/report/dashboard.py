@@ -43,6 +43,9 @@ _SCRIPT = r"""
   const token = new URLSearchParams(location.hash.slice(1)).get("token");
   const headers = token ? { Authorization: "Bearer " + token } : {};
   const box = document.getElementById("charts");
+  // what peers and targets named goes in as text, never as markup
+  const esc = v => String(v ?? "—").replace(/[&<>"']/g, c => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;",
+    '"': "&quot;", "'": "&#39;" })[c]);
   function make(title, labels, strokes, y) {
     const el = document.createElement("div");
     box.appendChild(el);
@@ -66,13 +69,13 @@ _SCRIPT = r"""
       const windows = await get("/windows");
       const c = farm.totals;
       document.getElementById("state").innerHTML =
-        `<span class="pill">${farm.state}</span> run ${farm.run} · ${farm.target} · requested ` +
+        `<span class="pill">${esc(farm.state)}</span> run ${esc(farm.run)} · ${esc(farm.target)} · requested ` +
         `${farm.requested_rps.toFixed(1)}/s · achieved ${farm.achieved_rps.toFixed(1)}/s · ` +
         `ok ${c.succeeded} · failed ${c.failed} · canceled ${c.canceled} · in flight ${c.in_flight}` +
         (farm.latency_ms.p99 !== undefined ? ` · p99 ${farm.latency_ms.p99.toFixed(3)} ms` : "");
-      const rows = farm.agents.map(a => `<tr><td>${a.name}</td><td>${a.host}</td><td>${a.state}</td>` +
-        `<td>${a.share}</td><td>${a.cpu_percent ?? "—"}</td><td>${a.rtt_ms ?? "—"}</td>` +
-        `<td>${a.clock_offset_ms}</td></tr>`);
+      const rows = farm.agents.map(a => `<tr><td>${esc(a.name)}</td><td>${esc(a.host)}</td><td>${esc(a.state)}</td>` +
+        `<td>${esc(a.share)}</td><td>${esc(a.cpu_percent)}</td><td>${esc(a.rtt_ms)}</td>` +
+        `<td>${esc(a.clock_offset_ms)}</td></tr>`);
       document.querySelector("#agents tbody").innerHTML = rows.join("");
       const t = windows.map(w => w.t);
       charts.rate.setData([t, windows.map(w => w.requested), windows.map(w => w.achieved)]);

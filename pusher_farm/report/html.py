@@ -45,13 +45,24 @@ def _get(d: dict[str, Any], path: str) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
+def _window(d: dict[str, Any]) -> float:
+    """The report's window length: the plan's, else the spacing of the series."""
+    plans = d.get("manifest", {}).get("plan") or []
+    window = plans[0].get("window") if plans else None
+    if isinstance(window, (int, float)) and window > 0:
+        return float(window)
+    ts = [r["t"] for r in d["series"]]
+    return ts[1] - ts[0] if len(ts) > 1 and ts[1] > ts[0] else 1.0
+
+
 def _requested(d: dict[str, Any]) -> list[float]:
     """The requested rate in each window: the plan's profile averaged over the window."""
     plans = d.get("manifest", {}).get("plan") or []
-    stages = [s for p in plans[:1] for s in (p.get("profile") or [])]
+    stages = [s for p in plans[:1] for s in (p.get("profile") or []) if s and s[0] is not None]
+    length = _window(d)
     out = []
     for row in d["series"]:
-        t0, t1 = row["t"], row["t"] + 1.0
+        t0, t1 = row["t"], row["t"] + length
         slots, start = 0.0, 0.0
         for duration, a, b in stages:
             end = start + duration
@@ -85,7 +96,7 @@ def _data(d: dict[str, Any]) -> dict[str, Any]:
     return {
         "t": [r["t"] for r in series],
         "requested": _requested(d),
-        "achieved": [r["started"] for r in series],
+        "achieved": [r["started"] / _window(d) for r in series],
         "p50": [r["p50_ms"] for r in series],
         "p99": [r["p99_ms"] for r in series],
         "failed": [r["failed"] for r in series],

@@ -36,6 +36,14 @@ class LiveView:
         self.last: Any = None
         self.live = Live(Text("waiting for the agents…"), console=self.console, refresh_per_second=4, transient=False)
         self.live.start()
+        # Log lines go through the same console, above the view, instead of garbling it.
+        import logging
+
+        from rich.logging import RichHandler
+
+        root = logging.getLogger()
+        self._handlers = root.handlers[:]
+        root.handlers = [RichHandler(console=self.console, show_path=False, markup=False)]
 
     def attach(self, coord: Any) -> None:
         self.coord = coord
@@ -77,7 +85,7 @@ class LiveView:
         parts.append(Text(f"so far: ok {tot['succeeded']:,}  failed {tot['failed']:,}  canceled {tot['canceled']:,}"))
         if self.errors:
             shown = ", ".join(f"{kind}: {n:,}" for kind, n in self.errors.most_common(_ERRORS_SHOWN))
-            parts.append(Text("errors: " + shown, style="red"))
+            parts.append(Text("errors: " + shown, style="red"))  # Text: kinds are not markup
         if self.coord is not None:
             agents = Table(title="agents", show_edge=False)
             for column in ("agent", "host", "state", "share", "offset ms", "rtt ms", "cpu %"):
@@ -85,10 +93,19 @@ class LiveView:
             for a in self.coord.state.agents.values():
                 rtt = "—" if a.rtt != a.rtt else f"{a.rtt * 1000:.2f}"
                 cpu = a.stats.get("cpu")
-                agents.add_row(a.name, a.host, a.state.value, f"{a.share:.3f}", f"{a.offset * 1000:.3f}", rtt,
-                               "—" if cpu is None else f"{cpu:.0f}")  # fmt: skip
+                cells = [
+                    a.state.value,
+                    f"{a.share:.3f}",
+                    f"{a.offset * 1000:.3f}",
+                    rtt,
+                    "—" if cpu is None else f"{cpu:.0f}",
+                ]
+                agents.add_row(Text(a.name), Text(a.host), *cells)
             parts.append(agents)
         return Group(*parts)
 
     def stop(self) -> None:
+        import logging
+
         self.live.stop()
+        logging.getLogger().handlers = self._handlers
