@@ -254,6 +254,8 @@ class ControlServer:
     async def _farm(self, request: Any) -> Any:
         from aiohttp import web
 
+        if not self.published:
+            return web.json_response({"error": "no run state yet: the coordinator is starting"}, status=503)
         return web.json_response(self._public(), dumps=lambda d: json.dumps(d, default=str))
 
     async def _patch(self, request: Any) -> Any:
