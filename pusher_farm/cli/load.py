@@ -269,6 +269,13 @@ def _control(opts: dict[str, Any]) -> Any:
     return server
 
 
+def _finish(report: Any, opts: dict[str, Any]) -> None:
+    """Write what the options ask for, print the summary, exit with the run's status."""
+    finish(report, opts["json_path"], opts["quiet"], csv_path=opts["csv_path"], hdr_log=opts["hdr_log"],
+           html_path=opts["html_path"])  # fmt: skip
+    sys.exit(report.status)
+
+
 def _stop_on_signals(coord: Any) -> None:
     stop_on_signals(
         lambda abort: coord.stop(abort=abort),
@@ -324,15 +331,7 @@ def run(target: str, processes: int | None, **opts: Any) -> None:
     finally:
         if view is not None:
             view.stop()
-    finish(
-        report,
-        opts["json_path"],
-        opts["quiet"],
-        csv_path=opts["csv_path"],
-        hdr_log=opts["hdr_log"],
-        html_path=opts["html_path"],
-    )
-    sys.exit(report.status)
+    _finish(report, opts)
 
 
 @click.command()
@@ -387,12 +386,4 @@ def coordinator(
     finally:
         if view is not None:
             view.stop()
-    finish(
-        report,
-        opts["json_path"],
-        opts["quiet"],
-        csv_path=opts["csv_path"],
-        hdr_log=opts["hdr_log"],
-        html_path=opts["html_path"],
-    )
-    sys.exit(report.status)
+    _finish(report, opts)

@@ -31,6 +31,7 @@ from pusher_farm.core.calls import Calls, Context
 from pusher_farm.core.config import Config
 from pusher_farm.core.gossip import GossipHub
 from pusher_farm.core.pacer import Pacer
+from pusher_farm.core.plans import HALT, add_epoch, plan_at
 from pusher_farm.core.recorder import Recorder
 from pusher_farm.core.schedule import Profile, Shard, slot_batches
 from pusher_farm.core.window import Tally, Window
@@ -42,8 +43,6 @@ _LAUNCHES_BEFORE_YIELD = 512
 #: the pacer sleeps at most this long at a time, so a new plan or a lapsed lease is noticed
 #: soon even at low rates (its slots may start earlier than the old plan's next one)
 _LONGEST_SLEEP = 0.05
-#: an epoch that fires nothing: the run stops at its first slot (``stop_at``)
-HALT = "halt"
 #: drain mode, out of items: look for new ones this often (a farm agent's come from its
 #: control thread)
 _STARVED_POLL = 0.005
@@ -57,32 +56,6 @@ _FOLD_FEW = 1000
 _SWEEP_PERIOD = 0.01
 #: ... at most, and at least a fiftieth of the timeout (a 30 s timeout is checked every 0.1 s)
 _SWEEP_PERIOD_MAX = 0.1
-
-
-def plan_at(epochs: list[tuple[int, Shard | str | None]], k: int) -> tuple[Shard | str | None, float]:
-    """The shard in force at global slot ``k`` among ``epochs`` ((first slot, shard), sorted:
-    the last epoch from at most ``k``; a ``HALT`` from at most ``k`` is final) and the slot at
-    which the next epoch takes over."""
-    current: Shard | str | None = None
-    boundary = math.inf
-    for first, shard in epochs:
-        if first <= k:
-            current = shard
-            if shard is HALT:
-                return HALT, math.inf
-        else:
-            boundary = first
-            break
-    return current, boundary
-
-
-def add_epoch(epochs: list[tuple[int, Shard | str | None]], from_slot: int, shard: Shard | str | None) -> None:
-    """Add a plan epoch to ``epochs`` (kept sorted). A new plan supersedes any earlier-announced
-    one from the same slot on; a ``HALT`` is never superseded."""
-    if shard is not HALT:
-        epochs[:] = [(f, s) for f, s in epochs if f < from_slot or s is HALT]
-    epochs.append((from_slot, shard))
-    epochs.sort(key=lambda e: (e[0], e[1] is HALT))
 
 
 class Executor:
