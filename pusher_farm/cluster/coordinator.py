@@ -152,6 +152,8 @@ class Coordinator:
         elif self._abort.is_set() and not self._aborted and self.finish is None:
             self._aborted = True  # a second Ctrl-C: cancel what is in flight
             self._apply(self.state.stop(now, abort=True))
+        if self.items is not None:
+            self.items.pace()
         if self.control is not None:
             for changes, answer in self.control.take():
                 try:

@@ -12,6 +12,9 @@ from pusher_farm.items.local import about, open_items
 
 __all__ = ["CentralItems"]
 
+#: events a handler lane may have waiting before the dealer pauses (half its queue)
+_BEHIND = 32_768
+
 
 class CentralItems:
     """The items of a farm run (``config``: the run's ``Config``, with a feed)."""
@@ -20,6 +23,12 @@ class CentralItems:
         self.feed, self.handlers = open_items(config)
         self.dealer = Dealer(self.feed.items(cycle=config.feed_cycle))
         self.closed_notes: list[str] = []
+
+    def pace(self) -> None:
+        """Hand out no more items while a handler lane is over half full: the agents finish what
+        they hold (a bounded number of records), and the coordinator's thread never blocks on
+        a full lane while the lanes catch up."""
+        self.dealer.paused = self.handlers.backlog() > _BEHIND
 
     def finished(self, done: list[tuple[Work, dict[str, Any]]]) -> None:
         """Items finished on agents, each once: to the handlers (an ``on_retry`` callback

@@ -56,6 +56,8 @@ class Dealer:
         self._items = items
         self._next: Work | None = None
         self.exhausted = False
+        #: hand out nothing for now (the handlers of finished items are behind: see central)
+        self.paused = False
         #: items that could not be handed out (id too long, body too large or not plain data)
         self.refused = 0
         self.refused_first: list[str] = []
@@ -108,6 +110,8 @@ class Dealer:
 
     def deal(self, agent: str, credit: int) -> list[list[Any]]:
         """Items for ``agent`` (``[seq, id, body]`` each), up to its ``credit``."""
+        if self.paused:
+            return []
         n = min(credit - self._held[agent], MAX_DEAL)
         out: list[list[Any]] = []
         budget = DEAL_BYTES

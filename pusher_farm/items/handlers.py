@@ -47,6 +47,11 @@ class Lane:
     def put(self, *args: Any) -> None:
         self._queue.put(args)
 
+    @property
+    def backlog(self) -> int:
+        """Events put and not yet handled (about: the queue's size)."""
+        return self._queue.qsize()
+
     def _run(self) -> None:
         while True:
             args = self._queue.get()
@@ -182,6 +187,10 @@ class Handlers:
         for f in self._files:
             f.close()
         return notes
+
+    def backlog(self) -> int:
+        """The most events any lane has waiting (a slow callback or file falls behind)."""
+        return max((lane.backlog for lane in self.lanes), default=0)
 
     def counts(self) -> dict[str, int]:
         """How many times each callback ran."""

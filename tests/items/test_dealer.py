@@ -65,3 +65,11 @@ def test_deeply_nested_results_and_odd_values_become_plain_data():
         deep = [deep]
     assert plain(deep) is not None  # no RecursionError
     assert plain(1 << 70) == str(1 << 70) and plain({1, 2}).startswith("{")
+
+
+def test_a_paused_dealer_hands_out_nothing_until_resumed():
+    d = dealer(5)
+    d.paused = True
+    assert d.deal("a", 5) == []
+    d.paused = False
+    assert len(d.deal("a", 5)) == 5

@@ -118,3 +118,23 @@ def test_bad_item_settings_are_refused_where_written(settings, message):
 def test_drain_needs_a_feed():
     with pytest.raises(InvalidOption, match="needs a feed"):
         pf.hire("d", lambda ctx: None, lambda c: c.replace(parallel=2)).work_sync()
+
+
+def test_the_farms_dealer_pauses_while_a_handler_falls_behind():
+    from pusher_farm.core.config import Config
+    from pusher_farm.items.central import CentralItems
+
+    release = threading.Event()
+    central = CentralItems(Config(feed=[{"id": i} for i in range(10)], on_success=(lambda item: release.wait(10),)))
+    lane = central.handlers.success[0]
+    for _ in range(40_000):  # a callback stuck behind this many events
+        lane.put(None)
+    central.pace()
+    assert central.dealer.paused and central.dealer.deal("a", 5) == []
+    release.set()
+    deadline = time.monotonic() + 30
+    while lane.backlog and time.monotonic() < deadline:
+        time.sleep(0.01)
+    central.pace()
+    assert not central.dealer.paused and len(central.dealer.deal("a", 5)) == 5
+    central.close()
