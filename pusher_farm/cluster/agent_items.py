@@ -86,9 +86,6 @@ class ItemPort:
     def give(self, items: list[list[Any]]) -> None:
         self.supply.put([Work(ident, body, seq=seq) for seq, ident, body in items])
 
-    def holding(self) -> int:
-        return len(self.supply) + self.desk.in_flight + len(self.desk.unfinished())
-
     def mail(self, now: float, *, all_records: bool = False) -> tuple[int, list[dict[str, Any]]] | None:
         """(credit, records) to send now, or None: records whenever there are some, a credit
         while the items held run below half of it (every ``_ASK_EVERY`` at most)."""

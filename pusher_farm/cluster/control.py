@@ -25,6 +25,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from pusher_farm.core.window import series_row
 from pusher_farm.errors import InvalidOption
 
 if TYPE_CHECKING:
@@ -213,21 +214,10 @@ class ControlServer:
     def on_window(self, window: Any) -> None:
         """A merged window of the whole farm (a coordinator listener)."""
         self.last_started = window.started
-        p = window.latency.percentiles([50, 99]) if window.latency.total else {50: 0, 99: 0}
         mid = window.start + window.length / 2
-        self.windows.append(
-            {
-                "t": round(window.start, 3),
-                "requested": self.rate_at(mid),
-                "achieved": window.started / window.length,
-                "started": window.started,
-                "succeeded": window.succeeded,
-                "failed": window.failed,
-                "canceled": window.canceled,
-                "p50_ms": p[50] / 1000,
-                "p99_ms": p[99] / 1000,
-            }
-        )
+        row = series_row(window.start, window.length, window.started, window.succeeded, window.failed,
+                         window.canceled, window.latency)  # fmt: skip
+        self.windows.append({**row, "requested": self.rate_at(mid), "achieved": window.started / window.length})
 
     def close(self) -> None:
         loop = self._loop
@@ -333,13 +323,13 @@ def _changes(body: bytes) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if "rps" in data:
         rps = data["rps"]
-        if (
-            isinstance(rps, bool)
-            or not isinstance(rps, (int, float))
-            or not 0 < min(float(rps) if abs(rps) < 1e300 else math.inf, math.inf) <= _MOST_RPS
-        ):
+        try:  # NaN fails the bounds below; an integer too large for a float is over them
+            value = float(rps) if isinstance(rps, (int, float)) and not isinstance(rps, bool) else math.nan
+        except OverflowError:
+            value = math.inf
+        if not 0 < value <= _MOST_RPS:
             raise ValueError(f"rps must be a number above 0 and at most {_MOST_RPS:g}, got {rps!r}")
-        out["rps"] = float(rps)
+        out["rps"] = value
     if "overtime" in data:
         overtime = data["overtime"]
         if isinstance(overtime, bool) or not isinstance(overtime, int) or not 0 <= overtime <= 1_000_000:

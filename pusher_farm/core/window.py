@@ -16,7 +16,7 @@ from typing import Any
 
 from pusher_farm.core.stats import Histogram
 
-__all__ = ["MAX_COUNTERS", "MAX_ERROR_KINDS", "MAX_PHASES", "Tally", "Window"]
+__all__ = ["MAX_COUNTERS", "MAX_ERROR_KINDS", "MAX_PHASES", "Tally", "Window", "series_row"]
 
 #: error kinds one window may carry (a run has few; a peer sending more is refused)
 MAX_ERROR_KINDS = 1024
@@ -155,6 +155,24 @@ class _Row:
         return self.latency
 
 
+def series_row(
+    start: float, length: float, started: int, succeeded: int, failed: int, canceled: int, latency: Histogram
+) -> dict[str, Any]:
+    """One window as a row of the report's series: t, rps (slots fired per second), started,
+    succeeded, failed, canceled, p50_ms, p99_ms."""
+    p = latency.percentiles((50.0, 99.0))
+    return {
+        "t": round(start, 6),
+        "rps": round((started + canceled) / length, 3),
+        "started": started,
+        "succeeded": succeeded,
+        "failed": failed,
+        "canceled": canceled,
+        "p50_ms": p[50.0] / 1000,
+        "p99_ms": p[99.0] / 1000,
+    }
+
+
 class Tally:
     """The sum of windows: totals, merged histograms and a compact per-window series.
 
@@ -205,17 +223,5 @@ class Tally:
         for index in sorted(self._rows):
             row = self._rows[index]
             lat = row.latency if isinstance(row.latency, Histogram) else Histogram.from_sparse(row.latency)
-            p = lat.percentiles((50.0, 99.0))
-            rows.append(
-                {
-                    "t": round(row.start, 6),
-                    "rps": round((row.started + row.canceled) / self.length, 3),
-                    "started": row.started,
-                    "succeeded": row.succeeded,
-                    "failed": row.failed,
-                    "canceled": row.canceled,
-                    "p50_ms": p[50.0] / 1000,
-                    "p99_ms": p[99.0] / 1000,
-                }
-            )
+            rows.append(series_row(row.start, self.length, row.started, row.succeeded, row.failed, row.canceled, lat))
         return rows

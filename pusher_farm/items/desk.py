@@ -68,37 +68,17 @@ class FeedSupply(Supply):
 
 
 class BufferSupply(Supply):
-    """Items handed over from elsewhere (a farm agent's coordinator): ``put`` from any thread,
-    ``end`` when no more will come. ``room(credit)`` says how many more it wants."""
+    """Items handed over from elsewhere (a farm agent's coordinator): ``put`` from any thread.
+    Never exhausted: the coordinator, which holds the feed, decides when the run ends."""
 
     def __init__(self) -> None:
         self._buffer: deque[Work] = deque()
-        self._ended = False
-        self.received = 0
 
     def put(self, items: list[Work]) -> None:
-        self.received += len(items)
         self._buffer.extend(items)
-
-    def end(self) -> None:
-        self._ended = True
 
     def __len__(self) -> int:
         return len(self._buffer)
-
-    def room(self, credit: int) -> int:
-        return max(0, credit - len(self._buffer))
-
-    def left(self) -> list[Work]:
-        """Take every item still waiting (to give back)."""
-        out = []
-        while self._buffer:
-            out.append(self._buffer.popleft())
-        return out
-
-    @property
-    def exhausted(self) -> bool:  # type: ignore[override]
-        return self._ended and not self._buffer
 
     def has_next(self) -> bool:
         return bool(self._buffer)
@@ -229,10 +209,6 @@ class Desk:
             self.dry = True
             if self.on_dry is not None:
                 self.on_dry()
-
-    def unfinished(self) -> list[Work]:
-        """Items taken and not finished that no call holds: those waiting to be retried."""
-        return [entry[2] for entry in self._waiting]
 
     def summary(self) -> dict[str, Any]:
         """Counts for the report."""
