@@ -19,7 +19,11 @@ import click
 
 from pusher_farm.cli.common import fail
 
-__all__ = ["config_option", "load_config"]
+__all__ = ["SCENARIOS", "config_option", "load_config"]
+
+#: where the file's [[scenario]] tables wait for the command (``ctx.meta``), and the target the
+#: command then sees
+SCENARIOS = "@scenarios"
 
 #: the options a file cannot set (they name the file, or belong to one invocation)
 _NOT_IN_FILE = {"config", "show_config", "help"}
@@ -97,6 +101,18 @@ def load_config(ctx: click.Context, path: str) -> dict[str, Any]:
                 if opt.startswith("--"):
                     aliases[opt[2:]] = p.name  # type: ignore[assignment]
     out: dict[str, Any] = {}
+    if "scenario" in data:
+        tables = data.pop("scenario")
+        if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
+            fail(f"{path} line {_line_of(text, ['scenario']) or '?'}: scenarios are [[scenario]] tables")
+        if "target" in data:
+            fail(f"{path} line {_line_of(text, ['target']) or '?'}: a file of [[scenario]] tables gives each its "
+                 "target, not one at the top")  # fmt: skip
+        for key in ("rps", "stages", "users", "think", "iterations", "drain", "feed"):
+            if key in data:
+                fail(f"{path} line {_line_of(text, [key]) or '?'}: {key} belongs in each [[scenario]] table")
+        ctx.meta[SCENARIOS] = (path, tables)
+        out["target"] = SCENARIOS
     for key, value in data.items():
         where = f"{path} line {_line_of(text, [key]) or '?'}"
         if key == "params":

@@ -25,6 +25,7 @@ from pusher_farm.cli.common import (
 )
 from pusher_farm.cli.config_file import config_option
 from pusher_farm.cli.items import item_options, item_settings
+from pusher_farm.cli.scenarios import scenario_spec
 from pusher_farm.cluster.plan import RunSpec
 from pusher_farm.cluster.state import Timing
 from pusher_farm.core import loop as _loop
@@ -71,6 +72,13 @@ def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             help="A rate profile instead of --rps: DURATION:RATE or DURATION:FROM-TO, comma-separated, "
             "e.g. '30s:0-1000,60s:1000,10s:1000-0'.",
         ),
+        click.option(
+            "--users",
+            help="Closed model instead of a rate: this many users, each calling the target back to back (or "
+            "stages of users, e.g. '10s:0-50,30s:50'). Latency is then service time.",
+        ),
+        click.option("--think", help="Closed model: pause after each call of a user, e.g. 90ms or 50ms..150ms."),
+        click.option("--iterations", help="Closed model: calls per user (the run ends when every user made them)."),
         click.option(
             "--overtime",
             default=str(DEFAULT_OVERTIME),
@@ -203,8 +211,23 @@ def _config(target: str, opts: dict[str, Any], *, check_import: bool) -> Config:
             fail("--drain takes a rate cap (--rps), not --stages")
         until = None if opts["duration"] is None else duration(opts["duration"], "--duration")
         profile = None if opts["rps"] is None else Constant(opts["rps"], None)
+    elif opts["users"] is not None:  # the closed model: users instead of a rate
+        if opts["rps"] is not None or opts["stages"] is not None:
+            fail("give either a rate (--rps or --stages) or --users, not both")
+        profile = None
+        until = None if opts["duration"] is None else duration(opts["duration"], "--duration")
+        if until is None and opts["iterations"] is None:
+            fail("give --duration (or --iterations) with --users")
     else:
+        if opts["think"] is not None or opts["iterations"] is not None:
+            fail("--think and --iterations go with the closed model: give --users")
         profile, until = _profile(opts["rps"], opts["duration"], opts["stages"])
+    closed: dict[str, Any] = {}
+    if opts["users"] is not None:
+        users = opts["users"]
+        closed["users"] = parse_stages(users) if ":" in users else users
+        closed["think"] = opts["think"] or 0.0
+        closed["iterations"] = opts["iterations"] or 0
     params = _params(opts["params"])
     for key in ("url", "method", "body", "engine", "warm", "expect_status", "expect_body"):
         if opts[key] is not None:
@@ -229,6 +252,7 @@ def _config(target: str, opts: dict[str, Any], *, check_import: bool) -> Config:
         abort_on_fail=opts["abort_on_fail"],
         abort_when_generator_limited=opts["abort_when_generator_limited"],
         **items,
+        **closed,
     )
     check_json_path(opts["json_path"])
     check_json_path(opts["csv_path"], "--csv")
@@ -315,7 +339,7 @@ def run(target: str, processes: int | None, **opts: Any) -> None:
     n = (os.cpu_count() or 1) if processes is None else processes
     if n < 1 or n > 1024:
         fail(f"--processes must be between 1 and 1024, got {n}")
-    spec = RunSpec((_config(target, opts, check_import=True),))
+    spec = scenario_spec(target, opts, check_import=True) or RunSpec((_config(target, opts, check_import=True),))
     timing = _timing(opts, 30.0)
     setup_logging(opts["quiet"])
     control = _control(opts)
@@ -358,7 +382,7 @@ def coordinator(
     if expect < 1:
         fail(f"--expect-agents must be at least 1, got {expect}")
     wait_s = duration(wait, "--wait")
-    spec = RunSpec((_config(target, opts, check_import=False),))
+    spec = scenario_spec(target, opts, check_import=False) or RunSpec((_config(target, opts, check_import=False),))
     timing = _timing(opts, wait_s)
     keys = None if keys_dir is None else CoordinatorKeys.load(keys_dir)
     setup_logging(opts["quiet"])

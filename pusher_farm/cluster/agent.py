@@ -15,6 +15,7 @@ name resolved on this host.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import queue
@@ -69,7 +70,7 @@ class Runner(Protocol):
 
     def replan(self, from_slot: int, shard: Shard) -> None: ...
 
-    def halt(self, *, abort: bool, at_slot: int | None) -> None: ...
+    def halt(self, *, abort: bool, at_slot: int | None, at_s: float | None = None) -> None: ...
 
     def lease(self, until: float) -> None: ...
 
@@ -155,7 +156,7 @@ class AgentDriver:
                 else:  # a change of rate or cap (runners that do not take one fail loudly)
                     self.runner.replan(action.from_slot, action.shard, action.profile, action.overtime)
             elif isinstance(action, Halt):
-                self.runner.halt(abort=action.abort, at_slot=action.at_slot)
+                self.runner.halt(abort=action.abort, at_slot=action.at_slot, at_s=action.at_s)
             elif isinstance(action, Lease):
                 self.runner.lease(action.until)
             elif isinstance(action, Give):
@@ -182,44 +183,51 @@ class AgentDriver:
 
 
 class ExecutorRunner:
-    """Runs each launched plan with the core executor on the thread that calls ``serve``."""
+    """Runs each launched plan with the core executor on the thread that calls ``serve``: one
+    worker per scenario of the plan, side by side on one event loop."""
 
     def __init__(self, name: str, gossips: Sequence[Gossiper] = (), metrics: AgentMetrics | None = None) -> None:
         self.name = name
         self.gossips = tuple(gossips)
         #: this agent's own /metrics (``--metrics``), fed every window its runs close
         self.metrics = metrics
-        self._runs: queue.SimpleQueue[tuple[Worker, AgentPlan, Report, ItemPort | None] | None] = queue.SimpleQueue()
-        self._worker: Worker | None = None
+        self._runs: queue.SimpleQueue[tuple[list[Worker], AgentPlan, Report, ItemPort | None] | None] = (
+            queue.SimpleQueue()
+        )
+        self._workers: list[Worker] = []
         #: the current run's work items (a run with a feed), read by the control thread
         self.port: ItemPort | None = None
 
-    def launch(self, plan: AgentPlan, target: Callable[..., Any], report: Report) -> None:
-        # The worker exists from now on, so epochs, halts and leases that arrive before its
-        # run begins wait in it; so does the item port, which asks for items at once.
-        worker = Worker(self.name, target, plan.config.replace(listeners=self.gossips))
+    def launch(self, plan: AgentPlan, target: Callable[..., Any] | tuple[Any, ...], report: Report) -> None:
+        # The workers exist from now on, so epochs, halts and leases that arrive before their
+        # run begins wait in them; so does the item port, which asks for items at once.
+        targets = target if isinstance(target, tuple) else (target,)
+        workers = [
+            Worker(self.name if len(targets) == 1 else f"{self.name}/{c.name}", t, c.replace(listeners=self.gossips))
+            for t, c in zip(targets, plan.configs, strict=True)
+        ]
         self.port = ItemPort(plan.run, plan.credit, plan.config) if plan.credit else None
-        self._worker = worker
-        self._runs.put((worker, plan, report, self.port))
+        self._workers = workers
+        self._runs.put((workers, plan, report, self.port))
 
     def replan(self, from_slot: int, shard: Shard, profile: Profile | None = None, overtime: int | None = None) -> None:
-        if self._worker is not None:
-            self._worker.replan(from_slot, shard, profile, overtime)
+        for worker in self._workers:
+            worker.replan(from_slot, shard, profile, overtime)
 
-    def halt(self, *, abort: bool, at_slot: int | None) -> None:
-        worker = self._worker
-        if worker is None:
-            return
-        if abort:
-            worker.abort()
-        elif at_slot is not None:
-            worker.stop_at(at_slot)
-        else:
-            worker.stop()
+    def halt(self, *, abort: bool, at_slot: int | None, at_s: float | None = None) -> None:
+        for worker in self._workers:
+            if abort:
+                worker.abort()
+            elif at_slot is not None:
+                worker.stop_at(at_slot)
+            elif at_s is not None:
+                worker.stop_at_s(at_s)
+            else:
+                worker.stop()
 
     def lease(self, until: float) -> None:
-        if self._worker is not None:
-            self._worker.lease(until)
+        for worker in self._workers:
+            worker.lease(until)
 
     def serve(self, stopping: threading.Event) -> None:
         """Run what is launched until ``close``; call from the main thread."""
@@ -235,7 +243,7 @@ class ExecutorRunner:
     def close(self) -> None:
         self._runs.put(None)
 
-    def _execute(self, worker: Worker, plan: AgentPlan, report: Report, port: ItemPort | None) -> None:
+    def _execute(self, workers: list[Worker], plan: AgentPlan, report: Report, port: ItemPort | None) -> None:
         windows = 0
 
         share = plan.shard.share if plan.shard is not None else 1.0
@@ -245,35 +253,53 @@ class ExecutorRunner:
             report("window", plan.run, {"seq": windows, "w": w.to_wire()})
             windows += 1
             if self.metrics is not None:
-                profile = plan.config.profile
+                profile = next((c.profile for c in plan.configs if c.name == w.scenario), plan.config.profile)
                 rate = profile.rate_at(w.start + w.length / 2) * share if profile is not None else 0.0
                 self.metrics.on_window(w, rate)
+
+        async def work_all() -> list[Any]:
+            # Every scenario's run is owned by one task group: one failing cancels the others.
+            async with asyncio.TaskGroup() as group:
+                tasks = [
+                    group.create_task(
+                        worker.work(
+                            None,
+                            None,
+                            on_window=on_window,
+                            shard=plan.shard,
+                            first_slot=plan.first,
+                            start_at=plan.local_start,
+                            desk=port.desk if port is not None else None,
+                        )
+                    )
+                    for worker in workers
+                ]
+            return [task.result() for task in tasks]
+
+        def run_all() -> list[Any]:
+            try:
+                return _loop.run(work_all())
+            except BaseExceptionGroup as group:  # the first failure, as itself
+                raise group.exceptions[0] from None
 
         done: dict[str, Any] = {"stopped_early": True, "sent_s": 0.0}
         cpu0, started = time.process_time(), time.monotonic()
         try:
-            result = _loop.run(
-                worker.work(
-                    None,
-                    None,
-                    on_window=on_window,
-                    shard=plan.shard,
-                    first_slot=plan.first,
-                    start_at=plan.local_start,
-                    desk=port.desk if port is not None else None,
-                )
-            )
-            summary = result.workers[0]
+            results = run_all()
+            summaries = [result.workers[0] for result in results]
             done.update(
-                stopped_early=result.stopped_early,
-                sent_s=result.send_duration_s,
-                ran_s=result.ran_s,
-                gossip_dropped=result.gossip_dropped,
+                stopped_early=any(r.stopped_early for r in results),
+                sent_s=max(r.send_duration_s for r in results),
+                ran_s=max(r.ran_s for r in results),
+                gossip_dropped=sum(r.gossip_dropped for r in results),
             )
-            if summary.reach is not None:
-                done["reach"] = summary.reach
-            if summary.stopped_s is not None:
-                done["stopped_s"] = summary.stopped_s
+            if summaries[0].reach is not None:
+                done["reach"] = summaries[0].reach
+            if plan.scenarios:
+                done["reaches"] = [s.reach or 0 for s in summaries]
+            stops = [s.stopped_s for s in summaries if s.stopped_s is not None]
+            if stops:
+                done["stopped_s"] = max(stops)
             if port is not None:
                 done["starved"] = port.desk.starved
         except PusherError as exc:  # a plan this agent cannot follow: say so
@@ -288,7 +314,7 @@ class ExecutorRunner:
             elapsed_s=elapsed,
             cpu=round(100 * (time.process_time() - cpu0) / max(elapsed, 1e-9), 1),
         )
-        self._worker = None
+        self._workers = []
         report("done", plan.run, done)
         log.info("run %s done: %d windows", plan.run, windows)
 

@@ -21,7 +21,8 @@ class Send:
 
 @dataclass
 class Launch:
-    """Run ``plan`` with ``target`` (on the executor's thread)."""
+    """Run ``plan`` with ``target`` (on the executor's thread); a run of scenarios has one
+    target per scenario (``target`` is then a tuple of them, in the plan's order)."""
 
     plan: AgentPlan
     target: Callable[..., Any]
@@ -39,12 +40,14 @@ class Replan:
 
 @dataclass
 class Halt:
-    """Stop scheduling the current run (at global slot ``at_slot`` when given: every agent
-    stops at the same point); ``abort``: at once, cancelling its calls in flight too."""
+    """Stop scheduling the current run (at global slot ``at_slot`` when given, or at the slot
+    of each scenario due ``at_s`` seconds from the start: every agent stops at the same point);
+    ``abort``: at once, cancelling its calls in flight too."""
 
     run: str
     abort: bool
     at_slot: int | None = None
+    at_s: float | None = None
 
 
 @dataclass

@@ -249,7 +249,10 @@ class AgentMachine:
         if self.current is not None:
             return [Send("refuse", {"run": run, "error": "busy with another run", "kind": ""})]
         try:
-            target = self.resolve(msg["target"], msg["params"])
+            if "scenarios" in msg.body:
+                target: Any = tuple(self._resolve_each(msg["scenarios"]))
+            else:
+                target = self.resolve(msg["target"], msg["params"])
         except PusherError as exc:
             return [
                 Send("refuse", {"run": run, "error": exc.reason[:_MOST_TEXT], "kind": exc.kind}),
@@ -260,6 +263,16 @@ class AgentMachine:
             return [Send("refuse", {"run": run, "error": error, "kind": ""})]
         self._prepared = {run: target}
         return [Send("ready", {"run": run})]
+
+    def _resolve_each(self, scenarios: list[Any]) -> list[Callable[..., Any]]:
+        """Each scenario's target, built on this host (a ``ProtocolError`` for a malformed one)."""
+        out = []
+        for pair in scenarios:
+            name, params = pair
+            if not isinstance(name, str) or not 0 < len(name) <= 512 or not isinstance(params, dict):
+                raise ProtocolError("a scenario's target must be [name, parameters]")
+            out.append(self.resolve(name, params))
+        return out
 
     def _on_start(self, msg: Message, now: float) -> list[Action]:
         run = msg["run"]
@@ -273,6 +286,11 @@ class AgentMachine:
                 Send("refuse", {"run": run, "error": f"bad plan: {exc.reason}"[:_MOST_TEXT], "kind": "protocol error"}),
                 Log("error", f"bad plan for run {run}: {exc.reason}"),
             ]
+        if isinstance(target, tuple) != bool(plan.scenarios) or (
+            isinstance(target, tuple) and len(target) != len(plan.scenarios)
+        ):
+            error = "bad plan: its scenarios are not the targets it prepared"
+            return [Send("refuse", {"run": run, "error": error, "kind": "protocol error"}), Log("error", error)]
         self.current = run
         self.halted = False
         lead = plan.local_start - now
@@ -311,7 +329,8 @@ class AgentMachine:
             return []
         self.halted = True
         text = f"coordinator asked to {'abort' if msg['abort'] else 'stop'} run {msg['run']}"
-        return [Log("info", text), Halt(msg["run"], abort=msg["abort"], at_slot=msg.get("at_slot"))]
+        halt = Halt(msg["run"], abort=msg["abort"], at_slot=msg.get("at_slot"), at_s=msg.get("at_s"))
+        return [Log("info", text), halt]
 
     def _on_refused(self, msg: Message, now: float) -> list[Action]:
         reason = (

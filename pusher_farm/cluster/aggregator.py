@@ -27,9 +27,13 @@ class AgentCounts(NamedTuple):
 
 
 class Aggregator:
-    def __init__(self, window: float, listeners: Iterable[Callable[[Window], None]] = ()) -> None:
-        self.tally = Tally(window)
+    def __init__(
+        self, window: float, listeners: Iterable[Callable[[Window], None]] = (), max_names: int = 1000
+    ) -> None:
+        self.tally = Tally(window, max_names)
         self.per_agent: dict[str, Window] = {}
+        #: slots each agent scheduled in each scenario (its windows' started + canceled)
+        self.scheduled: dict[tuple[str, str], int] = {}
         self.listeners = list(listeners)
         self.listener_errors: list[str] = []
         self._pending: dict[int, Window] = {}
@@ -46,6 +50,8 @@ class Aggregator:
         totals.failed += window.failed
         totals.canceled += window.canceled
         totals.errors.update(window.errors)
+        key = (agent, window.scenario)
+        self.scheduled[key] = self.scheduled.get(key, 0) + window.started + window.canceled
         self._progress[agent] = max(self._progress.get(agent, -1), window.index)
         if self.listeners:
             pending = self._pending.get(window.index)

@@ -98,14 +98,14 @@ class Coordinator:
         #: --abort-on-fail: the thresholds checked on the merged totals after every window
         self.watch: Watch | None = None
         if spec.policy.abort_on_fail and spec.policy.thresholds:
-            requested = sum(c.profile.average_rate(c.length()) for c in spec.configs if c.profile is not None)
+            requested = sum(c.profile.average_rate(spec.length()) for c in spec.configs if c.profile is not None)
             self.watch = Watch(spec.policy.thresholds, spec.policy.window, requested, self._threshold_failed)
             listeners.append(self.watch.add)
         #: --abort-when-generator-limited: why the run was stopped (empty: it was not)
         self.limited = ""
         if spec.policy.abort_when_generator_limited:
             listeners.append(LimitWatch(self._generator_limited).add)
-        self.aggregator = Aggregator(spec.policy.window, listeners)
+        self.aggregator = Aggregator(spec.policy.window, listeners, max(c.max_names for c in spec.configs))
         self.finish: Finish | None = None
         self.cpu_seconds = 0.0
         self._stop = threading.Event()
@@ -196,12 +196,7 @@ class Coordinator:
         report = build_report(self.state, self.aggregator, finish, elapsed=elapsed, dropped=self.hub.dropped)
         report.manifest = manifest(self.spec.configs, [a.host for a in report.agents])
         report.manifest["protocol"] = PROTOCOL_VERSION
-        report.generator_verdict = verdict(report)
-        if self.limited:
-            report.notes.append(f"stopped early: the generator was the limit ({self.limited}; "
-                                "--abort-when-generator-limited)")  # fmt: skip
-            report.status = max(report.status, 1)
-        self._judge(report)
+        # the items first: the verdict does not count slots that found no item as the generator's
         if self.items is not None:
             report.items = self.items.summary()
             report.items["starved_slots"] = sum(int(a.stats.get("starved", 0)) for a in self.state.agents.values())
@@ -211,6 +206,12 @@ class Coordinator:
             dry_s = self.state.dry_s
             if dry_s is not None and not self.spec.drain:
                 report.notes.append(f"the feed ran dry at {dry_s:.2f} s: the run ended there")
+        report.generator_verdict = verdict(report)
+        if self.limited:
+            report.notes.append(f"stopped early: the generator was the limit ({self.limited}; "
+                                "--abort-when-generator-limited)")  # fmt: skip
+            report.status = max(report.status, 1)
+        self._judge(report)
         return report
 
     def _judge(self, report: Report) -> None:

@@ -15,7 +15,10 @@ from pusher_farm.core.config import Config
 from pusher_farm.core.schedule import Constant, Profile, Shard
 from pusher_farm.errors import InvalidOption, ProtocolError
 
-__all__ = ["AgentPlan", "RunSpec"]
+__all__ = ["MAX_SCENARIOS", "AgentPlan", "RunSpec"]
+
+#: the most scenarios one run may have
+MAX_SCENARIOS = 64
 
 
 @dataclass(frozen=True)
@@ -26,17 +29,33 @@ class RunSpec:
     and the farm's policies (``on_agent_loss``, ``late_join``), which ``policy`` holds."""
 
     configs: tuple[Config, ...]
+    #: the configs are the run's scenarios, each sharded among all agents by the same weights
+    #: (False: one config is sharded; several are one per agent, each run whole)
+    scenarios: bool = False
 
     def __post_init__(self) -> None:
         if not self.configs:
             raise InvalidOption("a run needs at least one target")
         for c in self.configs:
-            if c.target is None or (c.profile is None and not c.parallel):
-                raise InvalidOption("every target of a farm run needs a name and a rate profile (or drain lanes)")
+            if c.target is None or (c.profile is None and not c.parallel and c.users is None):
+                raise InvalidOption(
+                    "every target of a farm run needs a name and a load: a rate profile, users or drain lanes"
+                )
             if c.parallel and c.profile is not None and not isinstance(c.profile, Constant):
                 raise InvalidOption("drain mode takes a rate cap (--rps), not stages")
+        if self.scenarios:
+            if len({c.name for c in self.configs}) != len(self.configs):
+                raise InvalidOption("every scenario of a run needs a name of its own")
+            if len(self.configs) > MAX_SCENARIOS:
+                raise InvalidOption(f"a run holds at most {MAX_SCENARIOS} scenarios")
+            if len(self.configs) > 1 and any(c.feed is not None or c.parallel for c in self.configs):
+                raise InvalidOption(
+                    "a feed (or drain lanes) in a run of several scenarios is not supported yet: run that "
+                    "scenario on its own"
+                )
         first = self.configs[0]
-        shared = ["window", "until"] + [f.name for f in fields(Config) if f.metadata["scope"] == "farm"]
+        shared = ["window"] + ([] if self.scenarios else ["until"])
+        shared += [f.name for f in fields(Config) if f.metadata["scope"] == "farm"]
         for c in self.configs[1:]:
             for name in shared:
                 if getattr(c, name) != getattr(first, name):
@@ -44,7 +63,19 @@ class RunSpec:
 
     @property
     def sharded(self) -> bool:
-        return len(self.configs) == 1
+        """Every agent runs a share of every config (else each runs its own config whole)."""
+        return len(self.configs) == 1 or self.scenarios
+
+    @property
+    def one_rate(self) -> bool:
+        """One open-model rate shared by the farm: plan epochs can move it (a lost agent's
+        share, a runtime change)."""
+        c = self.configs[0]
+        return len(self.configs) == 1 and c.profile is not None and not c.parallel and c.users is None
+
+    def length(self) -> float:
+        """Seconds from the start to the end of the last config's schedule."""
+        return max(c.end() for c in self.configs)
 
     @property
     def policy(self) -> Config:
@@ -78,6 +109,13 @@ class AgentPlan:
     config: Config
     #: work items this agent may hold (0: the run has no feed)
     credit: int = 0
+    #: a run of scenarios: each one's settings (``config`` is the first); empty otherwise
+    scenarios: tuple[Config, ...] = ()
+
+    @property
+    def configs(self) -> tuple[Config, ...]:
+        """The configs this agent runs, each with this plan's shard: the scenarios, or the one."""
+        return self.scenarios or (self.config,)
 
     @property
     def profile(self) -> Profile:
@@ -103,6 +141,7 @@ class AgentPlan:
             "first": self.first,
             "config": self.config.to_wire(),
             "credit": self.credit,
+            **({"scenarios": [c.to_wire() for c in self.scenarios]} if self.scenarios else {}),
         }
 
     @classmethod
@@ -126,8 +165,15 @@ class AgentPlan:
             if not index < len(weights):
                 raise ProtocolError("bad plan: index out of range of the weights")
         config = Config.from_wire(d.get("config"))
-        if config.target is None or (config.profile is None and not config.parallel):
-            raise ProtocolError("bad plan: no target or no rate profile")
+        raw = d.get("scenarios", [])
+        if not isinstance(raw, list) or len(raw) > MAX_SCENARIOS:
+            raise ProtocolError(f"bad plan: scenarios must be a list of at most {MAX_SCENARIOS} settings")
+        scenarios = tuple(Config.from_wire(c) for c in raw)
+        for c in (config, *scenarios):
+            if c.target is None or (c.profile is None and not c.parallel and c.users is None):
+                raise ProtocolError("bad plan: no target or no load (rate profile, users or lanes)")
+        if len({c.name for c in scenarios}) != len(scenarios):
+            raise ProtocolError("bad plan: two scenarios share a name")
         credit = d.get("credit", 0)
         if isinstance(credit, bool) or not isinstance(credit, int) or not 0 <= credit <= 1 << 20:
             raise ProtocolError("bad plan: credit must be a whole number of items")
@@ -140,4 +186,5 @@ class AgentPlan:
             first=first,
             config=config,
             credit=credit,
+            scenarios=scenarios,
         )

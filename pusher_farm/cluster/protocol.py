@@ -48,10 +48,11 @@ __all__ = [
     "refusal",
 ]
 
-#: 4: work items (want, items); 3: checked fields, the refusal envelope, package versions,
+#: 5: scenarios (a plan's scenarios, a prepare's targets, windows by scenario and call name,
+#: reaches per scenario); 4: work items (want, items); 3: checked fields, the refusal envelope, package versions,
 #: settings as one record, slot accounting (reach) and leases; 2: histograms travel as one
 #: dense run of counts
-PROTOCOL_VERSION = 4
+PROTOCOL_VERSION = 5
 #: larger frames are refused by the sockets and by ``decode`` (a window is a few KB)
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 #: an agent's capacity (its weight in the farm's shares) lies in (0, MAX_CAPACITY]
@@ -287,6 +288,7 @@ SCHEMA: dict[str, tuple[dict[str, _Field], dict[str, _Field]]] = {
             "ran_s": _Number(0.0),
             "error": _ERROR,
             "starved": _SEQ,
+            "reaches": _List(_SEQ, 64),
         },
     ),
     "bye": ({}, {}),
@@ -305,7 +307,11 @@ SCHEMA: dict[str, tuple[dict[str, _Field], dict[str, _Field]]] = {
     # "v" is kept: a refusal from a peer that predates the envelope carries its own version there
     "refused": ({"reason": _ERROR}, {"v": _Whole(0, 1 << 31), "versions": _List(_Whole(), 16), "package": _PACKAGE}),
     "ping": ({"id": _Whole(), "t0": _TIME}, {"seen": _SEEN}),
-    "prepare": ({"run": _RUN, "target": _Text(512, 1), "params": _Map(256)}, {"seen": _SEEN}),
+    # a run of several scenarios: each one's [target, params] (the first is also target, params)
+    "prepare": (
+        {"run": _RUN, "target": _Text(512, 1), "params": _Map(256)},
+        {"seen": _SEEN, "scenarios": _List(_List(_Any(), 2), 64)},
+    ),
     "start": ({"run": _RUN, "plan": _Map(64)}, {"seen": _SEEN}),
     "epoch": (
         {
@@ -319,7 +325,7 @@ SCHEMA: dict[str, tuple[dict[str, _Field], dict[str, _Field]]] = {
         {"seen": _SEEN, "profile": _List(_Stage(), 10_000), "overtime": _Whole(0, 1_000_000)},
     ),
     "ack": ({"run": _RUN, "seq": _SEQ}, {"seen": _SEEN}),  # cumulative: every window of the run up to seq is in
-    "stop": ({"run": _RUN, "abort": _Flag()}, {"at_slot": _SEQ, "seen": _SEEN}),
+    "stop": ({"run": _RUN, "abort": _Flag()}, {"at_slot": _SEQ, "at_s": _Number(0.0, 1e9), "seen": _SEEN}),
     "heartbeat": ({}, {"state": _Text(16), "cpu": _Number(0.0, 1e5), "seen": _SEEN}),
     "items": ({"run": _RUN, "items": _List(_Item(), MAX_ITEMS)}, {"seen": _SEEN}),
 }

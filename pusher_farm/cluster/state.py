@@ -360,6 +360,9 @@ class CoordinatorState(PlanMixin, ReportMixin, ItemsMixin):
                 if policy == "rebalance" and self.book is not None:
                     actions += self.rebalance(agent, now)
                     actions += self._stop_lost(agent)
+                elif policy == "rebalance" and not self.spec.drain:
+                    kept = "a run of scenarios or users keeps its shares"
+                    actions.append(Log("warning", f"{agent.label()}'s share is not moved: {kept}"))
                 elif self.spec.drain:  # its items went to others: it must not work on them too
                     agent.told_to_stop = True
                     actions += self._stop_lost(agent)
@@ -386,8 +389,11 @@ class CoordinatorState(PlanMixin, ReportMixin, ItemsMixin):
                 continue
             fields: dict[str, Any] = {"run": self.run_id, "abort": abort}
             profile = self.spec.profile_for(max(a.index, 0))
-            if at_s is not None and not abort and a.index >= 0 and profile is not None and not self.spec.drain:
-                fields["at_slot"] = profile.first_slot_at(at_s)
+            if at_s is not None and not abort and a.index >= 0 and not self.spec.drain:
+                if self.spec.one_rate and profile is not None:
+                    fields["at_slot"] = profile.first_slot_at(at_s)
+                else:  # each scenario stops at its slot due then (users: at that time)
+                    fields["at_s"] = at_s
             a.last_sent = self._now
             actions.append(Send(a.id, "stop", fields))
         return actions

@@ -32,7 +32,7 @@ class PlanMixin:
     def init_plan(self: CoordinatorState) -> None:
         #: the epochs of a sharded run (None: each agent runs its own whole profile)
         profile = self.spec.profile_for(0)
-        self.book = PlanBook(profile) if self.spec.sharded and not self.spec.drain and profile is not None else None
+        self.book = PlanBook(profile) if self.spec.one_rate and profile is not None else None
 
     def plan_handlers(self: CoordinatorState) -> dict[str, Any]:
         return {"ready": self._on_ready, "refuse": self._on_refuse}
@@ -58,7 +58,10 @@ class PlanMixin:
 
         config = self.spec.config_for(max(agent.index, 0))
         agent.last_sent = self._now
-        return Send(agent.id, "prepare", {"run": self.run_id, "target": config.target, "params": dict(config.params)})
+        fields = {"run": self.run_id, "target": config.target, "params": dict(config.params)}
+        if self.spec.scenarios:
+            fields["scenarios"] = [[c.target, dict(c.params)] for c in self.spec.configs]
+        return Send(agent.id, "prepare", fields)
 
     def _on_ready(self: CoordinatorState, agent: AgentRecord, msg: Message, now: float) -> list[Action]:
 
@@ -85,7 +88,7 @@ class PlanMixin:
             shards = self.book.open([(a.id, a.name, a.capacity) for a in used], from_slot=0, at_s=0.0, reason="start")
             for agent, shard in zip(used, shards, strict=True):
                 agent.shard = shard
-        elif self.spec.drain:  # no slots to deal: the shares split a rate cap, if any
+        elif self.spec.sharded:  # drain lanes, users, scenarios: each shares by the same weights
             weights = tuple(a.capacity for a in used)
             for i, agent in enumerate(used):
                 agent.shard = Shard(i, weights)
@@ -118,6 +121,7 @@ class PlanMixin:
             first=first,
             config=config,
             credit=credit,
+            scenarios=self.spec.configs if self.spec.scenarios else (),
         )
         agent.last_sent = self._now
         return Send(agent.id, "start", {"run": self.run_id, "plan": plan.to_wire()})
@@ -253,6 +257,9 @@ class PlanMixin:
             agent.state = AgentState.RUNNING
             agent.shard = Shard(0, (1.0,))
             return [Log("info", f"{agent.label()} joined: it takes items too"), self._start_message(agent, first=0)]
+        if self.book is None:
+            agent.state = AgentState.SPARE
+            return [Log("info", f"{agent.label()} stays out: a run of scenarios or users keeps its shares")]
         epoch = self._epoch_start([*running, agent], now)
         if epoch is None:
             agent.state = AgentState.SPARE

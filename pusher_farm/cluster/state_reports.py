@@ -25,6 +25,15 @@ if TYPE_CHECKING:
 
 __all__ = ["ReportMixin"]
 
+
+def _reach(agent: AgentRecord, index: int) -> int | None:
+    """How far ``agent`` got in scenario ``index`` (its done message's reaches)."""
+    reaches = agent.stats.get("reaches")
+    if isinstance(reaches, list) and index < len(reaches):
+        return int(reaches[index])
+    return int(agent.stats["reach"]) if index == 0 and "reach" in agent.stats else None
+
+
 #: windows beyond the run's last possible one, allowed for late results and rounding
 _SPARE_WINDOWS = 8
 
@@ -54,7 +63,7 @@ class ReportMixin:
         """The run starts at ``start_at``: fix its deadline and the last window it can have."""
         assert self.start_at is not None
         window = self.spec.policy.window
-        longest = max(c.length() + (c.timeout or 0.0) for c in self.spec.configs)
+        longest = max(c.end() + (c.timeout or 0.0) for c in self.spec.configs)
         if math.isfinite(longest):
             self._deadline_at = self.start_at + longest + window + self.timing.end_grace
             self._last_window = math.ceil((longest + window + self.timing.end_grace) / window) + _SPARE_WINDOWS
@@ -103,6 +112,10 @@ class ReportMixin:
             window = Window.from_wire(msg["w"])
             if window.index > self._last_window:
                 raise ValueError(f"window {window.index} is past the run's end")
+            if not window.scenario and not self.spec.scenarios:  # it names no scenario: its agent's one
+                window.scenario = self.spec.config_for(max(agent.index, 0)).name
+            if window.scenario not in {c.name for c in self.spec.configs}:
+                raise ValueError(f"the run has no scenario {window.scenario[:64]!r}")
         except (ValueError, KeyError) as exc:
             # Acknowledged, so the agent forgets it, and named in the report: never merged.
             agent.ledger.receive(seq)
@@ -179,9 +192,14 @@ class ReportMixin:
 
     # -- accounting -------------------------------------------------------------------------
 
-    def accounting(self: CoordinatorState, scheduled: Mapping[str, int]) -> dict[str, Share]:
+    def accounting(
+        self: CoordinatorState,
+        scheduled: Mapping[str, int],
+        by_scenario: Mapping[tuple[str, str], int] | None = None,
+    ) -> dict[str, Share]:
         """Each agent's share of the planned slots, with what it scheduled (``scheduled``,
-        from its merged windows): planned == scheduled + unfired for each and in total."""
+        from its merged windows; ``by_scenario``: per agent and scenario): planned ==
+        scheduled + unfired for each and in total."""
         shares: dict[str, Share] = {}
         used = [a for a in self._used() if a.index >= 0 and (self.book is None or a.shard is not None)]
         if self.book is not None:
@@ -196,6 +214,8 @@ class ReportMixin:
                     a.id, planned_end=end, scheduled=scheduled.get(a.id, 0), reported_s=reported, end_s=end_s
                 )
             return shares
+        if self.spec.scenarios or (self.spec.sharded and self.spec.policy.users is not None):
+            return self._scenario_accounting(used, scheduled, by_scenario or {})
         for a in used:
             config = self.spec.config_for(a.index)
             count = scheduled.get(a.id, 0)
@@ -209,6 +229,47 @@ class ReportMixin:
             end = planned_end(config.profile, length, cut=self.cut, reaches=reaches, stop_s=self.stop_s)
             reported = float(a.stats.get("stopped_s", a.reported_until_s))
             shares[a.id] = Share(end, count, reported, self._end_s(length, done)) if end > count else Share(end, count)
+        return shares
+
+    def scenario_ends(self: CoordinatorState) -> dict[str, int | None]:
+        """Each scenario's planned end: the slot below which its slots were all planned (open
+        models, dealt among every agent by one shard each); None for a closed model (it
+        planned the calls it started)."""
+        used = [a for a in self._used() if a.index >= 0 and a.shard is not None]
+        ends: dict[str, int | None] = {}
+        for i, c in enumerate(self.spec.configs):
+            if c.profile is None or c.parallel or c.users is not None:
+                ends[c.name] = None
+                continue
+            reaches = [_reach(a, i) for a in used if "reach" in a.stats]
+            ends[c.name] = planned_end(
+                c.profile, c.length(), cut=self.cut, reaches=[r for r in reaches if r is not None], stop_s=self.stop_s
+            )
+        return ends
+
+    def _scenario_accounting(
+        self: CoordinatorState,
+        used: list[AgentRecord],
+        scheduled: Mapping[str, int],
+        by_scenario: Mapping[tuple[str, str], int],
+    ) -> dict[str, Share]:
+        """A run of scenarios (or users): each agent owns its shard of every open scenario's
+        slots up to that scenario's planned end; a closed model planned what it started."""
+        ends = self.scenario_ends()
+        shares: dict[str, Share] = {}
+        length = self.spec.length()
+        for a in used:
+            planned = 0
+            for c in self.spec.configs:
+                end = ends[c.name]
+                mine = by_scenario.get((a.id, c.name), 0)
+                planned += mine if end is None or a.shard is None else a.shard.count(0, end)
+            count = scheduled.get(a.id, 0)
+            if planned > count:
+                reported = float(a.stats.get("stopped_s", a.reported_until_s))
+                shares[a.id] = Share(planned, count, reported, self._end_s(length, [a] if "reach" in a.stats else []))
+            else:
+                shares[a.id] = Share(planned, count)
         return shares
 
     def _end_s(self: CoordinatorState, length: float, done: list[AgentRecord]) -> float:

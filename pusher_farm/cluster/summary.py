@@ -9,7 +9,7 @@ from pusher_farm.cluster.aggregator import Aggregator
 from pusher_farm.cluster.epochs import Share
 from pusher_farm.cluster.members import AgentRecord, AgentState
 from pusher_farm.cluster.state import CoordinatorState
-from pusher_farm.core.report import AgentSummary, Counts, EpochSummary, Report
+from pusher_farm.core.report import AgentSummary, Counts, EpochSummary, Report, scenario_rows
 from pusher_farm.core.worker import describe_run
 
 __all__ = ["build_report"]
@@ -23,7 +23,7 @@ def build_report(
     spec = state.spec
     agents = [a for a in state.agents.values() if a.state is not AgentState.SPARE]
     counts = {a.id: aggregator.counts(a.id) for a in agents}
-    shares = state.accounting({i: c.scheduled for i, c in counts.items()})
+    shares = state.accounting({i: c.scheduled for i, c in counts.items()}, aggregator.scheduled)
     summaries = []
     planned = 0
     for a in agents:
@@ -32,13 +32,16 @@ def build_report(
         agent_planned = share.planned if share is not None else c.scheduled
         planned += agent_planned
         summaries.append(
-            _summary(state, a, Counts(c.scheduled, c.succeeded, c.failed, c.canceled, agent_planned), share)
+            _summary(
+                state,
+                a,
+                Counts(c.scheduled, c.succeeded, c.failed, c.canceled, agent_planned),
+                share,
+                {sc: n for (agent, sc), n in aggregator.scheduled.items() if agent == a.id} if spec.scenarios else {},
+            )
         )
-    lengths = [c.length() for c in spec.configs]
-    length = max(lengths)
-    requested = sum(
-        c.profile.average_rate(n) for c, n in zip(spec.configs, lengths, strict=True) if c.profile is not None
-    )
+    length = spec.length() if spec.sharded else max(c.length() for c in spec.configs)
+    requested = sum(c.profile.average_rate(length) for c in spec.configs if c.profile is not None)
     sent = max((float(a.stats.get("sent_s", 0.0)) for a in agents), default=0.0)
     ran = max((float(a.stats.get("ran_s", 0.0)) for a in agents), default=0.0)
     # a drain that did every item ended as it should: its stop was not a cut
@@ -74,11 +77,23 @@ def build_report(
         notes=notes,
         bad_frames=state.bad_frames + dropped,
     )
+    if spec.sharded:
+        ends = state.scenario_ends()
+        planned_by = {
+            c.name: ends[c.name] if ends[c.name] is not None else _scheduled(aggregator, c.name) for c in spec.configs
+        }
+        report.scenarios = scenario_rows(aggregator.tally, spec.configs, planned_by, length)
     report.status = finish.status
     return report
 
 
-def _summary(state: CoordinatorState, a: AgentRecord, counts: Counts, share: Share | None) -> AgentSummary:
+def _scheduled(aggregator: Aggregator, scenario: str) -> int:
+    return sum(n for (_, name), n in aggregator.scheduled.items() if name == scenario)
+
+
+def _summary(
+    state: CoordinatorState, a: AgentRecord, counts: Counts, share: Share | None, scenarios: dict[str, int]
+) -> AgentSummary:
     start_at = state.start_at
     cpu = a.stats.get("cpu")
     return AgentSummary(
@@ -104,4 +119,5 @@ def _summary(state: CoordinatorState, a: AgentRecord, counts: Counts, share: Sha
         cpus=a.cpus,
         python=a.python,
         dependencies=dict(a.deps),
+        scenarios=scenarios,
     )

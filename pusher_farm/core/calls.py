@@ -89,7 +89,7 @@ class Context:
 
     __slots__ = (
         "seq", "intended", "started", "deadline", "worker", "cancelled", "marks", "phases", "item", "payload",
-        "_done", "_task",
+        "name", "_done", "_task", "_on_end",
     )  # fmt: skip
 
     def __init__(self, seq: int, intended: float, started: float, deadline: float | None, worker: str) -> None:
@@ -109,8 +109,12 @@ class Context:
         self.item: Any = None
         #: what the target prepared for this call (the http target: its request's bytes)
         self.payload: Any = None
+        #: the call's name in the report's rows by name (None: its scenario's); a target may
+        #: set it (the http target: method and URL template, ``GET /users/{id}``)
+        self.name: str | None = None
         self._done = False
         self._task: Any = None  # what cancels the call: its task, future or handle
+        self._on_end: Callable[[], None] | None = None  # a closed model's user waits on it
 
     def remaining(self) -> float | None:
         """Seconds left before the timeout, ``None`` without one."""
@@ -174,24 +178,27 @@ class Calls:
 
     # -- launching ------------------------------------------------------------------------------
 
-    def launch(self, k: int, due: float, now: float) -> None:
-        """Start slot ``k`` (due at ``due``) at ``now``, or cancel it when overtime is full."""
+    def launch(self, k: int, due: float, now: float, on_end: Callable[[], None] | None = None) -> bool:
+        """Start slot ``k`` (due at ``due``) at ``now``, or cancel it when overtime is full (or
+        no work item is there for it): False. ``on_end`` is called once the call is over."""
         hub = self.hub
         if self.in_flight >= self.overtime:
             self._cancel(k, due, now)
-            return
+            return False
         item = None
         if self.items is not None:
             item = self.items.take(now)
             if item is None:  # no work item to give this slot (the desk counts it starved)
                 self._cancel(k, due, now)
-                return
+                return False
         self.in_flight += 1
         self.recorder.launches.append(now)
         timeout = self.timeout
         ctx = Context(k, due, now, None if timeout is None else now + timeout, self.ident)
         if item is not None:
             ctx.item = item
+        if on_end is not None:
+            ctx._on_end = on_end
         if hub:
             hub.publish(Gossip(When.BEFORE_TARGET, self.ident, k, due, started=now))
         kind = self.kind
@@ -204,7 +211,7 @@ class Calls:
                     handle = self.target.__pusher_start__(ctx, self._callback_done)  # type: ignore[attr-defined]
                     if ctx in self._inflight:
                         ctx._task = self._inflight[ctx] = handle
-                    return
+                    return True
             except _FATAL:
                 self._end(ctx, now, self.clock(), INTERRUPTED)
                 self._release(ctx)
@@ -214,7 +221,7 @@ class Calls:
             else:
                 self._end(ctx, now, self.clock(), None, result)
             self._release(ctx)
-            return
+            return True
         if kind == "async":
             task: asyncio.Future[Any] = asyncio.get_running_loop().create_task(self._call_async(ctx, now))
         else:
@@ -222,6 +229,7 @@ class Calls:
             task = self._pool.submit(self._call_sync, ctx)
             task.add_done_callback(partial(self._sync_done, ctx))
         ctx._task = self._inflight[ctx] = task
+        return True
 
     def _cancel(self, k: int, due: float, now: float) -> None:
         self.recorder.canceled.append(now)
@@ -296,10 +304,11 @@ class Calls:
         if ctx.item is not None and self.items is not None:
             error = self.items.settle(ctx.item, error, result, end - ctx.intended, end)
         if error is None:
-            intended, started, ended = self._ok
+            intended, started, ended, name = self._ok
         else:
-            intended, started, ended, kind = self._ko
+            intended, started, ended, kind, name = self._ko
             kind(error)
+        name(ctx.name)
         intended(ctx.intended)
         started(start)
         ended(end)
@@ -322,6 +331,8 @@ class Calls:
     def _release(self, ctx: Context) -> None:
         self._inflight.pop(ctx, None)
         self.in_flight -= 1
+        if ctx._on_end is not None:
+            ctx._on_end()
         if self.in_flight == 0:
             self._idle.set()
         if self.on_free is not None:

@@ -25,13 +25,15 @@ from types import MappingProxyType
 from typing import Any
 
 from pusher_farm.core.gossip import Gossiper
-from pusher_farm.core.schedule import Profile, parse_duration, profile_from_stages
+from pusher_farm.core.schedule import Constant, Profile, parse_duration, profile_from_stages
 from pusher_farm.core.thresholds import check_all as check_thresholds
+from pusher_farm.core.window import MAX_NAME, MAX_NAMES
 from pusher_farm.errors import InvalidOption, InvalidOvertime, ProtocolError, PusherError
 from pusher_farm.items import settings as _items
 
 __all__ = [
     "DEFAULT_BATCH",
+    "DEFAULT_MAX_NAMES",
     "DEFAULT_OVERTIME",
     "DEFAULT_TIMEOUT",
     "LOSS_POLICIES",
@@ -52,6 +54,10 @@ DEFAULT_BATCH = 0.004
 LOSS_POLICIES = ("rebalance", "abort", "continue")
 
 _NONE = ("none", "off")
+#: the longest scenario or call name; the most distinct call names a run may have; the most users
+MAX_USERS = 1_000_000
+#: distinct call names a run keeps by default (past them, calls go under ``other``)
+DEFAULT_MAX_NAMES = 1000
 
 
 # -- checks: value in (number or text), normalised value out, or the setting's own error ------
@@ -129,6 +135,56 @@ def _profile(value: Any) -> Profile | None:
     if value is not None and not isinstance(value, Profile):
         raise InvalidOption(f"a profile must be a Constant or Stages, got {value!r}")
     return value
+
+
+def _name(value: Any) -> str:
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_NAME or not value.isprintable():
+        raise InvalidOption(f"a scenario name is a short printable text (1 to {MAX_NAME} characters), got {value!r}")
+    return value
+
+
+def _max_names(value: Any) -> int:
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_NAMES:
+        raise InvalidOption(f"max_names must be a whole number in 1..{MAX_NAMES:,}, got {value!r}")
+    return value
+
+
+def _users(value: Any) -> Profile | None:
+    """Closed model: how many users loop on the target, as a profile of users over time (a
+    number: that many, constant)."""
+    if value is None or isinstance(value, Profile):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_USERS:
+        raise InvalidOption(f"users must be a whole number in 1..{MAX_USERS:,} or stages of users, got {value!r}")
+    return Constant(value)
+
+
+def _think(value: Any) -> tuple[float, float]:
+    """Think time: one duration, or a uniform range ``(low, high)`` / ``"50ms..150ms"``."""
+    if isinstance(value, str) and ".." in value:
+        value = tuple(value.split("..", 1))
+    low, high = value if isinstance(value, (tuple, list)) and len(value) == 2 else (value, value)
+    low = _seconds("think", low, lowest=0.0, highest=3600.0, zero=True)
+    high = _seconds("think", high, lowest=0.0, highest=3600.0, zero=True)
+    if high < low:
+        raise InvalidOption(f"think time range must go from low to high, got {_text(low)}..{_text(high)}")
+    return (low, high)
+
+
+def _iterations(value: Any) -> int:
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 1 << 40:
+        raise InvalidOption(f"iterations must be a whole number >= 0 (0: no bound), got {value!r}")
+    return value
+
+
+def _offset(value: Any) -> float:
+    return _seconds("start", value, lowest=0.0, highest=366 * 86_400.0, zero=True)
 
 
 def _listeners(value: Any) -> tuple[Gossiper, ...]:
@@ -257,6 +313,20 @@ class Config:
     spin: float = _setting(0.0, _spin)
     #: slots due within this long of a wake-up start with it, up to this early (fewer wake-ups)
     batch: float = _setting(DEFAULT_BATCH, _batch)
+    #: the scenario's name: its rows in the report, and the name of its calls unless the target
+    #: names them (``ctx.name``)
+    name: str = _setting("default", _name)
+    #: seconds after the run's start at which this scenario begins (a scenario of a run)
+    start: float = _setting(0.0, _offset)
+    #: closed model: users looping on the target back to back (a number or stages of users);
+    #: None: the open model (a rate profile, or drain lanes)
+    users: Profile | None = _setting(None, _users, wire=_profile_wire, unwire=_profile_unwire)  # noqa: RUF009
+    #: closed model: pause after each call of a user, seconds (low, high: uniform between)
+    think: tuple[float, float] = _setting((0.0, 0.0), _think, wire=list, unwire=tuple)
+    #: closed model: calls per user (0: as many as fit in the run)
+    iterations: int = _setting(0, _iterations)
+    #: distinct call names kept (per process, and merged); past them calls count under ``other``
+    max_names: int = _setting(DEFAULT_MAX_NAMES, _max_names)
     #: what losing an agent mid-run does: move its share to the others from the next plan
     #: epoch ("rebalance"), stop the run ("abort"), or carry on without it ("continue")
     on_agent_loss: str = _setting("rebalance", _policy, "farm")
@@ -299,6 +369,16 @@ class Config:
     def __post_init__(self) -> None:
         for f in fields(self):
             object.__setattr__(self, f.name, f.metadata["check"](getattr(self, f.name)))
+        if self.users is not None:
+            if self.profile is not None or self.parallel:
+                what = "a rate" if self.profile is not None else "drain lanes (parallel)"
+                raise InvalidOption(f"scenario {self.name!r}: give either users (closed model) or {what}, not both")
+            if self.users.stages[0].duration == math.inf and self.until is None and not self.iterations:
+                raise InvalidOption(f"scenario {self.name!r}: users without an end: give a duration or iterations")
+        elif self.think != (0.0, 0.0):
+            raise InvalidOption(f"scenario {self.name!r}: think time needs the closed model (users), not a rate")
+        elif self.iterations:
+            raise InvalidOption(f"scenario {self.name!r}: iterations need the closed model (users)")
         if self.parallel > self.overtime:
             raise InvalidOption(
                 f"parallel {self.parallel} is more than overtime {self.overtime} (the most calls in flight "
@@ -354,9 +434,16 @@ class Config:
         out["farm"] = farm
         return out
 
+    def end(self) -> float:
+        """Seconds from the run's start to this config's end (a closed model's users start
+        at ``start``; an open profile already begins with it)."""
+        return self.length() + (self.start if self.users is not None else 0.0)
+
     def length(self) -> float:
         """Seconds the schedule runs (``inf``: open-ended); needs a profile (drain mode: its
         cut, if any)."""
+        if self.users is not None:
+            return self.users.length(self.until)
         if self.profile is None and self.parallel:
             return math.inf if self.until is None else self.until
         if self.profile is None:

@@ -28,6 +28,7 @@ from collections.abc import Callable
 from typing import Any
 
 from pusher_farm.core.calls import Calls, Context
+from pusher_farm.core.closed import run_users
 from pusher_farm.core.config import Config
 from pusher_farm.core.gossip import GossipHub
 from pusher_farm.core.pacer import Pacer
@@ -79,8 +80,8 @@ class Executor:
         clock: Callable[[], float] = time.monotonic,
         items: Desk | None = None,
     ) -> None:
-        if config.profile is None and not config.parallel:
-            raise ValueError("the executor needs a config with a profile (or drain lanes)")
+        if config.profile is None and not config.parallel and config.users is None:
+            raise ValueError("the executor needs a config with a profile (or drain lanes, or users)")
         if config.parallel and items is None:
             raise ValueError("drain mode needs a desk of work items")
         self.items = items
@@ -93,8 +94,8 @@ class Executor:
         self.hub = hub if hub else None
         self.on_window = on_window
         self.clock = clock
-        self.tally = Tally(config.window)
-        self.recorder = Recorder(config.window, self._emit)
+        self.tally = Tally(config.window, config.max_names)
+        self.recorder = Recorder(config.window, self._emit, name=config.name, max_names=config.max_names)
         self.calls: Calls | None = None
         self.t0 = math.nan
         self.scheduled_end = math.nan
@@ -103,6 +104,8 @@ class Executor:
         #: the run stops scheduling past this time on ``clock`` (renewed by a farm agent)
         self.lease_until = math.inf
         self.lease_expired = False
+        #: a closed model makes no call past this many seconds from the start (``stop_at_s``)
+        self.users_until = math.inf
         #: how far this executor got in the farm's schedule: one past the last slot it
         #: launched, or the slot it was told to halt at (None: it launched nothing)
         self.reach: int | None = None
@@ -148,7 +151,10 @@ class Executor:
         self.t0 = self.recorder.t0 = self.start_at if self.start_at is not None else self.clock()
         folder = loop.create_task(self._fold_every_window())
         sweeper = loop.create_task(self._sweep_timeouts()) if cfg.timeout is not None else None
-        self._pacer = loop.create_task(self._drain() if cfg.parallel else self._pace())
+        if cfg.users is not None:
+            self._pacer = loop.create_task(run_users(self))
+        else:
+            self._pacer = loop.create_task(self._drain() if cfg.parallel else self._pace())
         if self.stopped_early:  # stopped before it started
             self._pacer.cancel()
         try:
@@ -211,6 +217,16 @@ class Executor:
         """Stop scheduling at global slot ``slot``: every agent of a farm told the same slot
         stops at exactly the same point of the schedule. Call on the loop's thread."""
         self.replan(slot, HALT)
+
+    def stop_at_s(self, at_s: float) -> None:
+        """Stop at the slot due ``at_s`` seconds from the start; a closed model's users make no
+        call after that time. Call on the loop's thread."""
+        if self.config.users is not None:
+            self.users_until = min(self.users_until, at_s)
+        elif self.profile is not None:
+            self.stop_at(self.profile.first_slot_at(at_s))
+        else:
+            self.stop()
 
     def _stopped(self) -> None:
         if not self.stopped_early:

@@ -17,13 +17,14 @@ memory or windows without bound).
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from pusher_farm.core.stats import Histogram
-from pusher_farm.core.window import MAX_COUNTERS, MAX_ERROR_KINDS, MAX_PHASES, Window
+from pusher_farm.core.window import MAX_COUNTERS, MAX_ERROR_KINDS, MAX_NAME, MAX_PHASES, OTHER_NAMES, NameRow, Window
 
 __all__ = ["OTHER_KINDS", "Recorder"]
 
@@ -34,9 +35,17 @@ OTHER_KINDS = "other kinds"
 class Recorder:
     """The stamp buffers of one run and the windows they fold into (``emit`` gets each)."""
 
-    def __init__(self, window: float, emit: Callable[[Window], None]) -> None:
+    def __init__(
+        self, window: float, emit: Callable[[Window], None], *, name: str = "default", max_names: int = 1000
+    ) -> None:
         self.window = window
         self.emit = emit
+        #: the scenario: its windows carry its name, and calls no target named go under it
+        self.name = name
+        self.max_names = max_names
+        #: the distinct call names seen so far (bounded by ``max_names``), and those refused
+        self._names: set[str] = {name}
+        self.names_over = 0
         self.t0 = math.nan
         self._next_window = 0
         self._open: dict[int, Window] = {}
@@ -45,8 +54,9 @@ class Recorder:
         # the whole run (``flush`` empties them), so a caller may keep their bound ``append``s.
         self.launches: list[float] = []
         self.canceled: list[float] = []
-        self.ok: tuple[list[float], list[float], list[float]] = ([], [], [])
-        self.ko: tuple[list[float], list[float], list[float], list[str]] = ([], [], [], [])
+        # (intended, start, end, call name or None) and, for failures, the error kind too
+        self.ok: tuple[list[float], list[float], list[float], list[str | None]] = ([], [], [], [])
+        self.ko: tuple[list[float], list[float], list[float], list[str], list[str | None]] = ([], [], [], [], [])
         #: (sent, first byte, end) of calls whose target marked them (ttfb and receive)
         self.marks: tuple[list[float], list[float], list[float]] = ([], [], [])
         #: (end, ((phase, seconds), ...)) of calls whose target measured other phases
@@ -61,6 +71,7 @@ class Recorder:
         ok[0].append(intended)
         ok[1].append(start)
         ok[2].append(end)
+        ok[3].append(None)
 
     def failed(self, intended: float, start: float, end: float, kind: str) -> None:
         ko = self.ko
@@ -68,6 +79,7 @@ class Recorder:
         ko[1].append(start)
         ko[2].append(end)
         ko[3].append(kind)
+        ko[4].append(None)
 
     def flush(self, now: float, *, final: bool) -> int:
         """Fold buffered stamps into their windows; emit every window whose end has passed
@@ -80,8 +92,8 @@ class Recorder:
         late: dict[int, Window] = {}
         self._count(launches, "started", late)
         self._count(canceled, "canceled", late)
-        self._fold(ok, None, late)
-        self._fold(ko[:3], self._bounded(ko[3]), late)
+        self._fold(ok[:3], None, ok[3], late)
+        self._fold(ko[:3], self._bounded(ko[3]), ko[4], late)
         if marks[0]:
             self._fold_marks(marks, late)
         if phases:
@@ -93,7 +105,7 @@ class Recorder:
         else:
             last = math.floor((now - self.t0) / self.window) - 1
         for i in range(self._next_window, last + 1):
-            self.emit(self._open.pop(i, None) or Window(i, i * self.window, self.window))
+            self.emit(self._open.pop(i, None) or Window(i, i * self.window, self.window, scenario=self.name))
         self._next_window = max(self._next_window, last + 1)
         for i in sorted(late):  # stamped in a window already emitted (a thread's late result)
             self.emit(late[i])
@@ -164,7 +176,7 @@ class Recorder:
         pool = late if i < self._next_window else self._open
         w = pool.get(i)
         if w is None:
-            w = pool[i] = Window(i, i * self.window, self.window)
+            w = pool[i] = Window(i, i * self.window, self.window, scenario=self.name)
         return w
 
     def _index(self, times: list[float]) -> np.ndarray:
@@ -177,9 +189,65 @@ class Recorder:
             w = self._window(i, late)
             setattr(w, field, getattr(w, field) + n)
 
-    def _fold(self, stamps: tuple[list[float], ...], kinds: list[str] | None, late: dict[int, Window]) -> None:
+    def _call_names(self, names: list[str | None]) -> list[str] | None:
+        """The calls' names, None for a batch no target named (all under the scenario's);
+        past ``max_names`` distinct names, the new ones count as ``OTHER_NAMES``."""
+        distinct = set(names)
+        if distinct == {None}:
+            return None
+        seen = self._names
+        default = self.name
+        out = [default if n is None else n for n in names]
+        new = {n if isinstance(n, str) else str(n) for n in distinct if n is not None} - seen
+        if new:
+            refused: set[str] = set()
+            for n in sorted(new):
+                if len(n) <= MAX_NAME and len(seen) < self.max_names:
+                    seen.add(n)
+                else:
+                    refused.add(n)
+            if refused:
+                self.names_over += len(refused)
+                seen.add(OTHER_NAMES)
+                out = [n if n in seen else OTHER_NAMES for n in out]
+        return out
+
+    def _fold_names(
+        self, w: Window, names: list[str], picked: Any, lat: np.ndarray, svc: np.ndarray, kinds: list[str] | None
+    ) -> None:
+        """Split one window's batch of calls by name (``names`` already bounded)."""
+        if isinstance(picked, slice):
+            idx = list(range(len(names)))
+        else:
+            idx = np.flatnonzero(picked).tolist()
+        groups: dict[str, list[int]] = {}
+        for j in idx:
+            groups.setdefault(names[j], []).append(j)
+        if not w.names and (w.succeeded or w.failed):  # calls folded before in this window had no name
+            w.names[self.name] = _row_of(w)
+        for name, js in groups.items():
+            row = w.names.get(name)
+            if row is None:
+                row = w.names[name] = NameRow()
+            sel = np.asarray(js, dtype=np.int64)
+            row.latency.record_many(lat[sel])
+            row.service.record_many(svc[sel])
+            if kinds is None:
+                row.succeeded += len(js)
+            else:
+                row.failed += len(js)
+                row.errors.update(kinds[j] for j in js)
+
+    def _fold(
+        self,
+        stamps: tuple[list[float], ...],
+        kinds: list[str] | None,
+        call_names: list[str | None],
+        late: dict[int, Window],
+    ) -> None:
         if not stamps[0]:
             return
+        names = self._call_names(call_names)
         intended = np.asarray(stamps[0], dtype=np.float64)
         start = np.asarray(stamps[1], dtype=np.float64)
         end = np.asarray(stamps[2], dtype=np.float64)
@@ -192,6 +260,10 @@ class Recorder:
         one = index[0] == index[-1]
         for i, mask in _groups(index):
             w = self._window(i, late)
+            if names is not None:
+                self._fold_names(w, names, mask, lat, svc, kinds)
+            elif w.names:  # a window split by name before: these calls go under the scenario's
+                self._fold_names(w, [self.name] * len(lat), mask, lat, svc, kinds)
             w.latency.record_many(lat[mask])
             w.service.record_many(svc[mask])
             w.lag.record_many(lag[mask])
@@ -201,6 +273,14 @@ class Recorder:
                 picked = kinds if one else [kinds[j] for j in np.flatnonzero(mask).tolist()]
                 w.failed += len(picked)
                 w.errors.update(picked)
+
+
+def _row_of(w: Window) -> NameRow:
+    """What ``w`` counted so far, as one name's row."""
+    row = NameRow(w.succeeded, w.failed, Counter(w.errors))
+    row.latency.add(w.latency)
+    row.service.add(w.service)
+    return row
 
 
 def _groups(index: np.ndarray) -> list[tuple[int, Any]]:

@@ -15,9 +15,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pusher_farm.core.stats import Histogram
-from pusher_farm.core.window import Tally
+from pusher_farm.core.window import Tally, Window
 
-__all__ = ["AgentSummary", "Counts", "EpochSummary", "Report", "WorkerSummary"]
+__all__ = [
+    "AgentSummary",
+    "Counts",
+    "EpochSummary",
+    "NameSummary",
+    "Report",
+    "ScenarioSummary",
+    "WorkerSummary",
+    "scenario_rows",
+]
 
 
 @dataclass(frozen=True)
@@ -98,6 +107,8 @@ class AgentSummary:
     #: its Python and key dependency versions, as it said in its hello
     python: str = ""
     dependencies: dict[str, str] = field(default_factory=dict)
+    #: the slots it scheduled in each scenario (a run of scenarios)
+    scenarios: dict[str, int] = field(default_factory=dict)
 
     @property
     def lost(self) -> bool:
@@ -113,6 +124,52 @@ class EpochSummary:
     at_s: float
     agents: tuple[str, ...]
     reason: str
+
+
+@dataclass(frozen=True)
+class ScenarioSummary:
+    """One scenario of a run: its load model and where its slots (or calls) went, merged
+    across every agent. ``model`` is ``open`` (a rate), ``closed`` (users: latency is service
+    time, the output is throughput) or ``drain`` (lanes on work items)."""
+
+    name: str
+    model: str
+    load: str
+    target: str
+    start_s: float
+    requested_rps: float
+    duration_s: float
+    counts: Counts
+    errors: dict[str, int]
+    latency: Histogram
+    service: Histogram
+
+    @property
+    def achieved_rps(self) -> float:
+        span = self.duration_s
+        return (self.counts.succeeded + self.counts.failed) / span if span > 0 else 0.0
+
+    @property
+    def throughput_rps(self) -> float:
+        span = self.duration_s
+        return self.counts.succeeded / span if span > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class NameSummary:
+    """The calls of one name (the scenario's, ``ctx.name``, or the http target's ``GET
+    /users/{id}``) across every scenario and agent."""
+
+    name: str
+    succeeded: int
+    failed: int
+    errors: dict[str, int]
+    latency: Histogram
+    service: Histogram
+
+    @property
+    def calls(self) -> int:
+        return self.succeeded + self.failed
 
 
 @dataclass
@@ -161,6 +218,9 @@ class Report:
     manifest: dict[str, Any] = field(default_factory=dict)
     #: the windows the report was made of (per-window histograms for an HDR interval log)
     tally: Tally | None = field(default=None, repr=False, compare=False)
+    #: rows per scenario and per call name (``scenario_rows`` makes them)
+    scenarios: list[ScenarioSummary] = field(default_factory=list)
+    names: list[NameSummary] = field(default_factory=list)
     #: exit status for the command line: 0 ran as asked, 1 ran but agents were lost or the
     #: run was aborted, 2 refused before any load (bad target on an agent, ...)
     status: int = 0
@@ -189,6 +249,11 @@ class Report:
             planned=scheduled if planned is None else planned,
         )
         extra.setdefault("generator", generator_info())
+        names = [
+            NameSummary(n, r.succeeded, r.failed, _by_count(r.errors), r.latency, r.service)
+            for n, r in sorted(t.names.items(), key=lambda kv: (-(kv[1].succeeded + kv[1].failed), kv[0]))
+        ]
+        extra.setdefault("names", names)
         return cls(
             target=target,
             requested_rps=requested_rps,
@@ -220,6 +285,44 @@ class Report:
         schedule's length at least): start-up time before the first slot does not count."""
         span = max(self.duration_s, self.ran_s)
         return self.counts.succeeded / span if span > 0 else 0.0
+
+
+def _by_count(errors: Any) -> dict[str, int]:
+    return dict(sorted(errors.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def scenario_rows(tally: Tally, configs: Any, planned: Any, length: float) -> list[ScenarioSummary]:
+    """A row for each scenario config (in the run's order) from its merged windows in
+    ``tally``: ``planned`` maps each scenario's name to its planned slots; ``length`` is the
+    seconds the run's schedule ran (a scenario runs from its start to its own end or that)."""
+    from pusher_farm.core.worker import describe_run
+
+    rows = []
+    for c in configs:
+        w = tally.scenarios.get(c.name) or Window(-1, 0.0, tally.length)
+        scheduled = w.started + w.canceled
+        model = "closed" if c.users is not None else "drain" if c.parallel else "open"
+        own = c.length() - (c.start if model == "open" else 0.0)  # an open profile begins with its start
+        span = max(min(own, length - c.start), 0.0)
+        requested = 0.0
+        if model == "open" and c.profile is not None and span > 0:
+            requested = c.profile.slots_until(c.start + span) / span
+        rows.append(
+            ScenarioSummary(
+                name=c.name,
+                model=model,
+                load=describe_run(c),
+                target=c.target or "",
+                start_s=c.start,
+                requested_rps=requested,
+                duration_s=span,
+                counts=Counts(scheduled, w.succeeded, w.failed, w.canceled, planned.get(c.name, scheduled)),
+                errors=_by_count(w.errors),
+                latency=w.latency,
+                service=w.service,
+            )
+        )
+    return rows
 
 
 #: the packages whose versions a run's manifest names

@@ -16,7 +16,18 @@ from typing import Any
 
 from pusher_farm.core.stats import Histogram
 
-__all__ = ["MAX_COUNTERS", "MAX_ERROR_KINDS", "MAX_PHASES", "Tally", "Window", "series_row"]
+__all__ = [
+    "MAX_COUNTERS",
+    "MAX_ERROR_KINDS",
+    "MAX_NAMES",
+    "MAX_PHASES",
+    "OTHER_NAMES",
+    "NameRow",
+    "Tally",
+    "Window",
+    "merge_names",
+    "series_row",
+]
 
 #: error kinds one window may carry (a run has few; a peer sending more is refused)
 MAX_ERROR_KINDS = 1024
@@ -24,7 +35,69 @@ MAX_ERROR_KINDS = 1024
 #: may carry
 MAX_PHASES = 16
 MAX_COUNTERS = 64
+#: distinct call names one window may carry, and the longest name
+MAX_NAMES = 10_000
+MAX_NAME = 256
+#: the name calls are counted under once a run has seen its most distinct names
+OTHER_NAMES = "other"
 _MOST = 1 << 53
+
+
+@dataclass
+class NameRow:
+    """The calls of one name (``ctx.name``, the http target's ``GET /users/{id}``): outcomes,
+    errors by kind, latency and service time. Canceled slots never called the target: they
+    are counted by scenario, not by name."""
+
+    succeeded: int = 0
+    failed: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+    latency: Histogram = field(default_factory=Histogram)
+    service: Histogram = field(default_factory=Histogram)
+
+    def merge(self, other: NameRow) -> None:
+        self.succeeded += other.succeeded
+        self.failed += other.failed
+        self.errors.update(other.errors)
+        self.latency.add(other.latency)
+        self.service.add(other.service)
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "ok": self.succeeded,
+            "ko": self.failed,
+            "err": dict(self.errors),
+            "lat": self.latency.to_sparse(),
+            "svc": self.service.to_sparse(),
+        }
+
+    @classmethod
+    def from_wire(cls, data: Any) -> NameRow:
+        if not isinstance(data, dict):
+            raise ValueError("a name's row must be a map")
+        ok, ko = data.get("ok"), data.get("ko")
+        if not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v < _MOST for v in (ok, ko)):
+            raise ValueError("a name's counts must be whole numbers >= 0")
+        row = cls(ok, ko, _counts(data.get("err"), MAX_ERROR_KINDS, 256, "errors"))
+        row.latency = Histogram.from_sparse(data.get("lat"))
+        row.service = Histogram.from_sparse(data.get("svc"))
+        if sum(row.errors.values()) != ko or not row.latency.total == row.service.total == ok + ko:
+            raise ValueError("a name's errors and histograms do not add up to its counts")
+        return row
+
+
+def merge_names(into: dict[str, NameRow], names: dict[str, NameRow], most: int) -> None:
+    """Fold ``names`` into ``into``, keeping at most ``most`` distinct names: the rest go under
+    ``OTHER_NAMES`` (merging several agents' names stays bounded too)."""
+    for name, row in names.items():
+        mine = into.get(name)
+        if mine is None:
+            if len(into) >= most and name != OTHER_NAMES:
+                name = OTHER_NAMES
+                mine = into.get(name)
+            if mine is None:
+                mine = into[name] = NameRow()
+        mine.merge(row)
 
 
 @dataclass
@@ -43,6 +116,11 @@ class Window:
     #: the phases a target measured, by name (microseconds), and what it counted
     phases: dict[str, Histogram] = field(default_factory=dict)
     counters: Counter[str] = field(default_factory=Counter)
+    #: the scenario whose calls the window counts ("": a run of one scenario, or a merge of
+    #: several), and those calls by name when a target named any (empty: all under the
+    #: scenario's name)
+    scenario: str = ""
+    names: dict[str, NameRow] = field(default_factory=dict)
 
     @property
     def ended(self) -> int:
@@ -63,6 +141,8 @@ class Window:
                 mine = self.phases[name] = Histogram()
             mine.add(histogram)
         self.counters.update(other.counters)
+        if other.names:
+            merge_names(self.names, other.names, MAX_NAMES)
 
     def to_wire(self) -> dict[str, Any]:
         return {
@@ -79,6 +159,8 @@ class Window:
             "lag": self.lag.to_sparse(),
             **({"ph": {k: h.to_sparse() for k, h in self.phases.items()}} if self.phases else {}),
             **({"ct": dict(self.counters)} if self.counters else {}),
+            **({"sc": self.scenario} if self.scenario else {}),
+            **({"nm": {k: r.to_wire() for k, r in self.names.items()}} if self.names else {}),
         }
 
     @classmethod
@@ -114,6 +196,19 @@ class Window:
             raise ValueError(f"window phases must map at most {MAX_PHASES} short names to histograms")
         window.phases = {name: Histogram.from_sparse(h) for name, h in phases.items()}
         window.counters = _counts(data.get("ct", {}), MAX_COUNTERS, 64, "counters")
+        scenario = data.get("sc", "")
+        if not _short(scenario, MAX_NAME):
+            raise ValueError(f"a window's scenario must be a name of at most {MAX_NAME} characters")
+        window.scenario = scenario
+        names = data.get("nm", {})
+        if not isinstance(names, dict) or len(names) > MAX_NAMES or not all(_short(k, MAX_NAME) for k in names):
+            raise ValueError(f"window names must map at most {MAX_NAMES:,} names to their rows")
+        window.names = {name: NameRow.from_wire(row) for name, row in names.items()}
+        if names and (
+            sum(r.succeeded for r in window.names.values()) != window.succeeded
+            or sum(r.failed for r in window.names.values()) != window.failed
+        ):
+            raise ValueError("window names do not add up to its counts")
         if sum(window.errors.values()) != window.failed:
             raise ValueError("window errors do not add up to its failed count")
         ended = window.succeeded + window.failed
@@ -155,6 +250,13 @@ class _Row:
         return self.latency
 
 
+def _as_name(window: Window) -> NameRow:
+    row = NameRow(window.succeeded, window.failed, Counter(window.errors))
+    row.latency.add(window.latency)
+    row.service.add(window.service)
+    return row
+
+
 def series_row(
     start: float, length: float, started: int, succeeded: int, failed: int, canceled: int, latency: Histogram
 ) -> dict[str, Any]:
@@ -181,15 +283,29 @@ class Tally:
     histograms are merged as windows arrive.
     """
 
-    def __init__(self, length: float = 1.0) -> None:
+    def __init__(self, length: float = 1.0, max_names: int = MAX_NAMES) -> None:
         self.length = length
+        self.max_names = max_names
         self.total = Window(index=-1, start=0.0, length=length)
+        #: the totals of each scenario (by its name), in the order they first reported
+        self.scenarios: dict[str, Window] = {}
         self._rows: dict[int, _Row] = {}
         self._dense: set[int] = set()  # rows whose latency histogram is still dense
 
     def add(self, window: Window) -> None:
         """Fold one window in (windows of the same index from several sources merge)."""
+        names = window.names
+        if not names and window.succeeded + window.failed:  # every call under the scenario's name
+            names = {window.scenario or "default": _as_name(window)}
+        window.names = {}
         self.total.merge(window)
+        merge_names(self.total.names, names, self.max_names)
+        scenario = self.scenarios.get(window.scenario)
+        if scenario is None:
+            scenario = self.scenarios[window.scenario] = Window(-1, 0.0, self.length, scenario=window.scenario)
+        scenario.merge(window)
+        merge_names(scenario.names, names, self.max_names)
+        window.names = names
         row = self._rows.get(window.index)
         if row is None:
             row = self._rows[window.index] = _Row(window.start)

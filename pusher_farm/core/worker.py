@@ -16,8 +16,8 @@ from pusher_farm.core.executor import HALT, Executor, add_epoch
 from pusher_farm.core.gossip import GossipHub
 from pusher_farm.core.limits import verdict
 from pusher_farm.core.offers import Offer
-from pusher_farm.core.report import Report, WorkerSummary, manifest
-from pusher_farm.core.schedule import Constant, Profile, Shard
+from pusher_farm.core.report import Report, WorkerSummary, manifest, scenario_rows
+from pusher_farm.core.schedule import Constant, Profile, Shard, Stages
 from pusher_farm.core.thresholds import judge
 from pusher_farm.core.window import Window
 from pusher_farm.errors import InvalidOption, InvalidRPS, MissingTarget, PusherError, WorkerBusy
@@ -61,16 +61,38 @@ def _check_duration(duration: float | None) -> None:
 def describe_run(cfg: Config) -> str:
     """The load model in a few words: the profile, or drain mode with its lanes and cap."""
     profile = cfg.profile
+    if cfg.users is not None:
+        return (f"from {cfg.start:g}s: " if cfg.start else "") + describe_users(cfg)
     if not cfg.parallel:
-        return profile.describe() if profile is not None else ""
+        if profile is None:
+            return ""
+        if cfg.start and len(profile.stages) > 1 and profile.stages[0].start == profile.stages[0].end == 0:
+            after = profile.stages[1:]
+            if len(after) == 1 and after[0].start == after[0].end:
+                return f"from {cfg.start:g}s: {after[0].start:g} rps"
+            return f"from {cfg.start:g}s: {Stages(after).describe()}"
+        return profile.describe()
     return f"drain, {cfg.parallel} parallel" + (f", at most {profile.describe()}" if profile is not None else "")
+
+
+def describe_users(cfg: Config) -> str:
+    """A closed model in a few words: users (or their stages), think time, iterations."""
+    users = cfg.users
+    assert users is not None
+    text = f"{users.stages[0].start:g} users" if isinstance(users, Constant) else f"users {users.describe()}"
+    low, high = cfg.think
+    if high:
+        text += f", think {low * 1000:g}" + (f"-{high * 1000:g}" if high != low else "") + " ms"
+    if cfg.iterations:
+        text += f", {cfg.iterations} iterations each"
+    return text
 
 
 def planned_slots(executor: Executor) -> int:
     """The slots ``executor``'s plan asked of it: those of its epochs' shards from its first
     slot up to where its schedule ended (its length, or where it stopped: a run stopped early
     planned what it passed). In drain mode: the calls it started."""
-    if executor.config.parallel:
+    if executor.config.parallel or executor.config.users is not None:
         return (executor.reach or executor.first_slot) - executor.first_slot
     length = executor.config.length()
     end = executor.first_slot if executor.reach is None else executor.reach
@@ -162,8 +184,8 @@ class Worker:
         early when the feed runs dry (unless it cycles). In drain mode (``parallel``) ``rps`` is
         an optional cap and ``duration`` an optional bound: the run ends when every item is done.
         """
-        if self._config.parallel and rps is None and self._config.profile is None:
-            profile = None  # drain mode without a rate cap
+        if (self._config.parallel or self._config.users is not None) and rps is None and self._config.profile is None:
+            profile = None  # drain mode without a rate cap, or the closed model
         else:
             profile = resolve_profile(rps, duration, self._config.profile)
         _check_duration(duration)
@@ -248,7 +270,7 @@ class Worker:
         cfg = executor.config
         profile = executor.profile
         end = executor.scheduled_end if not math.isnan(executor.scheduled_end) else time.monotonic()
-        length = cfg.length() if profile is not None else math.inf
+        length = cfg.length() if profile is not None or cfg.users is not None else math.inf
         sent_s = max(end - executor.t0, 0.0)
         schedule_s = sent_s if (executor.stopped_early or math.isinf(length)) else length
         report = Report.from_tally(
@@ -267,6 +289,7 @@ class Worker:
             gossip_dropped=hub.dropped,
             notes=list(hub.errors),
         )
+        report.scenarios = scenario_rows(executor.tally, [cfg], {cfg.name: report.counts.planned}, report.duration_s)
         report.workers = [
             WorkerSummary(
                 self._ident,
@@ -319,6 +342,12 @@ class Worker:
 
         change = (profile, overtime) if profile is not None or overtime is not None else None
         self._on_executor(apply, pending=(from_slot, shard), change=change)
+
+    def stop_at_s(self, at_s: float) -> None:
+        """Stop scheduling at the slot due ``at_s`` seconds from the start (a closed model: at
+        that time); every agent of a farm told the same time stops at the same point."""
+        if not self._on_executor(lambda executor: executor.stop_at_s(at_s)):
+            self._stop_requested = True  # before the run began: it schedules nothing
 
     def stop_at(self, slot: int) -> None:
         """Stop scheduling at global slot ``slot`` (a farm stops every agent at the same

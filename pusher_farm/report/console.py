@@ -16,11 +16,20 @@ def _ms(v: float) -> str:
 def render_summary(report: Report) -> str:
     d = to_dict(report)
     c = d["counts"]
+    closed = bool(d["scenarios"]) and all(s["model"] == "closed" for s in d["scenarios"])
+    if closed:  # no rate was asked for: the users' throughput is the output
+        rate = (
+            f"load        closed model ({d['profile']}), throughput {d['throughput_rps']:g}/s "
+            f"over {d['duration_s']:.2f}s"
+        )
+    else:
+        rate = (
+            f"rate        requested {d['requested_rps']:g}/s ({d['profile']}), "
+            f"achieved {d['achieved_rps']:g}/s over {d['duration_s']:.2f}s"
+        )
     lines = [
         f"target      {d['target']}",
-        f"rate        requested {d['requested_rps']:g}/s ({d['profile']}), "
-        f"achieved {d['achieved_rps']:g}/s over {d['duration_s']:.2f}s"
-        + (" (stopped early)" if d["stopped_early"] else ""),
+        rate + (" (stopped early)" if d["stopped_early"] else ""),
         f"slots       scheduled {c['scheduled']}  succeeded {c['succeeded']}  "
         f"failed {c['failed']}  canceled {c['canceled']}"
         + (f"  unfired {c['unfired']} of {c['planned']} planned" if c["unfired"] else ""),
@@ -42,6 +51,7 @@ def render_summary(report: Report) -> str:
             lines.append(
                 f"{name:12}{s['calls']:>10}" + "".join(f"{_ms(s[k]):>10}" for k in ("p50", "p90", "p99", "max", "mean"))
             )
+    lines += _rows(d)
     if d["target_counters"]:
         lines.append("target      " + "  ".join(f"{k.replace('_', ' ')} {v}" for k, v in d["target_counters"].items()))
     if d.get("items"):
@@ -63,11 +73,53 @@ def render_summary(report: Report) -> str:
             lines.append(
                 f"{a['name'][:20]:20}{str(a.get('host', ''))[:16]:>16}{a['package'][:8]:>9}{a.get('share', 0):>7.3f}"
                 f"{ac['scheduled']:>11}{ac['succeeded']:>10}{ac['failed']:>8}{ac['canceled']:>10}{ac['unfired']:>9}"
-                f"{a.get('clock_offset_ms', 0.0):>11.3f}" + (f"  {a['state'].upper()}" if a["state"] != "done" else "")
+                f"{a.get('clock_offset_ms', 0.0):>11.3f}"
+                + (f"  {a['state'].upper()}" if a["state"] not in ("done", "left") else "")
             )
     for w in d["warnings"]:
         lines.append(f"WARNING: {w}")
     return "\n".join(lines)
+
+
+#: names shown in the console (the JSON and HTML reports hold every one)
+_CONSOLE_NAMES = 30
+
+
+def _rows(d: dict[str, Any]) -> list[str]:
+    """The tables by scenario and by name, when they say more than the totals: several
+    scenarios, a closed model, or calls named apart from their scenario."""
+    scenarios, names = d["scenarios"], d["names"]
+    plain = len(scenarios) <= 1 and all(s["model"] == "open" for s in scenarios)
+    if plain and [n["name"] for n in names] in ([], [s["name"] for s in scenarios]):
+        return []
+    lines: list[str] = []
+    if scenarios and not (len(scenarios) == 1 and scenarios[0]["model"] == "open"):
+        lines += ["", f"{'scenario':16}{'model':>8}{'rps':>9}{'scheduled':>11}{'ok':>9}{'failed':>8}{'canceled':>9}"
+                  f"{'p50':>9}{'p99':>9}{'max':>9}   (ms)"]  # fmt: skip
+        for s in scenarios:
+            c, lat = s["counts"], s["latency_ms"]
+            rate = s["requested_rps"] if s["model"] == "open" else s["throughput_rps"]
+            lines.append(
+                f"{s['name'][:16]:16}{s['model']:>8}{rate:>9.1f}{c['scheduled']:>11}{c['succeeded']:>9}{c['failed']:>8}"
+                f"{c['canceled']:>9}" + "".join(f"{_ms(lat[k]):>9}" for k in ("p50", "p99", "max"))
+            )
+        for s in scenarios:
+            if s["model"] != "open":
+                lines.append(
+                    f"  {s['name']}: {s['model']} model ({s['load']}): latency is service time, "
+                    f"the output is throughput {s['throughput_rps']:.1f}/s"
+                )
+    if names and [n["name"] for n in names] != [s["name"] for s in scenarios]:
+        lines += ["", f"{'name':40}{'calls':>10}{'failed':>8}{'p50':>9}{'p90':>9}{'p99':>9}{'max':>9}   (ms)"]
+        for n in names[:_CONSOLE_NAMES]:
+            lat = n["latency_ms"]
+            lines.append(
+                f"{n['name'][:40]:40}{n['calls']:>10}{n['failed']:>8}"
+                + "".join(f"{_ms(lat[k]):>9}" for k in ("p50", "p90", "p99", "max"))
+            )
+        if len(names) > _CONSOLE_NAMES:
+            lines.append(f"... {len(names) - _CONSOLE_NAMES} more names in the JSON and HTML reports")
+    return lines
 
 
 def progress_line(window: Window) -> str:

@@ -10,7 +10,7 @@ import base64
 from dataclasses import asdict
 from typing import Any
 
-from pusher_farm.core.report import AgentSummary, Report
+from pusher_farm.core.report import AgentSummary, NameSummary, Report, ScenarioSummary
 from pusher_farm.core.stats import Histogram
 from pusher_farm.report.advice import warnings
 
@@ -52,6 +52,11 @@ def to_dict(report: Report) -> dict[str, Any]:
         "generator_verdict": dict(report.generator_verdict),
         # versions here and on every agent, the protocol, the plan, hosts, the command line
         "manifest": dict(report.manifest),
+        # one row per scenario (name, model open|closed|drain, load, counts, errors, latency,
+        # service time) and per call name; merged exactly across agents. A closed model's
+        # latency is its service time (a closed loop cannot see coordinated omission).
+        "scenarios": [_scenario(s) for s in report.scenarios],
+        "names": [_name(n) for n in report.names],
         "series": report.series,
         "gossip_dropped": report.gossip_dropped,
         "workers": [
@@ -74,6 +79,37 @@ def to_dict(report: Report) -> dict[str, Any]:
             "schedule_lag": _encode(report.lag),
             "phases": {name: _encode(h) for name, h in _phases(report)},
         },
+    }
+
+
+def _scenario(s: ScenarioSummary) -> dict[str, Any]:
+    return {
+        "name": s.name,
+        "model": s.model,
+        "load": s.load,
+        "target": s.target,
+        "start_s": round(s.start_s, 6),
+        "duration_s": round(s.duration_s, 6),
+        "requested_rps": round(s.requested_rps, 6),
+        "achieved_rps": round(s.achieved_rps, 3),
+        "throughput_rps": round(s.throughput_rps, 3),
+        "counts": s.counts.as_dict(),
+        "errors": dict(s.errors),
+        "latency_ms": s.latency.summary_ms(),
+        "service_time_ms": s.service.summary_ms(),
+        "latency_is_service_time": s.model != "open",
+    }
+
+
+def _name(n: NameSummary) -> dict[str, Any]:
+    return {
+        "name": n.name,
+        "calls": n.calls,
+        "succeeded": n.succeeded,
+        "failed": n.failed,
+        "errors": dict(n.errors),
+        "latency_ms": n.latency.summary_ms(),
+        "service_time_ms": n.service.summary_ms(),
     }
 
 
@@ -104,6 +140,8 @@ def _agent(a: AgentSummary) -> dict[str, Any]:
         "stopped_early": a.stopped_early,
         "gossip_dropped": a.gossip_dropped,
         "rejected_windows": a.rejected_windows,
+        # a run of scenarios: the slots it scheduled in each
+        "scenarios": dict(a.scenarios),
     }
 
 

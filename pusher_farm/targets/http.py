@@ -31,7 +31,7 @@ from pusher_farm.errors import InvalidOption, TargetError
 from pusher_farm.targets import Param, Plugin
 from pusher_farm.targets import engine as lean
 from pusher_farm.targets.checks import Checks, CustomCheck, parse_statuses
-from pusher_farm.targets.http_template import RequestTemplate, has_placeholders
+from pusher_farm.targets.http_template import RequestTemplate, call_name, has_placeholders
 
 if TYPE_CHECKING:  # targets sit below the core: they import none of it at run time
     from pusher_farm.core.calls import Context
@@ -152,6 +152,9 @@ class LeanHttpTarget:
         self._options = options
         self.engine: lean.HttpEngine | None = None
         self.__pusher_name__ = f"http {method} {url}"
+        #: what each call is named in the report's rows by name: the method and the URL's
+        #: template, never a filled-in URL (500 ids are one row)
+        self.call_name = call_name(method, url)
 
     def _engine(self) -> lean.HttpEngine:
         if self.engine is None:
@@ -162,6 +165,7 @@ class LeanHttpTarget:
         engine = self.engine
         if engine is None:
             engine = self._engine()
+        ctx.name = self.call_name
         if self.template is not None and ctx.item is not None:
             url, headers, body = self.template.fill(ctx.item)
             ctx.payload = lean.build_request(self.method, url, headers, body)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from pusher_farm.errors import TargetError
 from pusher_farm.targets import engine as lean
 from pusher_farm.targets.checks import Checks
-from pusher_farm.targets.http_template import RequestTemplate
+from pusher_farm.targets.http_template import RequestTemplate, call_name
 
 if TYPE_CHECKING:
     import aiohttp
@@ -73,6 +73,7 @@ class AiohttpTarget:
         self.template: RequestTemplate | None = options.get("template")
         self.counts = {"connections_opened": 0}
         self.__pusher_name__ = f"http {method} {url}"
+        self.call_name = call_name(method, url)
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -101,6 +102,7 @@ class AiohttpTarget:
     async def __call__(self, ctx: Context) -> int:
         import aiohttp
 
+        ctx.name = self.call_name
         session = self._open()
         spent: list[float] = []
         _opening.set(spent)

@@ -17,7 +17,7 @@ from urllib.parse import quote, urlsplit
 
 from pusher_farm.errors import InvalidOption, TargetError
 
-__all__ = ["RequestTemplate", "has_placeholders"]
+__all__ = ["RequestTemplate", "call_name", "has_placeholders"]
 
 _FIELD = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -78,3 +78,12 @@ class RequestTemplate:
             headers.append((name, text))
         body = self.body.fill(fields, _same).encode() if self.body is not None else None
         return url, headers, body
+
+
+def call_name(method: str, url: str) -> str:
+    """``GET /users/{id}``: the method and the URL's path and query as written (placeholders
+    kept), without scheme and host; the whole URL when it has no path."""
+    rest = url.split("://", 1)[-1]
+    slash = rest.find("/")
+    path = rest[slash:] if slash >= 0 else "/"
+    return f"{method} {path}"[:256]

@@ -71,7 +71,7 @@ class SimRunner:
     def replan(self, from_slot, shard) -> None:
         add_epoch(self.epochs, from_slot, shard)
 
-    def halt(self, *, abort: bool, at_slot) -> None:
+    def halt(self, *, abort: bool, at_slot, at_s=None) -> None:
         if self.plan is None:
             return
         if at_slot is not None and not abort:

@@ -1,0 +1,126 @@
+"""The closed model: users, each a loop calling the target back to back with a think time.
+
+k6's constant-vus, ramping-vus and per-vu-iterations, Locust's users. The number of users
+follows a profile over time (``Config.users``: constant, or stages); in a farm, user ``j``
+belongs to the agent whose shard owns global slot ``j``, so the users split by weight and
+each runs once in the whole farm. A user past the current count finishes its call and
+leaves (it comes back if the count rises again, its iterations kept); with ``iterations``
+each user makes that many calls, then leaves.
+
+A closed loop waits for each call before the next, so it cannot measure coordinated omission:
+every call's intended start is its actual start, latency equals service time, and the output
+is the throughput the users reached, not a rate asked for.
+
+Every user task is owned by the pacer's task group: stopping the run cancels them all; the
+calls in flight finish (or time out) like any other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from pusher_farm.core.shard import Shard
+
+if TYPE_CHECKING:
+    from pusher_farm.core.executor import Executor
+
+__all__ = ["run_users", "users_at"]
+
+#: how often the count of users is looked at (new users start within this long)
+_TICK = 0.02
+#: a user whose call was refused (every allowed call in flight, or no work item) waits this long
+_REFUSED_WAIT = 0.005
+
+
+def users_at(count: float) -> int:
+    """Users at a point of the profile: the count rounded down (a hair under a whole number
+    counts as it: float stages must not lose a user)."""
+    return max(math.floor(count + 1e-9), 0)
+
+
+def _peak(users: object) -> float:
+    return max(max(s.start, s.end) for s in users.stages)  # type: ignore[attr-defined]
+
+
+async def run_users(executor: Executor) -> None:
+    """The closed model's pacer for ``executor`` (its config has ``users``)."""
+    cfg = executor.config
+    users = cfg.users
+    assert users is not None and executor.calls is not None
+    calls, clock = executor.calls, executor.clock
+    shard = executor.epochs[0][1]
+    mine: Callable[[int], bool]
+    if isinstance(shard, Shard):
+        period, offsets = shard.cycle()
+        owned = set(offsets.tolist())
+        mine = lambda j: j % period in owned  # noqa: E731
+    else:
+        mine = lambda j: True  # noqa: E731
+    begin = executor.t0 + cfg.start
+    end = begin + cfg.length()
+    low, high = cfg.think
+    rng = random.Random()
+    done_calls: dict[int, int] = {}  # calls made by each user (kept while it is away)
+    running: dict[int, asyncio.Task[None]] = {}
+    desk = executor.items
+    slots = iter(range(1 << 62))  # this agent's calls, numbered as they start
+
+    async def user(j: int) -> None:
+        while True:
+            now = clock()
+            if (
+                now >= end
+                or now - executor.t0 >= executor.users_until
+                or now > executor.lease_until
+                or j >= users_at(users.rate_at(now - begin))
+            ):
+                return
+            if cfg.iterations and done_calls.get(j, 0) >= cfg.iterations:
+                return
+            ended = asyncio.get_running_loop().create_future()
+            if not calls.launch(next(slots), now, now, on_end=lambda f=ended: f.done() or f.set_result(None)):
+                if desk is not None and desk.dry:
+                    return
+                await asyncio.sleep(_REFUSED_WAIT)
+                continue
+            done_calls[j] = done_calls.get(j, 0) + 1
+            executor.reach = (executor.reach or 0) + 1
+            await ended
+            pause = low if high == low else rng.uniform(low, high)
+            if pause > 0:
+                await asyncio.sleep(pause)
+
+    async with asyncio.TaskGroup() as group:
+        if begin > clock():
+            await asyncio.sleep(begin - clock())
+        while True:
+            now = clock()
+            if now > executor.lease_until:
+                executor._lease_over()
+                break
+            if now >= end or (desk is not None and desk.dry):
+                break
+            if now - executor.t0 >= executor.users_until:
+                executor._stopped()
+                break
+            count = users_at(users.rate_at(now - begin))
+            for j in range(count):
+                if j in running or not mine(j):
+                    continue
+                if cfg.iterations and done_calls.get(j, 0) >= cfg.iterations:
+                    continue
+                task = running[j] = group.create_task(user(j))
+                task.add_done_callback(lambda _t, j=j: running.pop(j, None))
+            if (
+                cfg.iterations
+                and not running
+                and all(done_calls.get(j, 0) >= cfg.iterations for j in range(users_at(_peak(users))) if mine(j))
+            ):
+                break  # every user of this agent made its calls
+            await asyncio.sleep(min(_TICK, max(end - clock(), 0.0)))
+        # Users still looping finish their call and leave at the next look at the clock.
+        end = min(end, clock())
