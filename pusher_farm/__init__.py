@@ -18,7 +18,16 @@ from pusher_farm.core.offers import (
     with_timeout,
     with_window,
 )
-from pusher_farm.core.report import AgentSummary, Counts, EpochSummary, Report, WorkerSummary
+from pusher_farm.core.report import (
+    AgentSummary,
+    Counts,
+    EpochSummary,
+    NameSummary,
+    Report,
+    ScenarioSummary,
+    WorkerSummary,
+)
+from pusher_farm.core.scenario import Scenario
 from pusher_farm.core.schedule import Constant, Stage, Stages, parse_duration, parse_stages
 from pusher_farm.core.stats import Histogram
 from pusher_farm.core.worker import Worker, hire
@@ -52,11 +61,14 @@ __all__ = [
     "InvalidOvertime",
     "InvalidRPS",
     "MissingTarget",
+    "NameSummary",
     "Offer",
     "ProtocolError",
     "PusherError",
     "Report",
     "Retry",
+    "Scenario",
+    "ScenarioSummary",
     "Stage",
     "Stages",
     "Status",

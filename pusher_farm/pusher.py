@@ -12,14 +12,17 @@ worker.work(...)`` or ``await farm_async(...)`` (in-process).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from pusher_farm.core import loop as _loop
 from pusher_farm.core.calls import Context, target_kind
+from pusher_farm.core.config import Config
 from pusher_farm.core.offers import Offer
 from pusher_farm.core.report import Report, WorkerSummary
+from pusher_farm.core.scenario import Scenario, scenario_configs
 from pusher_farm.core.schedule import Constant
 from pusher_farm.core.window import Tally, Window
 from pusher_farm.core.worker import Worker, hire, resolve_profile
@@ -157,18 +160,57 @@ def _on_processes(
     return report
 
 
+def _scenarios(
+    scenarios: list[Scenario],
+    duration: float | None,
+    agents: int | None,
+    settings: Config | None,
+    on_window: Callable[[Window], None] | None,
+) -> Report:
+    import os
+
+    from pusher_farm.cluster.local import run_local
+    from pusher_farm.cluster.plan import RunSpec
+    from pusher_farm.targets import spec_of
+
+    n = (os.cpu_count() or 1) if agents is None else agents
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 1024:
+        raise InvalidOption(f"agents must be a whole number from 1 to 1024, got {agents!r}")
+    named = []
+    for s in scenarios:
+        if callable(s.target):  # a function: agents import it by its module path
+            target, params = spec_of(s.target)
+            s = dataclasses.replace(s, target=target, params={**params, **s.params})
+        named.append(s)
+    configs = scenario_configs(named, duration=duration, base=settings or Config())
+    return run_local(RunSpec(configs, scenarios=True), n, listeners=[on_window] if on_window else [])
+
+
 def farm(
     rps: float | None,
     duration: float | None,
-    workers: Sequence[Worker],
+    workers: Sequence[Worker] | Sequence[Scenario],
     *,
     processes: bool = True,
     on_window: Callable[[Window], None] | None = None,
+    agents: int | None = None,
+    settings: Config | None = None,
 ) -> Report:
     """Run ``workers`` in parallel, each at ``rps`` for ``duration`` seconds, one process each
     (``processes=False``: all in this process). ``on_window`` receives each merged window of
-    the whole farm. A target must be importable by module path to run on another process."""
-    workers = _check_workers(workers)
+    the whole farm. A target must be importable by module path to run on another process.
+
+    Given ``Scenario`` records instead of workers, run them all at once for ``duration``
+    seconds (each has its own load: give no ``rps``) on ``agents`` local agent processes
+    (default: one per core), every scenario sharded among them; ``settings`` holds the run's
+    own (window, thresholds, policies)."""
+    if workers and all(isinstance(w, Scenario) for w in workers):
+        if rps is not None:
+            raise InvalidOption("scenarios carry their own load: give rps=None")
+        return _scenarios(list(workers), duration, agents, settings, on_window)  # type: ignore[arg-type]
+    if agents is not None or settings is not None:
+        raise InvalidOption("agents= and settings= go with Scenario records (workers run one process each)")
+    workers = _check_workers(workers)  # type: ignore[arg-type]
     if not processes:
         if on_window is not None:
             raise InvalidOption("on_window needs processes=True (use Worker.work(on_window=...) in-process)")

@@ -85,6 +85,12 @@ def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             show_default=True,
             help="Most calls in flight per process; a slot that finds them all busy is canceled (0 cancels all).",
         ),
+        click.option(
+            "--max-names",
+            default="1000",
+            show_default=True,
+            help="Distinct call names kept in the report's rows by name; calls past them count under 'other'.",
+        ),
         click.option("--timeout", default="30s", show_default=True, help="Per-call bound ('none' for no bound)."),
         click.option("--window", default="1s", show_default=True, help="Report window (time series step)."),
         click.option(
@@ -216,8 +222,8 @@ def _config(target: str, opts: dict[str, Any], *, check_import: bool) -> Config:
             fail("give either a rate (--rps or --stages) or --users, not both")
         profile = None
         until = None if opts["duration"] is None else duration(opts["duration"], "--duration")
-        if until is None and opts["iterations"] is None:
-            fail("give --duration (or --iterations) with --users")
+        if until is None and opts["iterations"] is None and ":" not in opts["users"]:
+            fail("give --duration (or --iterations, or stages of users) with --users")
     else:
         if opts["think"] is not None or opts["iterations"] is not None:
             fail("--think and --iterations go with the closed model: give --users")
@@ -243,6 +249,7 @@ def _config(target: str, opts: dict[str, Any], *, check_import: bool) -> Config:
         until=until,
         overtime=opts["overtime"],
         timeout=opts["timeout"],
+        max_names=opts["max_names"],
         window=opts["window"],
         spin=opts["spin"],
         batch=opts["batch"],

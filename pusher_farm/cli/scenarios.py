@@ -47,6 +47,7 @@ def scenario_spec(target: str, opts: dict[str, Any], *, check_import: bool) -> R
         base = Config(
             overtime=opts["overtime"],
             timeout=opts["timeout"],
+            max_names=opts["max_names"],
             window=opts["window"],
             spin=opts["spin"],
             batch=opts["batch"],

@@ -39,10 +39,10 @@ SCENARIO_KEYS = (
 @dataclass(frozen=True)
 class Scenario:
     """One named workload of a run (see the module docstring). ``target`` is a built-in or
-    ``package.module:function`` name: agents resolve it on their own host."""
+    ``package.module:function`` name (or such a function): agents resolve it on their own host."""
 
     name: str
-    target: str
+    target: Any
     rps: float | None = None
     stages: str | Sequence[Any] | None = None
     users: int | str | None = None

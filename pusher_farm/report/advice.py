@@ -5,6 +5,7 @@ unfired slots, lost agents, dropped gossips, rejected windows.
 from __future__ import annotations
 
 from pusher_farm.core.report import Report
+from pusher_farm.core.window import OTHER_NAMES
 
 __all__ = ["CHURN_SHARE", "LAG_WARNING_MS", "warnings"]
 
@@ -58,6 +59,13 @@ def warnings(report: Report) -> list[str]:
         if not t["ok"]:
             value = "could not be measured" if t["value"] is None else f"measured {t['value']:g} {t['unit']}".rstrip()
             out.append(f"threshold {t['threshold']} failed: {value}")
+    other = next((n for n in report.names if n.name == OTHER_NAMES), None)
+    if other is not None and len(report.names) > 1:
+        out.append(
+            f"{other.calls} calls are counted under '{OTHER_NAMES}': the run saw more distinct call names than it "
+            "keeps (max_names, 1,000 by default): name calls by template (as the http target does: "
+            "'GET /users/{id}'), or raise max_names"
+        )
     starved = int((report.items or {}).get("starved_slots", 0))
     if starved:
         out.append(

@@ -140,6 +140,42 @@ def _agents(d: dict[str, Any]) -> str:
     return "<h2>Agents</h2>" + _table(headers, rows)
 
 
+def _by_name(d: dict[str, Any], name: str) -> str:
+    """The tables by scenario and by call name (reports from before them have neither)."""
+    out = ""
+    scenarios = d.get("scenarios") or []
+    if scenarios:
+        rows = []
+        for s in scenarios:
+            c, lat, svc = s["counts"], s["latency_ms"], s["service_time_ms"]
+            rate = _fmt(s["requested_rps"]) if s["model"] == "open" else "—"
+            rows.append([s["name"], s["model"], s["load"], rate, _fmt(s["throughput_rps"]), c["planned"],
+                         c["scheduled"], c["succeeded"], c["failed"], c["canceled"], _fmt(lat["p50"]), _fmt(lat["p99"]),
+                         _fmt(svc["p99"]), _errors(s["errors"])])  # fmt: skip
+        headers = ["scenario", "model", "load", "requested/s", "throughput/s", "planned", "scheduled", "ok", "failed",
+                   "canceled", "latency p50 ms", "latency p99 ms", "service p99 ms", "errors"]  # fmt: skip
+        closed = [s["name"] for s in scenarios if s["model"] != "open"]
+        note = (
+            f"<p>{html.escape(', '.join(closed))}: closed model (users or lanes): a closed loop cannot see "
+            "coordinated omission, so its latency is service time; its output is the throughput.</p>"
+            if closed
+            else ""
+        )
+        out += f"<h2>Scenarios: {html.escape(name)}</h2>" + _table(headers, rows) + note
+    names = d.get("names") or []
+    if names:
+        rows = [[n["name"], n["calls"], n["succeeded"], n["failed"], _fmt(n["latency_ms"]["p50"]),
+                 _fmt(n["latency_ms"]["p90"]), _fmt(n["latency_ms"]["p99"]), _fmt(n["latency_ms"]["max"]),
+                 _fmt(n["service_time_ms"]["p99"]), _errors(n["errors"])] for n in names]  # fmt: skip
+        headers = ["name", "calls", "ok", "failed", "p50 ms", "p90 ms", "p99 ms", "max ms", "service p99 ms", "errors"]
+        out += f"<h2>By name: {html.escape(name)}</h2>" + _table(headers, rows)
+    return out
+
+
+def _errors(errors: dict[str, int]) -> str:
+    return ", ".join(f"{k}: {v}" for k, v in list(errors.items())[:5]) + (" ..." if len(errors) > 5 else "")
+
+
 def render_html(reports: list[dict[str, Any]], names: list[str] | None = None) -> str:
     """One report (or two, compared) as a self-contained HTML page."""
     if not 1 <= len(reports) <= 2:
@@ -159,6 +195,7 @@ def render_html(reports: list[dict[str, Any]], names: list[str] | None = None) -
         if d.get("warnings"):
             items = "".join(f"<li>{html.escape(w)}</li>" for w in d["warnings"])
             parts.append(f"<h2>Warnings: {html.escape(name)}</h2><ul class='warn'>{items}</ul>")
+        parts.append(_by_name(d, name))
         if len(reports) == 1:
             parts.append(_agents(d))
     manifest = html.escape(json.dumps(first.get("manifest", {}), indent=1))
