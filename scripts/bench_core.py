@@ -7,7 +7,10 @@ Prints a table and writes JSON (default bench-results/bench_core.json):
   the time it really took to launch the calls, every slot accounted for);
 * schedule lag p50/p99 at 10k/s, sleeping on the loop's timers and with ``--spin``;
 * the accounting cost per call: the executor's own CPU per slot at a fixed rate, and the cost
-  of stamping + folding one outcome into the three histograms, measured alone.
+  of stamping + folding one outcome into the three histograms, measured alone;
+* the cost of names and scenarios at 100k calls/s: CPU per slot of a no-op target that names
+  its calls (10 or 1,000 names), and of four scenarios at 25k/s each in one process, beside
+  the plain no-op; and the highest rate of the 10-name target on the ladder.
 
 Each trial runs in a fresh process. Usage: python scripts/bench_core.py [--quick] [--out PATH]
 """
@@ -38,12 +41,30 @@ def trial(spec: dict) -> dict:
         async def target(ctx):
             return None
 
+    elif spec["target"].startswith("named-noop"):  # named-noop-N: N call names, in turn
+        names = [f"GET /item/{i}" for i in range(int(spec["target"].rsplit("-", 1)[1]))]
+        count = len(names)
+
+        @pf.inline
+        def target(ctx):
+            ctx.name = names[ctx.seq % count]
+
     else:
         target = resolve(spec["target"])
     offers = [pf.with_spin(spec.get("spin", 0.0))]
     r0 = resource.getrusage(resource.RUSAGE_SELF)
     wall0 = time.monotonic()
-    report = pf.work(spec["rate"], spec["duration"], target, *offers)
+    if spec.get("scenarios"):  # that many scenarios side by side in this process, sharing the rate
+        from pusher_farm.core import loop
+        from pusher_farm.core.offers import _offer
+
+        n = spec["scenarios"]
+        workers = [pf.hire(f"s{i}", target, *offers, _offer(name=f"s{i}", max_names=2000)) for i in range(n)]
+        report = loop.run(pf.farm_async(spec["rate"] / n, spec["duration"], workers))
+    else:
+        from pusher_farm.core.offers import _offer
+
+        report = pf.work(spec["rate"], spec["duration"], target, *offers, _offer(max_names=2000))
     wall = time.monotonic() - wall0
     r1 = resource.getrusage(resource.RUSAGE_SELF)
     cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
@@ -114,7 +135,7 @@ def main() -> None:
 
     print(f"max sustained no-op rate, one process ({duration:g} s per trial, < 1% shortfall)")
     best: dict[str, dict] = {}
-    for target in ("noop", "async-noop"):
+    for target in ("noop", "named-noop-10", "async-noop"):
         for rate in (50_000, 100_000, 150_000, 200_000, 300_000, 400_000, 500_000):
             r = run_trial({"target": target, "rate": rate, "duration": duration})
             results["trials"].append(r)
@@ -149,6 +170,26 @@ def main() -> None:
         f"accounting: stamp {acc['stamp_ns']} ns + fold into 3 histograms {acc['fold_ns']} ns per call; "
         f"whole executor {acc['executor_cpu_us_per_slot_at_100k']} us CPU per no-op slot at 100k/s"
     )
+    print("names and scenarios at 100k calls/s, one process (executor CPU per slot)")
+    names: dict[str, dict] = {}
+    for label, spec in (
+        ("no-op", {"target": "noop"}),
+        ("10 names", {"target": "named-noop-10"}),
+        ("1,000 names", {"target": "named-noop-1000"}),
+        ("4 scenarios x 25k/s", {"target": "noop", "scenarios": 4}),
+    ):
+        r = run_trial({**spec, "rate": 100_000, "duration": duration})
+        results["trials"].append(r)
+        names[label] = {k: r[k] for k in ("cpu_us_per_slot", "achieved_rps", "shortfall", "scheduled", "balanced")}
+        names[label]["lag_p99_ms"] = r["lag_ms"]["p99"]
+    base = names["no-op"]["cpu_us_per_slot"]
+    for label, r in names.items():
+        r["cpu_vs_noop"] = round(r["cpu_us_per_slot"] / base - 1, 4) if base else None
+        print(
+            f"  {label:20} {r['cpu_us_per_slot']:5.2f} us/slot ({r['cpu_vs_noop']:+.1%} vs no-op)"
+            f"  achieved {r['achieved_rps']:>9.0f}/s  lag p99 {r['lag_p99_ms']:.3f} ms"
+        )
+    results["names_and_scenarios_at_100k"] = names
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
