@@ -151,7 +151,9 @@ class AgentDriver:
             elif isinstance(action, Launch):
                 self.runner.launch(action.plan, action.target, self.report)
             elif isinstance(action, Replan):
-                if action.profile is None and action.overtime is None:
+                if action.at_s is not None:
+                    self.runner.replan_scenarios(action.at_s, action.from_slots, action.shard)
+                elif action.profile is None and action.overtime is None:
                     self.runner.replan(action.from_slot, action.shard)
                 else:  # a change of rate or cap (runners that do not take one fail loudly)
                     self.runner.replan(action.from_slot, action.shard, action.profile, action.overtime)
@@ -214,6 +216,18 @@ class ExecutorRunner:
         for worker in self._workers:
             worker.replan(from_slot, shard, profile, overtime)
 
+    def replan_scenarios(self, at_s: float, from_slots: tuple[int | None, ...], shard: Shard) -> None:
+        """A new epoch of a run of scenarios: each open one from its first slot due at
+        ``at_s``, the closed model's users from that instant."""
+        if len(from_slots) != len(self._workers):
+            log.error("an epoch for %d scenarios, this run has %d: ignored", len(from_slots), len(self._workers))
+            return
+        for worker, first in zip(self._workers, from_slots, strict=True):
+            if worker.config().users is not None:
+                worker.replan_users(at_s, shard)
+            elif first is not None:
+                worker.replan(first, shard)
+
     def halt(self, *, abort: bool, at_slot: int | None, at_s: float | None = None) -> None:
         for worker in self._workers:
             if abort:
@@ -267,12 +281,13 @@ class ExecutorRunner:
                             None,
                             on_window=on_window,
                             shard=plan.shard,
-                            first_slot=plan.first,
+                            first_slot=plan.first_of(i),
                             start_at=plan.local_start,
                             desk=port.desk if port is not None else None,
+                            users_from_s=plan.from_s,
                         )
                     )
-                    for worker in workers
+                    for i, worker in enumerate(workers)
                 ]
             return [task.result() for task in tasks]
 

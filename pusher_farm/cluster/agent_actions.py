@@ -36,6 +36,9 @@ class Replan:
     #: the farm changed its rate (a profile with the same slots up to the change) or its cap
     profile: Profile | None = None
     overtime: int | None = None
+    #: a run of scenarios: the epoch's instant and each scenario's first slot (None: users)
+    at_s: float | None = None
+    from_slots: tuple[int | None, ...] = ()
 
 
 @dataclass

@@ -317,7 +317,12 @@ class AgentMachine:
             text += f", rate {profile.describe()}"
         if "overtime" in msg.body:
             text += f", overtime {msg['overtime']}"
-        return [Log("info", text), Replan(msg["run"], msg["from_slot"], shard, profile, msg.get("overtime"))]
+        replan = Replan(msg["run"], msg["from_slot"], shard, profile, msg.get("overtime"))
+        if "at_s" in msg.body:  # a run of scenarios: every scenario from this instant
+            replan.at_s = msg["at_s"]
+            replan.from_slots = tuple(None if f < 0 else f for f in msg.get("from_slots", []))
+            text = f"new plan from t={msg['at_s']:.3f}s: share {shard.share:.3f}"
+        return [Log("info", text), replan]
 
     def _on_items(self, msg: Message, now: float) -> list[Action]:
         if self.current != msg["run"]:

@@ -69,6 +69,8 @@ class AgentRecord:
     returned: bool = False
     #: the slot from which its share moved to others (it must stop there), once lost
     share_ends: int | None = None
+    #: a run of scenarios: the instant (seconds from the start) its share moved to the others
+    share_ends_s: float | None = None
     told_to_stop: bool = False
     samples: list[tuple[float, float]] = field(default_factory=list)  # (rtt, offset)
     pings_sent: int = 0

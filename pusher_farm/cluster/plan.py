@@ -111,6 +111,16 @@ class AgentPlan:
     credit: int = 0
     #: a run of scenarios: each one's settings (``config`` is the first); empty otherwise
     scenarios: tuple[Config, ...] = ()
+    #: an agent joining a run of scenarios: each scenario's first slot (-1: users) and the
+    #: instant (seconds from the start) its users are its own from
+    firsts: tuple[int, ...] = ()
+    from_s: float = 0.0
+
+    def first_of(self, index: int) -> int:
+        """The first global slot of config ``index`` this plan covers."""
+        if index < len(self.firsts) and self.firsts[index] >= 0:
+            return self.firsts[index]
+        return self.first if not self.firsts else 0
 
     @property
     def configs(self) -> tuple[Config, ...]:
@@ -142,6 +152,7 @@ class AgentPlan:
             "config": self.config.to_wire(),
             "credit": self.credit,
             **({"scenarios": [c.to_wire() for c in self.scenarios]} if self.scenarios else {}),
+            **({"firsts": list(self.firsts), "from_s": self.from_s} if self.firsts else {}),
         }
 
     @classmethod
@@ -174,6 +185,15 @@ class AgentPlan:
                 raise ProtocolError("bad plan: no target or no load (rate profile, users or lanes)")
         if len({c.name for c in scenarios}) != len(scenarios):
             raise ProtocolError("bad plan: two scenarios share a name")
+        firsts, from_s = d.get("firsts", []), d.get("from_s", 0.0)
+        if (
+            not isinstance(firsts, list)
+            or len(firsts) not in (0, len(scenarios) or 1)
+            or not all(isinstance(f, int) and not isinstance(f, bool) and -1 <= f < 1 << 53 for f in firsts)
+        ):
+            raise ProtocolError("bad plan: firsts must give each scenario's first slot")
+        if isinstance(from_s, bool) or not isinstance(from_s, (int, float)) or not 0 <= from_s < 1e9:
+            raise ProtocolError("bad plan: from_s must be seconds from the start")
         credit = d.get("credit", 0)
         if isinstance(credit, bool) or not isinstance(credit, int) or not 0 <= credit <= 1 << 20:
             raise ProtocolError("bad plan: credit must be a whole number of items")
@@ -187,4 +207,6 @@ class AgentPlan:
             config=config,
             credit=credit,
             scenarios=scenarios,
+            firsts=tuple(firsts),
+            from_s=float(from_s),
         )

@@ -322,7 +322,14 @@ SCHEMA: dict[str, tuple[dict[str, _Field], dict[str, _Field]]] = {
         },
         # a runtime change: the new profile (stages, the same as the old up to the change)
         # and cap on calls in flight
-        {"seen": _SEEN, "profile": _List(_Stage(), 10_000), "overtime": _Whole(0, 1_000_000)},
+        {
+            "seen": _SEEN,
+            "profile": _List(_Stage(), 10_000),
+            "overtime": _Whole(0, 1_000_000),
+            # a run of scenarios: the epoch's instant, each scenario's first slot (-1: users)
+            "at_s": _Number(0.0, 1e9),
+            "from_slots": _List(_Whole(-1, 1 << 53), 64),
+        },
     ),
     "ack": ({"run": _RUN, "seq": _SEQ}, {"seen": _SEEN}),  # cumulative: every window of the run up to seq is in
     "stop": ({"run": _RUN, "abort": _Flag()}, {"at_slot": _SEQ, "at_s": _Number(0.0, 1e9), "seen": _SEEN}),

@@ -39,6 +39,7 @@ from pusher_farm.cluster.protocol import (
 from pusher_farm.cluster.state_items import ItemsMixin
 from pusher_farm.cluster.state_plan import PlanMixin
 from pusher_farm.cluster.state_reports import ReportMixin
+from pusher_farm.cluster.state_scenarios import ScenarioPlanMixin
 from pusher_farm.cluster.timing import Timing
 from pusher_farm.errors import InvalidOption, ProtocolError
 from pusher_farm.items.dealer import Dealer
@@ -57,7 +58,7 @@ MAX_SPARES = 1_000
 MAX_IDENTITY = 1024
 
 
-class CoordinatorState(PlanMixin, ReportMixin, ItemsMixin):
+class CoordinatorState(PlanMixin, ScenarioPlanMixin, ReportMixin, ItemsMixin):
     def __init__(
         self,
         spec: RunSpec,
@@ -99,6 +100,7 @@ class CoordinatorState(PlanMixin, ReportMixin, ItemsMixin):
             **self.items_handlers(),
         }
         self.init_plan()
+        self.init_scenario_plan()
         self.init_reports()
         self.init_items(dealer)
 
@@ -144,7 +146,8 @@ class CoordinatorState(PlanMixin, ReportMixin, ItemsMixin):
         if agent.state is AgentState.LOST:
             if msg.type not in ("window", "done", "heartbeat", "pong", "bye", "want"):
                 return [Log("info", f"{agent.label()} was lost: its {msg.type!r} is ignored for this run")]
-            if not agent.told_to_stop and (agent.share_ends is not None or self.spec.drain):
+            moved = agent.share_ends is not None or agent.share_ends_s is not None
+            if not agent.told_to_stop and (moved or self.spec.drain):
                 agent.told_to_stop = True  # it is talking while lost: make sure it stops
                 return [*self._stop_lost(agent), *handler(agent, msg, now)]
         return self._stamped(handler(agent, msg, now))
@@ -360,9 +363,9 @@ class CoordinatorState(PlanMixin, ReportMixin, ItemsMixin):
                 if policy == "rebalance" and self.book is not None:
                     actions += self.rebalance(agent, now)
                     actions += self._stop_lost(agent)
-                elif policy == "rebalance" and not self.spec.drain:
-                    kept = "a run of scenarios or users keeps its shares"
-                    actions.append(Log("warning", f"{agent.label()}'s share is not moved: {kept}"))
+                elif policy == "rebalance" and self.shares_users:
+                    actions += self.rebalance_scenarios(agent, now)
+                    actions += self._stop_lost(agent)
                 elif self.spec.drain:  # its items went to others: it must not work on them too
                     agent.told_to_stop = True
                     actions += self._stop_lost(agent)
@@ -375,6 +378,8 @@ class CoordinatorState(PlanMixin, ReportMixin, ItemsMixin):
         still hear us (the loss was one-way), it stops there and never doubles a slot."""
         if self.spec.drain:  # its items went to others: stop at once, calls in flight too
             return [Send(agent.id, "stop", {"run": self.run_id, "abort": True})]
+        if agent.share_ends_s is not None:  # a run of scenarios: each stops at its slot due then
+            return [Send(agent.id, "stop", {"run": self.run_id, "abort": False, "at_s": agent.share_ends_s})]
         if agent.share_ends is None:
             return []
         return [Send(agent.id, "stop", {"run": self.run_id, "abort": False, "at_slot": agent.share_ends})]

@@ -88,7 +88,10 @@ class PlanMixin:
             shards = self.book.open([(a.id, a.name, a.capacity) for a in used], from_slot=0, at_s=0.0, reason="start")
             for agent, shard in zip(used, shards, strict=True):
                 agent.shard = shard
-        elif self.spec.sharded:  # drain lanes, users, scenarios: each shares by the same weights
+        elif self.shares_users:  # scenarios or users: every scenario dealt by the same weights
+            for agent, shard in zip(used, self.open_scenarios(used), strict=True):
+                agent.shard = shard
+        elif self.spec.sharded:  # drain lanes: no slots to deal, the shares split a rate cap, if any
             weights = tuple(a.capacity for a in used)
             for i, agent in enumerate(used):
                 agent.shard = Shard(i, weights)
@@ -99,7 +102,13 @@ class PlanMixin:
         actions.append(Log("info", f"run {self.run_id} starts on {len(used)} agents"))
         return actions
 
-    def _start_message(self: CoordinatorState, agent: AgentRecord, first: int) -> Action:
+    def _start_message(
+        self: CoordinatorState,
+        agent: AgentRecord,
+        first: int,
+        firsts: list[int | None] | None = None,
+        from_s: float = 0.0,
+    ) -> Action:
         """The ``start`` that gives ``agent`` its plan: its shard from slot ``first`` on
         (sharded runs), or the whole of its own profile."""
 
@@ -122,6 +131,8 @@ class PlanMixin:
             config=config,
             credit=credit,
             scenarios=self.spec.configs if self.spec.scenarios else (),
+            firsts=tuple(-1 if f is None else f for f in firsts) if firsts is not None else (),
+            from_s=from_s,
         )
         agent.last_sent = self._now
         return Send(agent.id, "start", {"run": self.run_id, "plan": plan.to_wire()})
@@ -257,9 +268,11 @@ class PlanMixin:
             agent.state = AgentState.RUNNING
             agent.shard = Shard(0, (1.0,))
             return [Log("info", f"{agent.label()} joined: it takes items too"), self._start_message(agent, first=0)]
+        if self.shares_users:
+            return self.join_scenarios(agent, now)
         if self.book is None:
             agent.state = AgentState.SPARE
-            return [Log("info", f"{agent.label()} stays out: a run of scenarios or users keeps its shares")]
+            return [Log("info", f"{agent.label()} stays out: each agent of this run follows its own profile")]
         epoch = self._epoch_start([*running, agent], now)
         if epoch is None:
             agent.state = AgentState.SPARE

@@ -26,14 +26,6 @@ if TYPE_CHECKING:
 __all__ = ["ReportMixin"]
 
 
-def _reach(agent: AgentRecord, index: int) -> int | None:
-    """How far ``agent`` got in scenario ``index`` (its done message's reaches)."""
-    reaches = agent.stats.get("reaches")
-    if isinstance(reaches, list) and index < len(reaches):
-        return int(reaches[index])
-    return int(agent.stats["reach"]) if index == 0 and "reach" in agent.stats else None
-
-
 #: windows beyond the run's last possible one, allowed for late results and rounding
 _SPARE_WINDOWS = 8
 
@@ -158,6 +150,8 @@ class ReportMixin:
                 actions.append(Log("warning", f"{agent.label()} {why}"))
                 if self.book is not None and self.spec.policy.on_agent_loss == "rebalance":
                     actions += self.rebalance(agent, self._now)
+                elif self.shares_users and self.spec.policy.on_agent_loss == "rebalance":
+                    actions += self.rebalance_scenarios(agent, self._now)
         return actions + self._maybe_finish(self._now)
 
     # -- the end ----------------------------------------------------------------------------
@@ -214,8 +208,8 @@ class ReportMixin:
                     a.id, planned_end=end, scheduled=scheduled.get(a.id, 0), reported_s=reported, end_s=end_s
                 )
             return shares
-        if self.spec.scenarios or (self.spec.sharded and self.spec.policy.users is not None):
-            return self._scenario_accounting(used, scheduled, by_scenario or {})
+        if self.shares_users:
+            return self.scenario_accounting(used, by_scenario or {})
         for a in used:
             config = self.spec.config_for(a.index)
             count = scheduled.get(a.id, 0)
@@ -229,47 +223,6 @@ class ReportMixin:
             end = planned_end(config.profile, length, cut=self.cut, reaches=reaches, stop_s=self.stop_s)
             reported = float(a.stats.get("stopped_s", a.reported_until_s))
             shares[a.id] = Share(end, count, reported, self._end_s(length, done)) if end > count else Share(end, count)
-        return shares
-
-    def scenario_ends(self: CoordinatorState) -> dict[str, int | None]:
-        """Each scenario's planned end: the slot below which its slots were all planned (open
-        models, dealt among every agent by one shard each); None for a closed model (it
-        planned the calls it started)."""
-        used = [a for a in self._used() if a.index >= 0 and a.shard is not None]
-        ends: dict[str, int | None] = {}
-        for i, c in enumerate(self.spec.configs):
-            if c.profile is None or c.parallel or c.users is not None:
-                ends[c.name] = None
-                continue
-            reaches = [_reach(a, i) for a in used if "reach" in a.stats]
-            ends[c.name] = planned_end(
-                c.profile, c.length(), cut=self.cut, reaches=[r for r in reaches if r is not None], stop_s=self.stop_s
-            )
-        return ends
-
-    def _scenario_accounting(
-        self: CoordinatorState,
-        used: list[AgentRecord],
-        scheduled: Mapping[str, int],
-        by_scenario: Mapping[tuple[str, str], int],
-    ) -> dict[str, Share]:
-        """A run of scenarios (or users): each agent owns its shard of every open scenario's
-        slots up to that scenario's planned end; a closed model planned what it started."""
-        ends = self.scenario_ends()
-        shares: dict[str, Share] = {}
-        length = self.spec.length()
-        for a in used:
-            planned = 0
-            for c in self.spec.configs:
-                end = ends[c.name]
-                mine = by_scenario.get((a.id, c.name), 0)
-                planned += mine if end is None or a.shard is None else a.shard.count(0, end)
-            count = scheduled.get(a.id, 0)
-            if planned > count:
-                reported = float(a.stats.get("stopped_s", a.reported_until_s))
-                shares[a.id] = Share(planned, count, reported, self._end_s(length, [a] if "reach" in a.stats else []))
-            else:
-                shares[a.id] = Share(planned, count)
         return shares
 
     def _end_s(self: CoordinatorState, length: float, done: list[AgentRecord]) -> float:

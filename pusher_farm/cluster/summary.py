@@ -58,6 +58,7 @@ def build_report(
     notes += [f"coordinator listener failed: {e}" for e in aggregator.listener_errors]
     book = state.book
     epochs = [] if book is None else [EpochSummary(e.from_slot, e.at_s, e.names, e.reason) for e in book.epochs[1:]]
+    epochs += [EpochSummary(first, at, names, reason) for first, at, names, reason in state.epoch_log]
     report = Report.from_tally(
         aggregator.tally,
         target=", ".join(targets),

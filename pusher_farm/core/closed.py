@@ -5,7 +5,9 @@ follows a profile over time (``Config.users``: constant, or stages); in a farm, 
 belongs to the agent whose shard owns global slot ``j``, so the users split by weight and
 each runs once in the whole farm. A user past the current count finishes its call and
 leaves (it comes back if the count rises again, its iterations kept); with ``iterations``
-each user makes that many calls, then leaves.
+each user makes that many calls, then leaves. A farm's new epoch (an agent lost or joining)
+moves users at one instant: a user this agent no longer owns leaves after its call, one it now
+owns starts (with the iterations it made here, if any: another agent's count is not known).
 
 A closed loop waits for each call before the next, so it cannot measure coordinated omission:
 every call's intended start is its actual start, latency equals service time, and the output
@@ -52,14 +54,30 @@ async def run_users(executor: Executor) -> None:
     users = cfg.users
     assert users is not None and executor.calls is not None
     calls, clock = executor.calls, executor.clock
-    shard = executor.epochs[0][1]
-    mine: Callable[[int], bool]
-    if isinstance(shard, Shard):
-        period, offsets = shard.cycle()
-        owned = set(offsets.tolist())
-        mine = lambda j: j % period in owned  # noqa: E731
-    else:
-        mine = lambda j: True  # noqa: E731
+    owners: dict[Shard | None, Callable[[int], bool]] = {}
+
+    def owner(shard: Shard | None) -> Callable[[int], bool]:
+        test = owners.get(shard)
+        if test is None:
+            if shard is None:
+                test = lambda j: True  # noqa: E731
+            else:
+                period, offsets = shard.cycle()
+                owned = frozenset(offsets.tolist())
+                test = lambda j: j % period in owned  # noqa: E731
+            owners[shard] = test
+        return test
+
+    def mine(j: int, now: float) -> bool:
+        """Whether user ``j`` is this agent's at ``now`` (the epoch in force then)."""
+        at = max(now - executor.t0, 0.0)  # a timer may wake a hair before the start
+        current = None
+        for start, shard in executor.user_epochs:
+            if start > at:
+                break
+            current = (shard,)
+        return current is not None and owner(current[0])(j)
+
     begin = executor.t0 + cfg.start
     end = begin + cfg.length()
     low, high = cfg.think
@@ -77,6 +95,7 @@ async def run_users(executor: Executor) -> None:
                 or now - executor.t0 >= executor.users_until
                 or now > executor.lease_until
                 or j >= users_at(users.rate_at(now - begin))
+                or not mine(j, now)
             ):
                 return
             if cfg.iterations and done_calls.get(j, 0) >= cfg.iterations:
@@ -109,7 +128,7 @@ async def run_users(executor: Executor) -> None:
                 break
             count = users_at(users.rate_at(now - begin))
             for j in range(count):
-                if j in running or not mine(j):
+                if j in running or not mine(j, now):
                     continue
                 if cfg.iterations and done_calls.get(j, 0) >= cfg.iterations:
                     continue
@@ -118,7 +137,7 @@ async def run_users(executor: Executor) -> None:
             if (
                 cfg.iterations
                 and not running
-                and all(done_calls.get(j, 0) >= cfg.iterations for j in range(users_at(_peak(users))) if mine(j))
+                and all(done_calls.get(j, 0) >= cfg.iterations for j in range(users_at(_peak(users))) if mine(j, now))
             ):
                 break  # every user of this agent made its calls
             await asyncio.sleep(min(_TICK, max(end - clock(), 0.0)))

@@ -79,6 +79,7 @@ class Executor:
         on_window: Callable[[Window], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         items: Desk | None = None,
+        users_from_s: float = 0.0,
     ) -> None:
         if config.profile is None and not config.parallel and config.users is None:
             raise ValueError("the executor needs a config with a profile (or drain lanes, or users)")
@@ -113,6 +114,9 @@ class Executor:
         self.stopped_s: float | None = None
         self._pacer: asyncio.Task[None] | None = None
         self._epochs: list[tuple[int, Shard | str | None]] = [(first_slot, shard)]
+        #: the closed model's epochs: from each instant (seconds from the start) on, the users
+        #: of its shard are this executor's (None: every user); none before the first
+        self.user_epochs: list[tuple[float, Shard | None]] = [(users_from_s, shard)]
         self._replans = 0  # how many plans arrived (the pacer notices a change by it)
 
     @property
@@ -217,6 +221,11 @@ class Executor:
         """Stop scheduling at global slot ``slot``: every agent of a farm told the same slot
         stops at exactly the same point of the schedule. Call on the loop's thread."""
         self.replan(slot, HALT)
+
+    def replan_users(self, at_s: float, shard: Shard | None) -> None:
+        """From ``at_s`` seconds after the start, run the users ``shard`` owns (a farm's new
+        epoch for a closed model). Call on the loop's thread."""
+        self.user_epochs = sorted([*(e for e in self.user_epochs if e[0] < at_s), (at_s, shard)], key=lambda e: e[0])
 
     def stop_at_s(self, at_s: float) -> None:
         """Stop at the slot due ``at_s`` seconds from the start; a closed model's users make no

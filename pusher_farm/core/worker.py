@@ -128,6 +128,7 @@ class Worker:
         self._abort_requested = False
         self._lease = math.inf
         self._epochs: list[tuple[int, Shard | str | None]] = []
+        self._user_epochs: list[tuple[float, Shard | None]] = []
         #: rate or cap changes announced before the executor existed (applied as it starts)
         self._changes: list[tuple[Profile | None, int | None]] = []
         #: held while plans pass from other threads to the run (see ``_on_executor``)
@@ -167,6 +168,7 @@ class Worker:
         first_slot: int = 0,
         start_at: float | None = None,
         desk: Desk | None = None,
+        users_from_s: float = 0.0,
     ) -> Report:
         """Call the target ``rps`` times a second for ``duration`` seconds (``None``: until
         ``stop()``), then wait for the calls in flight (bounded by the timeout) and report.
@@ -211,6 +213,7 @@ class Worker:
             hub=hub,
             on_window=on_window,
             items=desk,
+            users_from_s=users_from_s,
         )
         dry_at: list[float] = []
         if desk is not None and desk.on_dry is None:
@@ -228,6 +231,9 @@ class Worker:
             for epoch in self._epochs:
                 executor.replan(*epoch)
             self._epochs.clear()
+            for at_s, shard_ in self._user_epochs:
+                executor.replan_users(at_s, shard_)
+            self._user_epochs.clear()
             executor.lease_until = self._lease
             self._executor = executor
             self._loop = asyncio.get_running_loop()
@@ -244,6 +250,7 @@ class Worker:
                 self._executor = None
                 self._loop = None
                 self._epochs.clear()
+                self._user_epochs.clear()
                 self._changes.clear()
             self._stop_requested = self._abort_requested = False
             self._lease = math.inf
@@ -342,6 +349,13 @@ class Worker:
 
         change = (profile, overtime) if profile is not None or overtime is not None else None
         self._on_executor(apply, pending=(from_slot, shard), change=change)
+
+    def replan_users(self, at_s: float, shard: Shard | None) -> None:
+        """A closed model's new epoch: from ``at_s`` seconds after the start, this worker runs
+        the users ``shard`` owns. Safe to call from any thread, also just before the run."""
+        if not self._on_executor(lambda executor: executor.replan_users(at_s, shard)):
+            with self._handover:
+                self._user_epochs.append((at_s, shard))
 
     def stop_at_s(self, at_s: float) -> None:
         """Stop scheduling at the slot due ``at_s`` seconds from the start (a closed model: at

@@ -187,3 +187,119 @@ def test_bad_scenarios_are_refused_in_one_line_before_any_load(tmp_path, text, m
     assert p.returncode == 2, p.stderr
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0] and "Traceback" not in p.stderr, p.stderr
+
+
+LOSS = """
+duration = "8s"
+
+[[scenario]]
+name = "open"
+target = "noop"
+rps = 300
+
+[[scenario]]
+name = "closed"
+target = "sleep"
+params = { ms = 10 }
+users = 6
+"""
+
+
+def _free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_lost_agent_s_share_of_every_scenario_moves_to_the_others(tmp_path):
+    import signal
+    import time
+
+    toml = tmp_path / "loss.toml"
+    toml.write_text(LOSS)
+    out = tmp_path / "r.json"
+    endpoint = f"tcp://127.0.0.1:{_free_port()}"
+    coord = subprocess.Popen(
+        [*FARM, "coordinator", "-c", str(toml), "--bind", endpoint, "--expect-agents", "3", "--agent-timeout", "1s",
+         "-q", "--json", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    agents = [
+        subprocess.Popen(
+            [*FARM, "agent", "--connect", endpoint, "--name", f"a{i}", "--once", "-q"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for i in range(3)
+    ]
+    time.sleep(5)  # the run is under way (it starts once all three are there)
+    agents[1].send_signal(signal.SIGKILL)
+    _, err = coord.communicate(timeout=120)
+    for a in agents:
+        a.wait(30)
+    assert coord.returncode == 1, err  # an agent was lost: the run says so
+    d = json.loads(out.read_text())
+    rows = {s["name"]: s for s in d["scenarios"]}
+    c = rows["open"]["counts"]
+    assert c["planned"] == 2400 and c["planned"] == c["scheduled"] + (c["planned"] - c["scheduled"])
+    assert d["counts"]["planned"] == d["counts"]["scheduled"] + d["counts"]["unfired"]
+    assert sum(a["counts"]["planned"] for a in d["agents"]) == d["counts"]["planned"]
+    for a in d["agents"]:
+        ac = a["counts"]
+        assert ac["planned"] == ac["scheduled"] + ac["unfired"]
+        # a SIGKILLed agent's calls in flight never ended: only the survivors balance
+        assert balanced(ac) if not a["lost"] else ac["succeeded"] + ac["failed"] + ac["canceled"] <= ac["scheduled"]
+    lost = [a for a in d["agents"] if a["lost"]]
+    assert [a["name"] for a in lost] == ["a1"]
+    assert d["epochs"] and "a1 lost" in d["epochs"][0]["reason"]
+    # the survivors took the lost agent's slots after the epoch: each fired more than a third
+    survivors = [a["scenarios"]["open"] for a in d["agents"] if not a["lost"]]
+    assert all(n > 800 for n in survivors), survivors
+    # slots the lost agent owned but never reported are unfired, nothing is counted twice
+    assert c["scheduled"] + lost[0]["counts"]["unfired"] >= 2400 - lost[0]["scenarios"].get("closed", 0)
+    assert rows["closed"]["counts"]["scheduled"] > 0
+
+
+def balanced(c):
+    return c["scheduled"] == c["succeeded"] + c["failed"] + c["canceled"]
+
+
+def test_a_late_agent_takes_a_share_of_every_scenario(tmp_path):
+    import time
+
+    toml = tmp_path / "join.toml"
+    toml.write_text(LOSS)
+    out = tmp_path / "r.json"
+    endpoint = f"tcp://127.0.0.1:{_free_port()}"
+    coord = subprocess.Popen(
+        [*FARM, "coordinator", "-c", str(toml), "--bind", endpoint, "--expect-agents", "2", "-q", "--json", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+    def agent(name):
+        cmd = [*FARM, "agent", "--connect", endpoint, "--name", name, "--once", "-q"]
+        return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    agents = [agent("a0"), agent("a1")]
+    time.sleep(4)
+    agents.append(agent("late"))
+    _, err = coord.communicate(timeout=120)
+    for a in agents:
+        a.wait(30)
+    assert coord.returncode == 0, err
+    d = json.loads(out.read_text())
+    rows = {s["name"]: s for s in d["scenarios"]}
+    c = rows["open"]["counts"]
+    assert c["planned"] == c["scheduled"] == 2400 and d["counts"]["unfired"] == 0
+    late = next(a for a in d["agents"] if a["name"] == "late")
+    if d["epochs"]:  # it joined before the end (a slow machine may start it too late to take a share)
+        (epoch,) = d["epochs"]
+        assert epoch["reason"] == "late joined"
+        # from the epoch on, the open slots are dealt three ways
+        assert abs(late["scenarios"]["open"] - (2400 - epoch["from_slot"]) / 3) <= 1
+        assert late["scenarios"].get("closed", 0) > 0
+    assert sum(a["scenarios"].get("open", 0) for a in d["agents"]) == 2400
