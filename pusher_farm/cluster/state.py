@@ -373,36 +373,6 @@ class CoordinatorState(PlanMixin, ScenarioPlanMixin, ReportMixin, ItemsMixin):
                 actions += self._maybe_finish(now)
         return actions
 
-    def _stop_lost(self, agent: AgentRecord) -> list[Action]:
-        """Tell a lost agent whose share moved to stop where the others took over: if it can
-        still hear us (the loss was one-way), it stops there and never doubles a slot."""
-        if self.spec.drain:  # its items went to others: stop at once, calls in flight too
-            return [Send(agent.id, "stop", {"run": self.run_id, "abort": True})]
-        if agent.share_ends_s is not None:  # a run of scenarios: each stops at its slot due then
-            return [Send(agent.id, "stop", {"run": self.run_id, "abort": False, "at_s": agent.share_ends_s})]
-        if agent.share_ends is None:
-            return []
-        return [Send(agent.id, "stop", {"run": self.run_id, "abort": False, "at_slot": agent.share_ends})]
-
-    def _stop_all(self, *, abort: bool, at_s: float | None = None) -> list[Action]:
-        """Tell every agent of the run to stop: ``abort``: at once, cancelling its calls in
-        flight; else at the slot due ``at_s`` seconds from the start (all at the same slot of
-        a shared schedule), or at once when not given."""
-        actions: list[Action] = []
-        for a in self.agents.values():
-            if a.state in (AgentState.LOST, AgentState.LEFT, AgentState.SPARE):
-                continue
-            fields: dict[str, Any] = {"run": self.run_id, "abort": abort}
-            profile = self.spec.profile_for(max(a.index, 0))
-            if at_s is not None and not abort and a.index >= 0 and not self.spec.drain:
-                if self.spec.one_rate and profile is not None:
-                    fields["at_slot"] = profile.first_slot_at(at_s)
-                else:  # each scenario stops at its slot due then (users: at that time)
-                    fields["at_s"] = at_s
-            a.last_sent = self._now
-            actions.append(Send(a.id, "stop", fields))
-        return actions
-
     def _finish(self, ok: bool, reason: str, status: int, kind: str = "", error: str = "") -> Finish:
         self.phase = Phase.FINISHED
         self.finished = Finish(ok, reason, status, kind, error or reason)

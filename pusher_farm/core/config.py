@@ -1,10 +1,10 @@
 """The one settings record of a run (``Config``) and the offers that set it.
 
-Every setting lives here once: its default, its check, and where it applies. A check reads
-numbers and also text ("30s", "none", "4ms": what a command line, a TOML file or a ``FARM_*``
-variable gives), normalises the value and raises the setting's own error with a reason that
-says how to fix it. ``Config`` runs every check when it is made (``Config(...)``,
-``config.replace(...)``, ``Config.from_wire(...)``), so a record that exists is valid.
+Every setting lives here once: its default, its check (in ``checks``: it reads numbers and
+also text such as "30s", "none", "4ms", normalises the value and raises the setting's own error
+with a reason that says how to fix it), and where it applies. ``Config`` runs every check
+when it is made (``Config(...)``, ``config.replace(...)``, ``Config.from_wire(...)``), so a
+record that exists is valid.
 
 Where a setting applies (``scope`` in the field's metadata):
 
@@ -21,14 +21,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
-from types import MappingProxyType
 from typing import Any
 
+from pusher_farm.core import checks
+from pusher_farm.core.checks import DEFAULT_MAX_NAMES, LOSS_POLICIES, MAX_OVERTIME
 from pusher_farm.core.gossip import Gossiper
-from pusher_farm.core.schedule import Constant, Profile, parse_duration, profile_from_stages
+from pusher_farm.core.schedule import Profile
 from pusher_farm.core.thresholds import check_all as check_thresholds
-from pusher_farm.core.window import MAX_NAME, MAX_NAMES
-from pusher_farm.errors import InvalidOption, InvalidOvertime, ProtocolError, PusherError
+from pusher_farm.errors import InvalidOption, ProtocolError, PusherError
 from pusher_farm.items import settings as _items
 
 __all__ = [
@@ -44,232 +44,10 @@ __all__ = [
 #: Calls in flight allowed by default. pusher allows a million goroutines; a Python process
 #: holds far fewer calls usefully, and a thread per in-flight call for plain functions.
 DEFAULT_OVERTIME = 10_000
-#: the most calls in flight one process may be asked for
-MAX_OVERTIME = 1_000_000
 #: Per-call bound by default, so a run always ends; ``with_timeout(None)`` removes it.
 DEFAULT_TIMEOUT = 30.0
 #: Slots due within this long of a wake-up are launched with it (``with_batch``).
 DEFAULT_BATCH = 0.004
-#: what losing an agent mid-run does (``on_agent_loss``)
-LOSS_POLICIES = ("rebalance", "abort", "continue")
-
-_NONE = ("none", "off")
-#: the longest scenario or call name; the most distinct call names a run may have; the most users
-MAX_USERS = 1_000_000
-#: distinct call names a run keeps by default (past them, calls go under ``other``)
-DEFAULT_MAX_NAMES = 1000
-
-
-# -- checks: value in (number or text), normalised value out, or the setting's own error ------
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _seconds(name: str, value: Any, *, lowest: float, highest: float, zero: bool = False) -> float:
-    """Seconds from a number or a duration text, within [lowest, highest] (0 too if ``zero``)."""
-    span = f"{'0 or ' if zero and lowest > 0 else ''}between {_text(lowest)} and {_text(highest)}"
-    if isinstance(value, str):
-        try:
-            value = parse_duration(value, allow_zero=True)
-        except PusherError:
-            raise InvalidOption(f"cannot read {name} {value!r}: give a duration {span}, e.g. 30s or 500ms") from None
-    if not _is_number(value) or not math.isfinite(value):
-        raise InvalidOption(f"{name} must be a number of seconds {span}, got {value!r}")
-    seconds = float(value)
-    if zero and seconds == 0:
-        return 0.0
-    if not lowest <= seconds <= highest:
-        raise InvalidOption(f"{name} must be {span}, got {value!r}")
-    return seconds
-
-
-def _text(seconds: float) -> str:
-    if seconds == 0:
-        return "0"
-    if seconds >= 1:
-        return f"{seconds:g}s"
-    return f"{seconds * 1000:g}ms"
-
-
-def _overtime(value: Any) -> int:
-    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
-        value = int(value.strip())
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidOvertime(f"must be a whole number, got {value!r}")
-    if value < 0:
-        raise InvalidOvertime(f"must be more or equal zero, got {value}")
-    if value > MAX_OVERTIME:
-        raise InvalidOvertime(f"must be at most {MAX_OVERTIME:,} calls in flight per process, got {value:,}")
-    return value
-
-
-def _timeout(value: Any) -> float | None:
-    if value is None or (isinstance(value, str) and value.strip().lower() in _NONE):
-        return None
-    if (isinstance(value, str) and value.strip() in ("0", "0s")) or (_is_number(value) and value == 0):
-        raise InvalidOption("timeout must be positive (e.g. 30s), or none for no bound")
-    return _seconds("timeout", value, lowest=1e-6, highest=86_400.0)
-
-
-def _until(value: Any) -> float | None:
-    if value is None:
-        return None
-    return _seconds("duration", value, lowest=1e-6, highest=366 * 86_400.0)
-
-
-def _window(value: Any) -> float:
-    return _seconds("window", value, lowest=0.01, highest=3600.0)
-
-
-def _spin(value: Any) -> float:
-    return _seconds("spin", value, lowest=0.0, highest=1.0, zero=True)
-
-
-def _batch(value: Any) -> float:
-    return _seconds("batch", value, lowest=0.0, highest=0.1, zero=True)
-
-
-def _profile(value: Any) -> Profile | None:
-    if value is not None and not isinstance(value, Profile):
-        raise InvalidOption(f"a profile must be a Constant or Stages, got {value!r}")
-    return value
-
-
-def _name(value: Any) -> str:
-    if not isinstance(value, str) or not 0 < len(value) <= MAX_NAME or not value.isprintable():
-        raise InvalidOption(f"a scenario name is a short printable text (1 to {MAX_NAME} characters), got {value!r}")
-    return value
-
-
-def _max_names(value: Any) -> int:
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value.strip())
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_NAMES:
-        raise InvalidOption(f"max_names must be a whole number in 1..{MAX_NAMES:,}, got {value!r}")
-    return value
-
-
-def _users(value: Any) -> Profile | None:
-    """Closed model: how many users loop on the target, as a profile of users over time (a
-    number: that many, constant)."""
-    if value is None or isinstance(value, Profile):
-        return value
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value.strip())
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_USERS:
-        raise InvalidOption(f"users must be a whole number in 1..{MAX_USERS:,} or stages of users, got {value!r}")
-    return Constant(value)
-
-
-def _think(value: Any) -> tuple[float, float]:
-    """Think time: one duration, or a uniform range ``(low, high)`` / ``"50ms..150ms"``."""
-    if isinstance(value, str) and ".." in value:
-        value = tuple(value.split("..", 1))
-    low, high = value if isinstance(value, (tuple, list)) and len(value) == 2 else (value, value)
-    low = _seconds("think", low, lowest=0.0, highest=3600.0, zero=True)
-    high = _seconds("think", high, lowest=0.0, highest=3600.0, zero=True)
-    if high < low:
-        raise InvalidOption(f"think time range must go from low to high, got {_text(low)}..{_text(high)}")
-    return (low, high)
-
-
-def _iterations(value: Any) -> int:
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value.strip())
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 1 << 40:
-        raise InvalidOption(f"iterations must be a whole number >= 0 (0: no bound), got {value!r}")
-    return value
-
-
-def _offset(value: Any) -> float:
-    return _seconds("start", value, lowest=0.0, highest=366 * 86_400.0, zero=True)
-
-
-def _listeners(value: Any) -> tuple[Gossiper, ...]:
-    listeners = tuple(value)
-    for listener in listeners:
-        if not (callable(getattr(listener, "listen", None)) and callable(getattr(listener, "stop", None))):
-            raise InvalidOption(f"{listener!r} is not a Gossiper: it needs listen(worker, gossips) and stop()")
-    return listeners
-
-
-def _capacity(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InvalidOption(f"gossip_capacity must be a positive whole number, got {value!r}")
-    return value
-
-
-def _target(value: Any) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or not 0 < len(value) <= 512:
-        raise InvalidOption(f"a target name is a built-in or package.module:function, got {value!r}")
-    return value
-
-
-#: what a target parameter may hold: plain data only (it may cross the wire)
-_PLAIN = (str, int, float, bool, type(None))
-
-
-def _params(value: Any) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping) or len(value) > 256:
-        raise InvalidOption(f"target parameters must be a mapping of names to values, got {value!r}")
-    out: dict[str, Any] = {}
-    for key, item in value.items():
-        if not isinstance(key, str) or not 0 < len(key) <= 128:
-            raise InvalidOption(f"a target parameter name must be a short text, got {key!r}")
-        items = item if isinstance(item, (list, tuple)) else [item]
-        if len(items) > 1024 or not all(isinstance(i, _PLAIN) for i in items):
-            raise InvalidOption(f"target parameter {key!r} must be plain text, numbers or a list of them")
-        if any(isinstance(i, str) and len(i) > 1 << 20 for i in items):
-            raise InvalidOption(f"target parameter {key!r} is over 1 MiB")
-        out[key] = list(item) if isinstance(item, (list, tuple)) else item
-    return MappingProxyType(out)
-
-
-def _policy(value: Any) -> str:
-    if value not in LOSS_POLICIES:
-        raise InvalidOption(f"on_agent_loss must be one of {', '.join(LOSS_POLICIES)}, got {value!r}")
-    return str(value)
-
-
-def _flag(name: str) -> Callable[[Any], bool]:
-    def check(value: Any) -> bool:
-        if not isinstance(value, bool):
-            raise InvalidOption(f"{name} must be true or false, got {value!r}")
-        return value
-
-    return check
-
-
-def _profile_wire(profile: Profile | None) -> Any:
-    return None if profile is None else [[s.duration, s.start, s.end] for s in profile.stages]
-
-
-def _profile_unwire(data: Any) -> Profile | None:
-    return None if data is None else profile_from_stages(data)
-
-
-def _finite(value: Any) -> Any:
-    """``value`` with every non-finite float as None (JSON has no infinity: an open-ended stage
-    reads ``[null, rate, rate]``)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
-
-
-def _named(value: Any) -> Any:
-    """``value`` as plain data: functions and other objects by their name."""
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return value
-    if isinstance(value, (list, tuple)):
-        return [_named(v) for v in value]
-    name = getattr(value, "__qualname__", None)
-    return f"{getattr(value, '__module__', '')}:{name}" if name else f"<{type(value).__name__}>"
 
 
 def _setting(
@@ -296,57 +74,57 @@ class Config:
 
     #: the target by name (a built-in or ``package.module:function``) when it must be resolved
     #: elsewhere (on farm agents); ``None`` for a callable given in this process
-    target: str | None = _setting(None, _target)
+    target: str | None = _setting(None, checks.target)
     #: the target's parameters (``--param k=v``): plain data
-    params: Mapping[str, Any] = _setting({}, _params)
+    params: Mapping[str, Any] = _setting({}, checks.params)
     #: the rate profile (``with_profile``); ``None``: a constant rate given to ``work``
-    profile: Profile | None = _setting(None, _profile, wire=_profile_wire, unwire=_profile_unwire)  # noqa: RUF009
+    profile: Profile | None = _setting(None, checks.profile, wire=checks.profile_wire, unwire=checks.profile_unwire)  # noqa: RUF009
     #: seconds after which the schedule is cut (``--duration`` with ``--stages``); None: not cut
-    until: float | None = _setting(None, _until)
+    until: float | None = _setting(None, checks.until)
     #: most calls in flight per process; a slot that finds them all busy is canceled
-    overtime: int = _setting(DEFAULT_OVERTIME, _overtime)
+    overtime: int = _setting(DEFAULT_OVERTIME, checks.overtime)
     #: per-call bound in seconds (a call past it fails as ``Timeout``); None: no bound
-    timeout: float | None = _setting(DEFAULT_TIMEOUT, _timeout)
+    timeout: float | None = _setting(DEFAULT_TIMEOUT, checks.timeout)
     #: seconds per report window (the time series' resolution)
-    window: float = _setting(1.0, _window)
+    window: float = _setting(1.0, checks.window)
     #: seconds of busy-waiting before each slot (0: sleep on the loop's millisecond timers)
-    spin: float = _setting(0.0, _spin)
+    spin: float = _setting(0.0, checks.spin)
     #: slots due within this long of a wake-up start with it, up to this early (fewer wake-ups)
-    batch: float = _setting(DEFAULT_BATCH, _batch)
+    batch: float = _setting(DEFAULT_BATCH, checks.batch)
     #: the scenario's name: its rows in the report, and the name of its calls unless the target
     #: names them (``ctx.name``)
-    name: str = _setting("default", _name)
+    name: str = _setting("default", checks.name)
     #: seconds after the run's start at which this scenario begins (a scenario of a run)
-    start: float = _setting(0.0, _offset)
+    start: float = _setting(0.0, checks.offset)
     #: closed model: users looping on the target back to back (a number or stages of users);
     #: None: the open model (a rate profile, or drain lanes)
-    users: Profile | None = _setting(None, _users, wire=_profile_wire, unwire=_profile_unwire)  # noqa: RUF009
+    users: Profile | None = _setting(None, checks.users, wire=checks.profile_wire, unwire=checks.profile_unwire)  # noqa: RUF009
     #: closed model: pause after each call of a user, seconds (low, high: uniform between)
-    think: tuple[float, float] = _setting((0.0, 0.0), _think, wire=list, unwire=tuple)
+    think: tuple[float, float] = _setting((0.0, 0.0), checks.think, wire=list, unwire=tuple)
     #: closed model: calls per user (0: as many as fit in the run)
-    iterations: int = _setting(0, _iterations)
+    iterations: int = _setting(0, checks.iterations)
     #: distinct call names kept (per process, and merged); past them calls count under ``other``
-    max_names: int = _setting(DEFAULT_MAX_NAMES, _max_names)
+    max_names: int = _setting(DEFAULT_MAX_NAMES, checks.max_names)
     #: what losing an agent mid-run does: move its share to the others from the next plan
     #: epoch ("rebalance"), stop the run ("abort"), or carry on without it ("continue")
-    on_agent_loss: str = _setting("rebalance", _policy, "farm")
+    on_agent_loss: str = _setting("rebalance", checks.policy, "farm")
     #: an agent that connects mid-run gets a share from the next epoch
-    late_join: bool = _setting(True, _flag("late_join"), "farm")
+    late_join: bool = _setting(True, checks.flag("late_join"), "farm")
     #: gossip listeners, each on a thread of its own (they live in this process)
-    listeners: tuple[Gossiper, ...] = _setting((), _listeners, "local")
+    listeners: tuple[Gossiper, ...] = _setting((), checks.listeners, "local")
     #: gossips one listener may have waiting before further ones are counted as dropped
-    gossip_capacity: int = _setting(65_536, _capacity, "local")
+    gossip_capacity: int = _setting(65_536, checks.capacity, "local")
     # Work items (``pusher_farm.items``): where they come from, how often one is tried, what
     # happens to those that finish. The feed, the files and the callbacks live where the
     # items are handed out (this process, or a farm's coordinator).
     #: the work items: a file name (``-``: stdin) or an iterable; None: calls take no item
     feed: Any = _setting(None, _items.feed, "farm")  # noqa: RUF009
     #: start the feed over when it runs dry (rate mode), instead of ending the run
-    feed_cycle: bool = _setting(False, _flag("feed_cycle"), "farm")
+    feed_cycle: bool = _setting(False, checks.flag("feed_cycle"), "farm")
     #: times an item asking to be retried is tried again (then it fails with the last reason)
     max_retries: int = _setting(0, _items.retries)
     #: seconds a retried item waits before a call takes it again
-    retry_delay: float = _setting(0.0, lambda v: _seconds("retry_delay", v, lowest=0.0, highest=3600.0))
+    retry_delay: float = _setting(0.0, lambda v: checks.seconds("retry_delay", v, lowest=0.0, highest=3600.0))
     #: drain mode: calls kept going per process, each on the next item, until the feed is
     #: done (0: rate mode)
     parallel: int = _setting(0, _items.lanes)
@@ -362,9 +140,9 @@ class Config:
     #: pass/fail criteria on the merged run (``p99<250ms``, ``error_rate<1%``; see thresholds)
     thresholds: tuple[str, ...] = _setting((), check_thresholds, "farm")
     #: stop the run once a threshold fails (checked after every window)
-    abort_on_fail: bool = _setting(False, _flag("abort_on_fail"), "farm")
+    abort_on_fail: bool = _setting(False, checks.flag("abort_on_fail"), "farm")
     #: stop a run that measures the generator itself (two windows in a row over the limits)
-    abort_when_generator_limited: bool = _setting(False, _flag("abort_when_generator_limited"), "farm")
+    abort_when_generator_limited: bool = _setting(False, checks.flag("abort_when_generator_limited"), "farm")
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -426,11 +204,11 @@ class Config:
     def plain(self) -> dict[str, Any]:
         """The settings as plain data (a manifest, ``--show-config``): what agents get, and
         under ``farm`` what stays with the coordinator (functions and feeds by name)."""
-        out = {k: _finite(v) for k, v in self.to_wire().items()}
+        out = {k: checks.finite(v) for k, v in self.to_wire().items()}
         farm: dict[str, Any] = {}
         for f in fields(self):
             if f.metadata["scope"] == "farm":
-                farm[f.name] = _named(getattr(self, f.name))
+                farm[f.name] = checks.named(getattr(self, f.name))
         out["farm"] = farm
         return out
 

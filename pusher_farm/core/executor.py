@@ -30,6 +30,7 @@ from typing import Any
 from pusher_farm.core.calls import Calls, Context
 from pusher_farm.core.closed import run_users
 from pusher_farm.core.config import Config
+from pusher_farm.core.drain import run_lanes
 from pusher_farm.core.gossip import GossipHub
 from pusher_farm.core.pacer import Pacer
 from pusher_farm.core.plans import HALT, add_epoch, plan_at
@@ -44,9 +45,6 @@ _LAUNCHES_BEFORE_YIELD = 512
 #: the pacer sleeps at most this long at a time, so a new plan or a lapsed lease is noticed
 #: soon even at low rates (its slots may start earlier than the old plan's next one)
 _LONGEST_SLEEP = 0.05
-#: drain mode, out of items: look for new ones this often (a farm agent's come from its
-#: control thread)
-_STARVED_POLL = 0.005
 #: outcomes are folded into their windows this often (seconds)
 _FOLD_PERIOD = 0.025
 #: ... or this seldom when few outcomes come in (each fold is a wake-up: a cost at low rates)
@@ -158,7 +156,7 @@ class Executor:
         if cfg.users is not None:
             self._pacer = loop.create_task(run_users(self))
         else:
-            self._pacer = loop.create_task(self._drain() if cfg.parallel else self._pace())
+            self._pacer = loop.create_task(run_lanes(self) if cfg.parallel else self._pace())
         if self.stopped_early:  # stopped before it started
             self._pacer.cancel()
         try:
@@ -313,67 +311,6 @@ class Executor:
                     return  # the schedule is exhausted and no newer plan came
         finally:
             self.reach = reached
-
-    async def _drain(self) -> None:
-        """Drain mode: keep ``parallel`` calls going, each on the next item, until the desk is
-        dry (or the run is cut, stopped or its lease lapses). With a profile (a rate cap), call
-        ``k`` starts no earlier than the profile's slot ``k``. A call's intended start is its
-        start: a closed loop measures service time."""
-        calls, desk, clock = self.calls, self.items, self.clock
-        assert calls is not None and desk is not None
-        loop = asyncio.get_running_loop()
-        lanes = self.config.parallel
-        t0 = self.t0
-        # a rate cap (a constant rate; this agent's share of it in a farm)
-        shard = self._epochs[0][1]
-        share = shard.share if isinstance(shard, Shard) else 1.0
-        gap = 0.0 if self.profile is None else 1.0 / (self.profile.rate_at(0.0) * share)
-        end = t0 + self.config.until if self.config.until is not None else math.inf
-        wake = asyncio.Event()
-        calls.on_free = wake.set
-        k = self.first_slot
-        try:
-            while True:
-                now = clock()
-                if now > self.lease_until:
-                    return self._lease_over()
-                if now >= end:
-                    return self._stopped()
-                due = t0 + (k - self.first_slot) * gap
-                burst = 0
-                while calls.in_flight < lanes and due <= now and desk.ready(now):
-                    calls.launch(k, now, now)
-                    k += 1
-                    self.reach = k
-                    burst += 1
-                    if burst >= _LAUNCHES_BEFORE_YIELD:
-                        await asyncio.sleep(0)
-                        burst = 0
-                        now = clock()
-                    due = t0 + (k - self.first_slot) * gap
-                if desk.dry:
-                    return
-                # Every lane busy: a call's end wakes us. A lane free: the cap's next start, a
-                # retry falling due, or new items (which may come from another thread).
-                wait = _LONGEST_SLEEP
-                if calls.in_flight < lanes:
-                    if due > now:
-                        wait = min(wait, due - now)
-                    else:
-                        retry = desk.next_retry()
-                        if retry is not None and retry > now:
-                            wait = min(wait, retry - now)
-                        if not desk.supply.has_next():
-                            wait = min(wait, _STARVED_POLL)
-                wake.clear()
-                if wait > 0:
-                    timer = loop.call_later(wait, wake.set)
-                    await wake.wait()
-                    timer.cancel()
-                else:
-                    await asyncio.sleep(0)
-        finally:
-            calls.on_free = None
 
     def _halt_slot(self, k: int) -> int:
         """The slot of the halt in force at ``k`` (the first: a halt is final)."""

@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from pusher_farm.core.config import Config, _listeners
+from pusher_farm.core.checks import listeners as _listeners
+from pusher_farm.core.config import Config
 from pusher_farm.core.gossip import Gossiper
 from pusher_farm.core.schedule import Profile
 from pusher_farm.errors import InvalidOption

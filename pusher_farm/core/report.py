@@ -295,7 +295,7 @@ def scenario_rows(tally: Tally, configs: Any, planned: Any, length: float) -> li
     """A row for each scenario config (in the run's order) from its merged windows in
     ``tally``: ``planned`` maps each scenario's name to its planned slots; ``length`` is the
     seconds the run's schedule ran (a scenario runs from its start to its own end or that)."""
-    from pusher_farm.core.worker import describe_run
+    from pusher_farm.core.describe import describe_run
 
     rows = []
     for c in configs:

@@ -12,12 +12,13 @@ from typing import Any
 from pusher_farm.core import loop as _loop
 from pusher_farm.core.calls import Context, target_kind
 from pusher_farm.core.config import Config
+from pusher_farm.core.describe import describe_run
 from pusher_farm.core.executor import HALT, Executor, add_epoch
 from pusher_farm.core.gossip import GossipHub
 from pusher_farm.core.limits import verdict
 from pusher_farm.core.offers import Offer
 from pusher_farm.core.report import Report, WorkerSummary, manifest, scenario_rows
-from pusher_farm.core.schedule import Constant, Profile, Shard, Stages
+from pusher_farm.core.schedule import Constant, Profile, Shard
 from pusher_farm.core.thresholds import judge
 from pusher_farm.core.window import Window
 from pusher_farm.errors import InvalidOption, InvalidRPS, MissingTarget, PusherError, WorkerBusy
@@ -56,36 +57,6 @@ def _check_duration(duration: float | None) -> None:
         raise InvalidOption(f"duration must be a number of seconds, got {duration!r}")
     if not (math.isfinite(duration) and duration > 0):
         raise InvalidOption(f"duration must be positive, got {duration!r}")
-
-
-def describe_run(cfg: Config) -> str:
-    """The load model in a few words: the profile, or drain mode with its lanes and cap."""
-    profile = cfg.profile
-    if cfg.users is not None:
-        return (f"from {cfg.start:g}s: " if cfg.start else "") + describe_users(cfg)
-    if not cfg.parallel:
-        if profile is None:
-            return ""
-        if cfg.start and len(profile.stages) > 1 and profile.stages[0].start == profile.stages[0].end == 0:
-            after = profile.stages[1:]
-            if len(after) == 1 and after[0].start == after[0].end:
-                return f"from {cfg.start:g}s: {after[0].start:g} rps"
-            return f"from {cfg.start:g}s: {Stages(after).describe()}"
-        return profile.describe()
-    return f"drain, {cfg.parallel} parallel" + (f", at most {profile.describe()}" if profile is not None else "")
-
-
-def describe_users(cfg: Config) -> str:
-    """A closed model in a few words: users (or their stages), think time, iterations."""
-    users = cfg.users
-    assert users is not None
-    text = f"{users.stages[0].start:g} users" if isinstance(users, Constant) else f"users {users.describe()}"
-    low, high = cfg.think
-    if high:
-        text += f", think {low * 1000:g}" + (f"-{high * 1000:g}" if high != low else "") + " ms"
-    if cfg.iterations:
-        text += f", {cfg.iterations} iterations each"
-    return text
 
 
 def planned_slots(executor: Executor) -> int:
