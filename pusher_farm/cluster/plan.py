@@ -53,6 +53,13 @@ class RunSpec:
                     "a feed (or drain lanes) in a run of several scenarios is not supported yet: run that "
                     "scenario on its own"
                 )
+        if self.scenarios and any(c.users is not None for c in self.configs):
+            for text in self.configs[0].thresholds:
+                if "requested" in text:
+                    raise InvalidOption(
+                        f"threshold {text!r}: a closed-model scenario has no requested rate; judge the run by "
+                        "throughput_rps, latency or error_rate instead"
+                    )
         first = self.configs[0]
         shared = ["window"] + ([] if self.scenarios else ["until"])
         shared += [f.name for f in fields(Config) if f.metadata["scope"] == "farm"]

@@ -254,7 +254,10 @@ class PlanMixin:
         if self.phase is not Phase.RUNNING or self.cut:
             raise InvalidOption(f"the run is {'stopping' if self.cut else self.phase.value}: nothing to change")
         if self.book is None:
-            raise InvalidOption("only a farm sharing one rate can change it at runtime (not a drain, nor farm())")
+            raise InvalidOption(
+                "only a farm sharing one rate can change it at runtime (not a drain, a run of scenarios or users, "
+                "nor farm())"
+            )
         live = [a for a in self._used() if a.state is AgentState.RUNNING]
         epoch = self._epoch_start(live, now)
         if not live or epoch is None:

@@ -86,7 +86,8 @@ class ReportMixin:
             self._abort_deadline = now + self.timing.abort_grace
             return [*self._stop_all(abort=True), *self._maybe_finish(now)]
         rtts = [a.rtt for a in self._used() if not math.isnan(a.rtt)]
-        at_s = now - self.start_at + self.timing.stop_lead + 2 * max(rtts, default=0.0)
+        # (a stop before the start stops at the start: never at a negative time)
+        at_s = max(0.0, now - self.start_at + self.timing.stop_lead + 2 * max(rtts, default=0.0))
         return [*self._stop_all(abort=False, at_s=at_s), *self._maybe_finish(now)]
 
     # -- windows ----------------------------------------------------------------------------

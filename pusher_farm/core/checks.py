@@ -113,8 +113,9 @@ def name(value: Any) -> str:
 def max_names(value: Any) -> int:
     if isinstance(value, str) and value.strip().isdigit():
         value = int(value.strip())
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_NAMES:
-        raise InvalidOption(f"max_names must be a whole number in 1..{MAX_NAMES:,}, got {value!r}")
+    # a window holds them, the scenario's own name and "other"
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_NAMES - 2:
+        raise InvalidOption(f"max_names must be a whole number in 1..{MAX_NAMES - 2:,}, got {value!r}")
     return value
 
 

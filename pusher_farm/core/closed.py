@@ -34,8 +34,8 @@ __all__ = ["run_users", "users_at"]
 
 #: how often the count of users is looked at (new users start within this long)
 _TICK = 0.02
-#: a user whose call was refused (every allowed call in flight, or no work item) waits this long
-_REFUSED_WAIT = 0.005
+#: a later scenario's start is waited for in steps this long (a stop before it is noticed)
+_LONGEST_WAIT = 0.05
 
 
 def users_at(count: float) -> int:
@@ -87,59 +87,74 @@ async def run_users(executor: Executor) -> None:
     desk = executor.items
     slots = iter(range(1 << 62))  # this agent's calls, numbered as they start
 
+    def over(now: float) -> bool:
+        """No user may start a call at ``now``: the scenario's end, a stop, a lapsed lease."""
+        return now >= end or now - executor.t0 >= executor.users_until or now > executor.lease_until
+
+    # A user that finds every allowed call in flight (overtime), or no work item ready, waits
+    # for a call to end (or the next look at the clock): nothing is launched, so nothing is
+    # canceled; a closed loop has no schedule for a slot to miss.
+    room = asyncio.Event()
+    calls.on_free = room.set
+
     async def user(j: int) -> None:
         while True:
             now = clock()
-            if (
-                now >= end
-                or now - executor.t0 >= executor.users_until
-                or now > executor.lease_until
-                or j >= users_at(users.rate_at(now - begin))
-                or not mine(j, now)
-            ):
+            if over(now) or j >= users_at(users.rate_at(now - begin)) or not mine(j, now):
                 return
             if cfg.iterations and done_calls.get(j, 0) >= cfg.iterations:
                 return
-            ended = asyncio.get_running_loop().create_future()
-            if not calls.launch(next(slots), now, now, on_end=lambda f=ended: f.done() or f.set_result(None)):
+            if calls.in_flight >= calls.overtime or (desk is not None and not desk.ready(now)):
                 if desk is not None and desk.dry:
                     return
-                await asyncio.sleep(_REFUSED_WAIT)
+                room.clear()
+                await room.wait()
+                continue
+            ended = asyncio.get_running_loop().create_future()
+            executor.reach = (executor.reach or 0) + 1  # planned: every call it started (or canceled)
+            if not calls.launch(next(slots), now, now, on_end=lambda f=ended: f.done() or f.set_result(None)):
                 continue
             done_calls[j] = done_calls.get(j, 0) + 1
-            executor.reach = (executor.reach or 0) + 1
             await ended
             pause = low if high == low else rng.uniform(low, high)
             if pause > 0:
                 await asyncio.sleep(pause)
 
-    async with asyncio.TaskGroup() as group:
-        if begin > clock():
-            await asyncio.sleep(begin - clock())
-        while True:
-            now = clock()
-            if now > executor.lease_until:
-                executor._lease_over()
-                break
-            if now >= end or (desk is not None and desk.dry):
-                break
-            if now - executor.t0 >= executor.users_until:
-                executor._stopped()
-                break
-            count = users_at(users.rate_at(now - begin))
-            for j in range(count):
-                if j in running or not mine(j, now):
-                    continue
-                if cfg.iterations and done_calls.get(j, 0) >= cfg.iterations:
-                    continue
-                task = running[j] = group.create_task(user(j))
-                task.add_done_callback(lambda _t, j=j: running.pop(j, None))
-            if (
-                cfg.iterations
-                and not running
-                and all(done_calls.get(j, 0) >= cfg.iterations for j in range(users_at(_peak(users))) if mine(j, now))
-            ):
-                break  # every user of this agent made its calls
-            await asyncio.sleep(min(_TICK, max(end - clock(), 0.0)))
-        # Users still looping finish their call and leave at the next look at the clock.
-        end = min(end, clock())
+    try:
+        async with asyncio.TaskGroup() as group:
+            while begin > clock() and not over(clock()):  # a later start: keep looking at the stop
+                await asyncio.sleep(min(begin - clock(), _LONGEST_WAIT))
+            while True:
+                now = clock()
+                if now > executor.lease_until:
+                    executor._lease_over()
+                    break
+                if now >= end or (desk is not None and desk.dry):
+                    break
+                if now - executor.t0 >= executor.users_until:
+                    executor._stopped()
+                    break
+                count = users_at(users.rate_at(now - begin))
+                for j in range(count):
+                    if j in running or not mine(j, now):
+                        continue
+                    if cfg.iterations and done_calls.get(j, 0) >= cfg.iterations:
+                        continue
+                    task = running[j] = group.create_task(user(j))
+                    task.add_done_callback(lambda _t, j=j: running.pop(j, None))
+                if (
+                    cfg.iterations
+                    and not running
+                    and all(
+                        done_calls.get(j, 0) >= cfg.iterations for j in range(users_at(_peak(users))) if mine(j, now)
+                    )
+                ):
+                    break  # every user of this agent made its calls
+                room.set()  # waiting users look at the clock at least this often
+                await asyncio.sleep(min(_TICK, max(end - clock(), 0.0)))
+            # The users leave now: those thinking or waiting for their call are cancelled (their
+            # calls in flight belong to the executor, which lets them finish within the timeout).
+            for task in list(running.values()):
+                task.cancel()
+    finally:
+        calls.on_free = None

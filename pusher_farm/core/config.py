@@ -94,7 +94,9 @@ class Config:
     #: the scenario's name: its rows in the report, and the name of its calls unless the target
     #: names them (``ctx.name``)
     name: str = _setting("default", checks.name)
-    #: seconds after the run's start at which this scenario begins (a scenario of a run)
+    #: seconds after the run's start at which this scenario begins (a scenario of a run): a
+    #: closed model's users start then; an open model's profile itself begins with that many
+    #: seconds at rate 0 (``scenario_configs`` builds it so), this field only tells the report
     start: float = _setting(0.0, checks.offset)
     #: closed model: users looping on the target back to back (a number or stages of users);
     #: None: the open model (a rate profile, or drain lanes)
@@ -147,6 +149,13 @@ class Config:
     def __post_init__(self) -> None:
         for f in fields(self):
             object.__setattr__(self, f.name, f.metadata["check"](getattr(self, f.name)))
+        if self.start and self.profile is not None:
+            first = self.profile.stages[0]
+            if not (first.start == first.end == 0 and first.duration >= self.start - 1e-9):
+                raise InvalidOption(
+                    f"scenario {self.name!r}: an open model's profile begins with its start at rate 0 "
+                    "(scenario_configs builds it so)"
+                )
         if self.users is not None:
             if self.profile is not None or self.parallel:
                 what = "a rate" if self.profile is not None else "drain lanes (parallel)"

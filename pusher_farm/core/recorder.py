@@ -189,19 +189,31 @@ class Recorder:
             w = self._window(i, late)
             setattr(w, field, getattr(w, field) + n)
 
-    def _call_names(self, names: list[str | None]) -> list[str] | None:
-        """The calls' names, None for a batch no target named (all under the scenario's);
-        past ``max_names`` distinct names, the new ones count as ``OTHER_NAMES``."""
-        distinct = set(names)
+    def _call_names(self, names: list[str | None]) -> str | list[str] | None:
+        """The calls' names, None for a batch no target named (all under the scenario's), one
+        name for a batch of one (the http target's); past ``max_names`` distinct names, the new
+        ones count as ``OTHER_NAMES``."""
+        try:
+            distinct = set(names)
+        except TypeError:  # a target gave an unhashable name: as text
+            names = [n if n is None or isinstance(n, str) else str(n) for n in names]
+            distinct = set(names)
         if distinct == {None}:
             return None
+        if not all(n is None or isinstance(n, str) for n in distinct):  # names are text
+            names = [n if n is None or isinstance(n, str) else str(n) for n in names]
+            distinct = set(names)
         seen = self._names
         default = self.name
+        if len(distinct) == 1:
+            (only,) = distinct
+            if only in seen:
+                return only  # type: ignore[return-value]
         out = [default if n is None else n for n in names]
-        new = {n if isinstance(n, str) else str(n) for n in distinct if n is not None} - seen
+        new = {n for n in distinct if n is not None} - seen  # type: ignore[misc]
         if new:
             refused: set[str] = set()
-            for n in sorted(new):
+            for n in sorted(new) if len(seen) < self.max_names else new:
                 if len(n) <= MAX_NAME and len(seen) < self.max_names:
                     seen.add(n)
                 else:
@@ -213,9 +225,30 @@ class Recorder:
         return out
 
     def _fold_names(
-        self, w: Window, names: list[str], picked: Any, lat: np.ndarray, svc: np.ndarray, kinds: list[str] | None
+        self,
+        w: Window,
+        names: str | list[str],
+        picked: Any,
+        lat: np.ndarray,
+        svc: np.ndarray,
+        kinds: list[str] | None,
     ) -> None:
         """Split one window's batch of calls by name (``names`` already bounded)."""
+        if not w.names and (w.succeeded or w.failed):  # calls folded before in this window had no name
+            w.names[self.name] = _row_of(w)
+        if isinstance(names, str):  # one name for the whole batch: no grouping
+            row = w.names.get(names)
+            if row is None:
+                row = w.names[names] = NameRow()
+            chosen = lat[picked]
+            row.latency.record_many(chosen)
+            row.service.record_many(svc[picked])
+            if kinds is None:
+                row.succeeded += len(chosen)
+            else:
+                row.failed += len(chosen)
+                row.errors.update(kinds if isinstance(picked, slice) else [kinds[j] for j in np.flatnonzero(picked)])
+            return
         if isinstance(picked, slice):
             idx = list(range(len(names)))
         else:
@@ -223,8 +256,6 @@ class Recorder:
         groups: dict[str, list[int]] = {}
         for j in idx:
             groups.setdefault(names[j], []).append(j)
-        if not w.names and (w.succeeded or w.failed):  # calls folded before in this window had no name
-            w.names[self.name] = _row_of(w)
         for name, js in groups.items():
             row = w.names.get(name)
             if row is None:
@@ -263,7 +294,7 @@ class Recorder:
             if names is not None:
                 self._fold_names(w, names, mask, lat, svc, kinds)
             elif w.names:  # a window split by name before: these calls go under the scenario's
-                self._fold_names(w, [self.name] * len(lat), mask, lat, svc, kinds)
+                self._fold_names(w, self.name, mask, lat, svc, kinds)
             w.latency.record_many(lat[mask])
             w.service.record_many(svc[mask])
             w.lag.record_many(lag[mask])

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from pusher_farm.core.config import Config
@@ -81,9 +81,9 @@ def scenario_from_table(table: Any, position: int) -> Scenario:
     target = table.get("target")
     if not isinstance(target, str) or not target:
         raise _refuse(label, "target", 'give the scenario a target, e.g. target = "http"')
-    params = dict(table.get("params") or {})
     if not isinstance(table.get("params", {}), Mapping):
         raise _refuse(label, "params", "must be a table of the target's parameters")
+    params = dict(table.get("params") or {})
     for key in _HTTP_KEYS:
         if key in table:
             params[key] = table[key]
@@ -100,7 +100,19 @@ def _seconds(s: Scenario, key: str, value: Any, *, zero: bool = False) -> float:
     try:
         return parse_duration(value, allow_zero=zero)
     except PusherError as exc:
-        raise _refuse(s.name, key, str(exc)) from None
+        raise _refuse(s.name, key, exc.reason) from None
+
+
+def _each(s: Scenario, changes: dict[str, Any]) -> None:
+    """Check every setting on its own, so a bad one is named by its key."""
+    checks = {f.name: f.metadata["check"] for f in fields(Config)}
+    for key, value in changes.items():
+        try:
+            checks[key](value)
+        except PusherError as exc:
+            raise _refuse(s.name, "start" if key == "start" else key, exc.reason) from None
+        except (TypeError, ValueError) as exc:
+            raise _refuse(s.name, key, f"not a valid value ({exc})") from None
 
 
 def _config(s: Scenario, run_s: float | None, base: Config) -> Config:
@@ -126,12 +138,12 @@ def _config(s: Scenario, run_s: float | None, base: Config) -> Config:
             changes[key] = getattr(s, key)
     if s.timeout != "default":
         changes["timeout"] = s.timeout
+    _each(s, changes)
     try:
         if s.users is not None:
-            changes["users"] = _users(s)
-            changes["think"] = s.think
-            changes["iterations"] = s.iterations
-            changes["until"] = own
+            closed = {"users": _users(s), "think": s.think, "iterations": s.iterations}
+            _each(s, closed)
+            changes.update(closed, until=own)
         else:
             if s.think not in (0, 0.0, "0", None):
                 raise _refuse(s.name, "think", "think time needs the closed model (users), not a rate")
@@ -145,8 +157,8 @@ def _config(s: Scenario, run_s: float | None, base: Config) -> Config:
     except _Refused:
         raise
     except PusherError as exc:
-        key = _key_of(str(exc), s)
-        raise _refuse(s.name, key, str(exc).removeprefix(f"scenario {s.name!r}: ")) from None
+        key = _key_of(exc.reason, s)
+        raise _refuse(s.name, key, exc.reason.removeprefix(f"scenario {s.name!r}: ")) from None
 
 
 def _key_of(message: str, s: Scenario) -> str:
@@ -161,7 +173,7 @@ def _users(s: Scenario) -> Profile | int:
         try:
             return parse_stages(s.users)
         except PusherError as exc:
-            raise _refuse(s.name, "users", f"{exc} (stages of users, e.g. '10s:0-20,30s:20')") from None
+            raise _refuse(s.name, "users", f"{exc.reason} (stages of users, e.g. '10s:0-20,30s:20')") from None
     return s.users  # type: ignore[return-value]
 
 
@@ -181,7 +193,8 @@ def _open_profile(s: Scenario, start: float, own: float | None) -> Profile:
     except _Refused:
         raise
     except (PusherError, TypeError, ValueError) as exc:
-        raise _refuse(s.name, "stages" if s.stages is not None else "rps", str(exc)) from None
+        reason = exc.reason if isinstance(exc, PusherError) else str(exc)
+        raise _refuse(s.name, "stages" if s.stages is not None else "rps", reason) from None
     if start <= 0:
         return profile
     stages = [Stage(start, 0.0, 0.0), *profile.stages]

@@ -100,6 +100,8 @@ class Worker:
         self._lease = math.inf
         self._epochs: list[tuple[int, Shard | str | None]] = []
         self._user_epochs: list[tuple[float, Shard | None]] = []
+        #: a stop at a time announced before the executor existed
+        self._stop_at_s: float | None = None
         #: rate or cap changes announced before the executor existed (applied as it starts)
         self._changes: list[tuple[Profile | None, int | None]] = []
         #: held while plans pass from other threads to the run (see ``_on_executor``)
@@ -205,6 +207,9 @@ class Worker:
             for at_s, shard_ in self._user_epochs:
                 executor.replan_users(at_s, shard_)
             self._user_epochs.clear()
+            if self._stop_at_s is not None:
+                executor.stop_at_s(self._stop_at_s)
+                self._stop_at_s = None
             executor.lease_until = self._lease
             self._executor = executor
             self._loop = asyncio.get_running_loop()
@@ -222,6 +227,7 @@ class Worker:
                 self._loop = None
                 self._epochs.clear()
                 self._user_epochs.clear()
+                self._stop_at_s = None
                 self._changes.clear()
             self._stop_requested = self._abort_requested = False
             self._lease = math.inf
@@ -324,15 +330,18 @@ class Worker:
     def replan_users(self, at_s: float, shard: Shard | None) -> None:
         """A closed model's new epoch: from ``at_s`` seconds after the start, this worker runs
         the users ``shard`` owns. Safe to call from any thread, also just before the run."""
-        if not self._on_executor(lambda executor: executor.replan_users(at_s, shard)):
-            with self._handover:
-                self._user_epochs.append((at_s, shard))
+        self._on_executor(
+            lambda executor: executor.replan_users(at_s, shard), later=lambda: self._user_epochs.append((at_s, shard))
+        )
 
     def stop_at_s(self, at_s: float) -> None:
         """Stop scheduling at the slot due ``at_s`` seconds from the start (a closed model: at
         that time); every agent of a farm told the same time stops at the same point."""
-        if not self._on_executor(lambda executor: executor.stop_at_s(at_s)):
-            self._stop_requested = True  # before the run began: it schedules nothing
+
+        def keep() -> None:  # before the run began: it stops there once it runs
+            self._stop_at_s = at_s if self._stop_at_s is None else min(self._stop_at_s, at_s)
+
+        self._on_executor(lambda executor: executor.stop_at_s(at_s), later=keep)
 
     def stop_at(self, slot: int) -> None:
         """Stop scheduling at global slot ``slot`` (a farm stops every agent at the same
@@ -344,9 +353,11 @@ class Worker:
         action: Callable[[Executor], None],
         pending: tuple[int, Shard | str | None] | None = None,
         change: tuple[Profile | None, int | None] | None = None,
+        later: Callable[[], None] | None = None,
     ) -> bool:
         """Run ``action`` on the current executor, on its loop's thread; False if none (a
-        ``pending`` plan then waits for the next run)."""
+        ``pending`` plan then waits for the next run, and ``later`` is called under the
+        hand-over lock to keep what the next run must apply)."""
         with self._handover:
             loop, executor = self._loop, self._executor
             if loop is None or executor is None:
@@ -354,6 +365,8 @@ class Worker:
                     add_epoch(self._epochs, *pending)
                 if change is not None:
                     self._changes.append(change)
+                if later is not None:
+                    later()
                 return False
         try:
             running = asyncio.get_running_loop()

@@ -62,7 +62,7 @@ class LiveView:
         requested = 0.0
         if self.coord is not None:
             spec = self.coord.spec
-            length = spec.policy.length()
+            length = spec.length() if spec.sharded else spec.policy.length()
             requested = sum(c.profile.rate_at(w.start + w.length / 2) for c in spec.configs if c.profile is not None)
         parts: list[Any] = []
         if math.isfinite(length) and length > 0:

@@ -176,6 +176,8 @@ BAD = [
     ('[[scenario]]\nname = "e"\ntarget = "noop"\nrps = 1\ncolour = "red"\n', "scenario 'e', key 'colour'"),
     ('[[scenario]]\nname = "f"\ntarget = "nosuch.module:fn"\nrps = 1\n', "scenario 'f', key 'target'"),
     ('rps = 5\n[[scenario]]\nname = "g"\ntarget = "noop"\nrps = 1\n', "rps belongs in each [[scenario]]"),
+    ('[[scenario]]\nname = "h"\ntarget = "noop"\nrps = 1\nparams = "x"\n', "scenario 'h', key 'params'"),
+    ('[[scenario]]\nname = "i"\ntarget = "noop"\nrps = 1\ntimeout = "soon"\n', "scenario 'i', key 'timeout'"),
 ]  # fmt: skip
 
 

@@ -163,3 +163,48 @@ def test_scenarios_refuse_bad_input_naming_the_scenario_and_the_key():
         scenario_from_table({"name": "g", "target": "noop", "colour": "red"}, 1)
     with pytest.raises(InvalidOption, match="'#2', key 'name'"):
         scenario_from_table({"target": "noop"}, 2)
+
+
+def test_names_that_are_not_text_are_counted_as_text():
+    r, windows = _recorder(name="s")
+    _call(r, 7, 0.1)
+    _call(r, ["a", "list"], 0.2)  # unhashable: still counted, by its text
+    _call(r, "GET /x", 0.3)
+    r.flush(2.0, final=True)
+    (w,) = windows
+    assert set(w.names) == {"7", "['a', 'list']", "GET /x"}
+    assert Window.from_wire(w.to_wire()).succeeded == 3
+
+
+def test_one_name_for_a_whole_batch_takes_the_quick_way_and_counts_the_same():
+    r, windows = _recorder(name="s")
+    for i in range(50):
+        _call(r, "GET /users/{id}", 0.1 + i * 0.001)
+    r.flush(0.5, final=False)
+    for i in range(50):
+        _call(r, "GET /users/{id}", 0.2 + i * 0.001, kind="HTTP 503" if i % 2 else None)
+    r.flush(2.0, final=True)
+    (w,) = windows
+    row = w.names["GET /users/{id}"]
+    assert (row.succeeded, row.failed, dict(row.errors)) == (75, 25, {"HTTP 503": 25})
+    assert set(w.names) == {"GET /users/{id}"} and row.latency.total == w.latency.total == 100
+
+
+def _hang(ctx):
+    import time
+
+    time.sleep(3)
+
+
+def test_a_closed_model_ends_with_its_run_whatever_its_users_are_doing():
+    # users thinking for 5 s, or stuck in a call past its timeout, do not hold the run open
+    thinking = hire("w", _ten_ms, _offer(users=3, think=5.0, until=0.2)).work_sync()
+    assert thinking.counts.scheduled == 3 and thinking.ran_s < 2.0
+    stuck = hire("w", _hang, _offer(users=2, timeout=0.2, until=0.3)).work_sync()
+    assert stuck.errors == {"Timeout": 2} and stuck.ran_s < 2.5
+
+
+def test_users_beyond_overtime_wait_for_room_and_cancel_nothing():
+    report = hire("w", _ten_ms, _offer(users=10, overtime=3, until=0.3)).work_sync()
+    c = report.counts
+    assert c.canceled == 0 and c.scheduled == c.succeeded == c.planned > 0
