@@ -23,11 +23,13 @@ from typing import Any
 
 import numpy as np
 
-from pusher_farm.core.stats import Histogram
+from pusher_farm.core.stats import Histogram, grouped
 from pusher_farm.core.window import MAX_COUNTERS, MAX_ERROR_KINDS, MAX_NAME, MAX_PHASES, OTHER_NAMES, NameRow, Window
 
 __all__ = ["OTHER_KINDS", "Recorder"]
 
+#: named calls a window keeps before splitting them by name (at its end, or at this many)
+_SETTLE_AT = 16_384
 #: the kind under which errors past the run's first MAX_ERROR_KINDS kinds are counted
 OTHER_KINDS = "other kinds"
 
@@ -46,6 +48,8 @@ class Recorder:
         #: the distinct call names seen so far (bounded by ``max_names``), and those refused
         self._names: set[str] = {name}
         self.names_over = 0
+        #: each name kept so far, numbered (named calls wait for their window's end as numbers)
+        self._name_ids: dict[str, int] = {}
         self.t0 = math.nan
         self._next_window = 0
         self._open: dict[int, Window] = {}
@@ -105,10 +109,12 @@ class Recorder:
         else:
             last = math.floor((now - self.t0) / self.window) - 1
         for i in range(self._next_window, last + 1):
-            self.emit(self._open.pop(i, None) or Window(i, i * self.window, self.window, scenario=self.name))
+            self.emit(
+                self._settle(self._open.pop(i, None) or Window(i, i * self.window, self.window, scenario=self.name))
+            )
         self._next_window = max(self._next_window, last + 1)
         for i in sorted(late):  # stamped in a window already emitted (a thread's late result)
-            self.emit(late[i])
+            self.emit(self._settle(late[i]))
         return len(launches) + len(canceled) + len(ok[0]) + len(ko[0])
 
     def _fold_marks(self, marks: tuple[list[float], ...], late: dict[int, Window]) -> None:
@@ -233,41 +239,57 @@ class Recorder:
         svc: np.ndarray,
         kinds: list[str] | None,
     ) -> None:
-        """Split one window's batch of calls by name (``names`` already bounded)."""
-        if not w.names and (w.succeeded or w.failed):  # calls folded before in this window had no name
-            w.names[self.name] = _row_of(w)
-        if isinstance(names, str):  # one name for the whole batch: no grouping
-            row = w.names.get(names)
-            if row is None:
-                row = w.names[names] = NameRow()
-            chosen = lat[picked]
-            row.latency.record_many(chosen)
-            row.service.record_many(svc[picked])
-            if kinds is None:
-                row.succeeded += len(chosen)
-            else:
-                row.failed += len(chosen)
-                row.errors.update(kinds if isinstance(picked, slice) else [kinds[j] for j in np.flatnonzero(picked)])
-            return
-        if isinstance(picked, slice):
-            idx = list(range(len(names)))
+        """Keep one window's batch of calls with their names (``names`` already bounded) until
+        the window closes or ``_SETTLE_AT`` wait: split by name then, in one go (a thousand
+        names split every 25 ms would cost more than the calls)."""
+        if not w.names and not w.unsettled and (w.succeeded or w.failed):
+            w.names[self.name] = _row_of(w)  # calls folded before in this window had no name
+        sel = np.flatnonzero(picked) if not isinstance(picked, slice) else None
+        number = self._name_ids
+        if isinstance(names, str):
+            count = len(lat) if sel is None else len(sel)
+            ids = np.full(count, number.setdefault(names, len(number)), dtype=np.int32)
         else:
-            idx = np.flatnonzero(picked).tolist()
-        groups: dict[str, list[int]] = {}
-        for j in idx:
-            groups.setdefault(names[j], []).append(j)
-        for name, js in groups.items():
+            chosen = names if sel is None else [names[j] for j in sel.tolist()]
+            for name in set(chosen) - number.keys():  # bounded: names past max_names are "other"
+                number[name] = len(number)
+            ids = np.fromiter(map(number.__getitem__, chosen), dtype=np.int32, count=len(chosen))
+        picked_kinds = None if kinds is None else kinds if sel is None else [kinds[j] for j in sel.tolist()]
+        w.unsettled.append((ids, lat[picked], svc[picked], picked_kinds))
+        if sum(len(e[0]) for e in w.unsettled) >= _SETTLE_AT:
+            self._settle(w)  # in steps: one long pause at the window's end would delay slots
+
+    def _settle(self, w: Window) -> Window:
+        """Split the named calls ``w`` kept by name into its rows (see ``_fold_names``): a few
+        numpy calls over them all (``stats.grouped``), however many names."""
+        if not w.unsettled:
+            return w
+        entries, w.unsettled = w.unsettled, []
+        ids = np.concatenate([e[0] for e in entries])
+        lat = np.concatenate([e[1] for e in entries])
+        svc = np.concatenate([e[2] for e in entries])
+        failed = np.concatenate([np.full(len(e[0]), e[3] is not None) for e in entries])
+        groups = len(self._name_ids)
+        latency, service = grouped(ids, lat, groups), grouped(ids, svc, groups)
+        ko = np.bincount(ids[failed], minlength=groups).tolist()
+        errors: dict[int, list[str]] = {}
+        for e in entries:
+            if e[3] is not None:
+                for i, kind in zip(e[0].tolist(), e[3], strict=True):
+                    errors.setdefault(i, []).append(kind)
+        for name, i in self._name_ids.items():
+            if not latency[i].total:
+                continue
             row = w.names.get(name)
             if row is None:
                 row = w.names[name] = NameRow()
-            sel = np.asarray(js, dtype=np.int64)
-            row.latency.record_many(lat[sel])
-            row.service.record_many(svc[sel])
-            if kinds is None:
-                row.succeeded += len(js)
-            else:
-                row.failed += len(js)
-                row.errors.update(kinds[j] for j in js)
+            row.latency.add(latency[i])
+            row.service.add(service[i])
+            row.failed += ko[i]
+            row.succeeded += latency[i].total - ko[i]
+            if i in errors:
+                row.errors.update(errors[i])
+        return w
 
     def _fold(
         self,
@@ -293,7 +315,7 @@ class Recorder:
             w = self._window(i, late)
             if names is not None:
                 self._fold_names(w, names, mask, lat, svc, kinds)
-            elif w.names:  # a window split by name before: these calls go under the scenario's
+            elif w.names or w.unsettled:  # a window split by name before: these go under the scenario's
                 self._fold_names(w, self.name, mask, lat, svc, kinds)
             w.latency.record_many(lat[mask])
             w.service.record_many(svc[mask])

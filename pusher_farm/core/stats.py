@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
-__all__ = ["Histogram", "LOWEST_US", "HIGHEST_US", "SIGNIFICANT_FIGURES", "PERCENTILES"]
+__all__ = ["Histogram", "LOWEST_US", "HIGHEST_US", "SIGNIFICANT_FIGURES", "PERCENTILES", "grouped"]
 
 LOWEST_US = 1
 HIGHEST_US = 3_600_000_000  # one hour in microseconds
@@ -80,6 +80,10 @@ class _Layout:
 
 
 _LAYOUT = _Layout(LOWEST_US, HIGHEST_US, SIGNIFICANT_FIGURES)
+#: a histogram kept as (bucket, count) pairs becomes dense past this many non-empty buckets
+_DENSE_PAIRS = 4096
+#: pairs merged into a histogram wait, this many at most, to be combined in one go
+_PARTS = 64
 
 
 class Histogram:
@@ -88,16 +92,19 @@ class Histogram:
     Values above one hour are recorded as one hour and counted in ``clamped``.
     """
 
-    __slots__ = ("_dense", "_sparse", "total", "sum", "min", "max", "clamped")
+    __slots__ = ("_dense", "_pairs", "_parts", "total", "sum", "min", "max", "clamped")
 
     layout = _LAYOUT
 
     def __init__(self) -> None:
-        # Dense counts, made on first need: a histogram decoded from the wire stays a run (the
-        # counts from its first to its last non-empty bucket) until something reads it bucket by
-        # bucket, so merging it costs one slice add, not a 23,552-bucket array.
+        # Two forms: the non-empty buckets as (indices ascending, counts), kept while there
+        # are at most _DENSE_PAIRS of them (a histogram decoded from the wire, or one call
+        # name's among a thousand: a few KB), else every bucket's count (188 KB). Merging
+        # pairs into a dense histogram is one indexed add.
         self._dense: np.ndarray | None = None
-        self._sparse: tuple[int, np.ndarray] | None = None  # (first bucket, unsigned counts)
+        self._pairs: tuple[np.ndarray, np.ndarray] | None = None
+        #: pairs added but not yet combined (merging is appending; reading combines them)
+        self._parts: list[tuple[np.ndarray, np.ndarray]] = []
         self.total = 0
         self.sum = 0
         self.min = 0
@@ -108,26 +115,27 @@ class Histogram:
     def counts(self) -> np.ndarray:
         """All bucket counts (int64, HdrHistogram's index order)."""
         if self._dense is None:
+            self._combine()  # (which may make it dense)
+        if self._dense is None:
             self._dense = np.zeros(_LAYOUT.counts_len, dtype=np.int64)
-            if self._sparse is not None:
-                offset, run = self._sparse
-                self._dense[offset : offset + run.size] = run
-        self._sparse = None
+            if self._pairs is not None:
+                index, counts = self._pairs
+                self._dense[index] = counts
+        self._pairs = None
         return self._dense
 
     @counts.setter
     def counts(self, value: np.ndarray) -> None:
         self._dense = value
-        self._sparse = None
+        self._pairs = None
 
     def nonzero(self) -> tuple[np.ndarray, np.ndarray]:
         """(bucket indices, counts) of the non-empty buckets, indices ascending."""
         if self._dense is None:
-            if self._sparse is None:
+            self._combine()
+            if self._pairs is None:
                 return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-            offset, run = self._sparse
-            nz = np.flatnonzero(run)
-            return nz + offset, run[nz]
+            return self._pairs
         nz = np.flatnonzero(self._dense)
         return nz, self._dense[nz]
 
@@ -155,7 +163,15 @@ class Histogram:
             self.clamped += int(over.sum())
             values = np.minimum(values, _LAYOUT.highest)
         index = _LAYOUT.index_of(values)
-        self.counts += np.bincount(index, minlength=_LAYOUT.counts_len)
+        if self._dense is not None:
+            first = int(index.min())
+            run = np.bincount(index - first)
+            self._dense[first : first + run.size] += run
+        else:
+            index = np.sort(index)
+            starts = np.flatnonzero(np.concatenate(([True], index[1:] != index[:-1])))
+            counts = np.diff(np.append(starts, index.size))
+            self._add_pairs(index[starts], counts)
         low, high = int(values.min()), int(values.max())
         self.min = low if self.total == 0 else min(self.min, low)
         self.max = max(self.max, high)
@@ -169,9 +185,14 @@ class Histogram:
         """Merge ``other`` into this histogram (exact)."""
         if other.total == 0:
             return
-        if other._dense is None and other._sparse is not None:
-            offset, run = other._sparse
-            self.counts[offset : offset + run.size] += run  # a slice add: no index array
+        if other._dense is None:
+            other._combine()  # (its own pairs waiting to be combined count too)
+        if other._dense is None and other._pairs is not None:
+            index, counts = other._pairs
+            if self._dense is not None:
+                self._dense[index] += counts  # unique indices: one indexed add
+            else:
+                self._add_pairs(index, counts)
         else:
             self.counts += other.counts
         self.min = other.min if self.total == 0 else min(self.min, other.min)
@@ -179,6 +200,37 @@ class Histogram:
         self.total += other.total
         self.sum += other.sum
         self.clamped += other.clamped
+
+    def _add_pairs(self, index: np.ndarray, counts: np.ndarray) -> None:
+        """Add ``counts`` at the ascending unique bucket ``index``es to this histogram while it
+        holds pairs (or nothing): kept aside and combined when read, or once enough wait
+        (pairs are never changed in place, so they may be shared)."""
+        pair = (index.astype(np.int64, copy=False), counts.astype(np.int64, copy=False))
+        if self._pairs is None and not self._parts:
+            self._pairs = pair
+            return
+        self._parts.append(pair)
+        if len(self._parts) >= _PARTS:
+            self._combine()
+
+    def _combine(self) -> None:
+        """Fold the pairs kept aside into one set (dense past _DENSE_PAIRS buckets)."""
+        if not self._parts:
+            return
+        parts = ([self._pairs] if self._pairs is not None else []) + self._parts
+        self._parts = []
+        index = np.concatenate([p[0] for p in parts])
+        counts = np.concatenate([p[1] for p in parts])
+        if index.size > _DENSE_PAIRS:
+            self._pairs = None
+            dense = np.zeros(_LAYOUT.counts_len, dtype=np.int64)
+            np.add.at(dense, index, counts)
+            self._dense = dense
+            return
+        order = np.argsort(index, kind="stable")
+        index = index[order]
+        starts = np.flatnonzero(np.concatenate(([True], index[1:] != index[:-1])))
+        self._pairs = (index[starts], np.add.reduceat(counts[order], starts))
 
     @classmethod
     def merged(cls, histograms: Iterable[Histogram]) -> Histogram:
@@ -197,11 +249,19 @@ class Histogram:
         ps = list(ps)
         if self.total == 0:
             return {p: 0 for p in ps}
-        cumulative = np.cumsum(self.counts)
+        if self._dense is None:
+            self._combine()
+        if self._dense is None and self._pairs is not None:  # read the pairs: no dense array
+            index, counts = self._pairs
+            cumulative = np.cumsum(counts)
+        else:
+            index, cumulative = None, np.cumsum(self.counts)
         out: dict[float, int] = {}
         for p in ps:
             target = max(int(min(p, 100.0) * self.total / 100 + 0.5), 1)
             i = int(np.searchsorted(cumulative, target, side="left"))
+            if index is not None:
+                i = int(index[min(i, index.size - 1)])
             out[p] = int(_LAYOUT.highest_values[i] if p else _LAYOUT.lowest_values[i])
         return out
 
@@ -227,8 +287,13 @@ class Histogram:
         level 1; plus the exact extras. Decoding is one decompress and one slice add: at 1,000
         agent-seconds per second this was a quarter of the coordinator's CPU of index+count
         pairs (see docs/architecture.md)."""
-        if self._dense is None and self._sparse is not None:
-            base, counts = self._sparse  # a decoded run, possibly with empty ends after merges
+        if self._dense is None:
+            self._combine()
+        if self._dense is None and self._pairs is not None:
+            index, pairs = self._pairs  # the run from the first to the last non-empty bucket
+            base = int(index[0])
+            counts = np.zeros(int(index[-1]) - base + 1, dtype=np.int64)
+            counts[index - base] = pairs
         else:
             base, counts = 0, self.counts
         nz = np.flatnonzero(counts)
@@ -292,7 +357,8 @@ class Histogram:
         if h.clamped > h.total:
             raise ValueError("histogram clamped count over its total")
         if k:
-            h._sparse = (offset, run)
+            nz = np.flatnonzero(run)
+            h._pairs = (nz + offset, run[nz].astype(np.int64))
         return h
 
     # -- the hdrhistogram package ----------------------------------------------------------
@@ -336,6 +402,41 @@ class Histogram:
 
     def __repr__(self) -> str:
         return f"Histogram(total={self.total}, p50={self.percentile(50)}us, max={self.max}us)"
+
+
+def grouped(ids: np.ndarray, values_us: np.ndarray, groups: int) -> list[Histogram]:
+    """One histogram per group ``0 .. groups - 1`` of the microsecond ``values_us``, value
+    ``i`` going to group ``ids[i]``: the same counts as recording each group on its own, for a
+    few numpy calls over all values and a few per non-empty group (a thousand call names in
+    one window cost milliseconds, not a stall of the event loop)."""
+    out = [Histogram() for _ in range(groups)]
+    if not len(values_us):
+        return out
+    values = np.maximum(np.asarray(values_us, dtype=np.int64), 0)
+    over = values > _LAYOUT.highest
+    clamped = np.bincount(ids[over], minlength=groups) if over.any() else None
+    values = np.minimum(values, _LAYOUT.highest)
+    index = _LAYOUT.index_of(values)
+    key = ids.astype(np.int64) * _LAYOUT.counts_len + index
+    order = np.argsort(key, kind="stable")
+    key, sid, sval = key[order], ids[order], values[order]
+    starts = np.flatnonzero(np.concatenate(([True], sid[1:] != sid[:-1])))
+    ends = np.append(starts[1:], len(sid))
+    sums = np.add.reduceat(sval, starts).tolist()
+    lows = np.minimum.reduceat(sval, starts).tolist()
+    highs = np.maximum.reduceat(sval, starts).tolist()
+    # every (group, bucket) once, with its count; then each group's slice of them
+    firsts = np.flatnonzero(np.concatenate(([True], key[1:] != key[:-1])))
+    counts = np.diff(np.append(firsts, key.size))
+    buckets = key[firsts] % _LAYOUT.counts_len
+    cuts = [*np.searchsorted(firsts, starts).tolist(), firsts.size]
+    for n, (g, s, e) in enumerate(zip(sid[starts].tolist(), starts.tolist(), ends.tolist(), strict=True)):
+        h = out[g]
+        h._pairs = (buckets[cuts[n] : cuts[n + 1]], counts[cuts[n] : cuts[n + 1]])
+        h.total, h.sum, h.min, h.max = e - s, int(sums[n]), int(lows[n]), int(highs[n])
+        if clamped is not None:
+            h.clamped = int(clamped[g])
+    return out
 
 
 def _whole(data: dict[str, Any], key: str, default: int | None = None) -> int:

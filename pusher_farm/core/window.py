@@ -121,6 +121,8 @@ class Window:
     #: scenario's name)
     scenario: str = ""
     names: dict[str, NameRow] = field(default_factory=dict)
+    #: named calls a recorder keeps until the window closes (never on the wire)
+    unsettled: list[Any] = field(default_factory=list, repr=False, compare=False)
 
     @property
     def ended(self) -> int:
