@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
-from pusher_farm.core.window import Tally, Window
+from pusher_farm.core.window import Tally, Window, aggregate
 
 __all__ = ["Aggregator", "AgentCounts"]
 
@@ -56,7 +56,7 @@ class Aggregator:
         if self.listeners:
             pending = self._pending.get(window.index)
             if pending is None:
-                pending = self._pending[window.index] = Window(window.index, window.start, window.length)
+                pending = self._pending[window.index] = aggregate(Window(window.index, window.start, window.length))
             pending.merge(window)
 
     def release(self, agents: Iterable[str], *, final: bool = False) -> None:

@@ -107,7 +107,7 @@ class ReportMixin:
                 raise ValueError(f"window {window.index} is past the run's end")
             if not window.scenario and not self.spec.scenarios:  # it names no scenario: its agent's one
                 window.scenario = self.spec.config_for(max(agent.index, 0)).name
-            if window.scenario not in {c.name for c in self.spec.configs}:
+            if not any(c.name == window.scenario for c in self.spec.configs):
                 raise ValueError(f"the run has no scenario {window.scenario[:64]!r}")
         except (ValueError, KeyError) as exc:
             # Acknowledged, so the agent forgets it, and named in the report: never merged.

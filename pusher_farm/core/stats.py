@@ -92,7 +92,7 @@ class Histogram:
     Values above one hour are recorded as one hour and counted in ``clamped``.
     """
 
-    __slots__ = ("_dense", "_pairs", "_parts", "total", "sum", "min", "max", "clamped")
+    __slots__ = ("_dense", "_pairs", "_parts", "_run", "total", "sum", "min", "max", "clamped")
 
     layout = _LAYOUT
 
@@ -105,6 +105,9 @@ class Histogram:
         self._pairs: tuple[np.ndarray, np.ndarray] | None = None
         #: pairs added but not yet combined (merging is appending; reading combines them)
         self._parts: list[tuple[np.ndarray, np.ndarray]] = []
+        #: as decoded from the wire: (first bucket, counts to the last non-empty one), added to
+        #: a dense histogram with one slice add (a farm's coordinator merges a thousand a second)
+        self._run: tuple[int, np.ndarray] | None = None
         self.total = 0
         self.sum = 0
         self.min = 0
@@ -185,16 +188,20 @@ class Histogram:
         """Merge ``other`` into this histogram (exact)."""
         if other.total == 0:
             return
-        if other._dense is None:
-            other._combine()  # (its own pairs waiting to be combined count too)
-        if other._dense is None and other._pairs is not None:
-            index, counts = other._pairs
-            if self._dense is not None:
-                self._dense[index] += counts  # unique indices: one indexed add
-            else:
-                self._add_pairs(index, counts)
+        if self._dense is not None and other._run is not None:  # (a run from the wire is alone)
+            offset, run = other._run
+            self._dense[offset : offset + run.size] += run  # a slice add: no index array
         else:
-            self.counts += other.counts
+            if other._dense is None:
+                other._combine()  # (its own pairs waiting to be combined count too)
+            if other._dense is None and other._pairs is not None:
+                index, counts = other._pairs
+                if self._dense is not None:
+                    self._dense[index] += counts  # unique indices: one indexed add
+                else:
+                    self._add_pairs(index, counts)
+            else:
+                self.counts += other.counts
         self.min = other.min if self.total == 0 else min(self.min, other.min)
         self.max = max(self.max, other.max)
         self.total += other.total
@@ -205,27 +212,40 @@ class Histogram:
         """Add ``counts`` at the ascending unique bucket ``index``es to this histogram while it
         holds pairs (or nothing): kept aside and combined when read, or once enough wait
         (pairs are never changed in place, so they may be shared)."""
+        if self._run is not None:
+            self._combine()
         pair = (index.astype(np.int64, copy=False), counts.astype(np.int64, copy=False))
         if self._pairs is None and not self._parts:
             self._pairs = pair
+            return
+        if self._pairs is not None and self._pairs[0].size + index.size > _DENSE_PAIRS:
+            self.counts[pair[0]] += pair[1]  # a big one (a farm's totals): dense from now on
             return
         self._parts.append(pair)
         if len(self._parts) >= _PARTS:
             self._combine()
 
     def _combine(self) -> None:
-        """Fold the pairs kept aside into one set (dense past _DENSE_PAIRS buckets)."""
+        """Fold the pairs kept aside (and a run from the wire) into one set (dense past
+        _DENSE_PAIRS buckets)."""
+        if self._run is not None:
+            offset, run = self._run
+            self._run = None
+            nz = np.flatnonzero(run)
+            pairs = (nz + offset, run[nz].astype(np.int64))
+            if self._pairs is None and not self._parts:
+                self._pairs = pairs
+            else:
+                self._parts.append(pairs)
         if not self._parts:
             return
         parts = ([self._pairs] if self._pairs is not None else []) + self._parts
         self._parts = []
         index = np.concatenate([p[0] for p in parts])
         counts = np.concatenate([p[1] for p in parts])
-        if index.size > _DENSE_PAIRS:
+        if index.size > _DENSE_PAIRS:  # exact: float64 holds counts up to 2**53
             self._pairs = None
-            dense = np.zeros(_LAYOUT.counts_len, dtype=np.int64)
-            np.add.at(dense, index, counts)
-            self._dense = dense
+            self._dense = np.bincount(index, weights=counts, minlength=_LAYOUT.counts_len).astype(np.int64)
             return
         order = np.argsort(index, kind="stable")
         index = index[order]
@@ -357,8 +377,7 @@ class Histogram:
         if h.clamped > h.total:
             raise ValueError("histogram clamped count over its total")
         if k:
-            nz = np.flatnonzero(run)
-            h._pairs = (nz + offset, run[nz].astype(np.int64))
+            h._run = (offset, run)
         return h
 
     # -- the hdrhistogram package ----------------------------------------------------------

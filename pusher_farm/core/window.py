@@ -25,6 +25,7 @@ __all__ = [
     "NameRow",
     "Tally",
     "Window",
+    "aggregate",
     "merge_names",
     "series_row",
 ]
@@ -243,13 +244,34 @@ class _Row:
     def __init__(self, start: float) -> None:
         self.start = start
         self.started = self.succeeded = self.failed = self.canceled = 0
-        #: a Histogram while the window is open, its sparse form once closed
+        #: a Histogram while the window is open (dense: it sums every source's window of this
+        #: index), its sparse form once closed
         self.latency: Histogram | dict[str, Any] = Histogram()
+        self.latency.counts  # noqa: B018 - made dense
 
     def histogram(self) -> Histogram:
         if isinstance(self.latency, dict):
             self.latency = Histogram.from_sparse(self.latency)
         return self.latency
+
+
+def aggregate(window: Window) -> Window:
+    """``window`` with dense histograms: it will sum many windows (a farm's totals), so each one
+    merges with a slice add, not as (bucket, count) pairs."""
+    for histogram in (window.latency, window.service, window.lag):
+        histogram.counts  # noqa: B018 - made dense
+    return window
+
+
+def _merge_bounded(into: Window, window: Window, most: int) -> None:
+    """``window`` merged into ``into``, its names within ``most`` distinct ones."""
+    names, window.names = window.names, {}
+    try:
+        into.merge(window)
+    finally:
+        window.names = names
+    if names:
+        merge_names(into.names, names, most)
 
 
 def _as_name(window: Window) -> NameRow:
@@ -288,26 +310,65 @@ class Tally:
     def __init__(self, length: float = 1.0, max_names: int = MAX_NAMES) -> None:
         self.length = length
         self.max_names = max_names
-        self.total = Window(index=-1, start=0.0, length=length)
-        #: the totals of each scenario (by its name), in the order they first reported
-        self.scenarios: dict[str, Window] = {}
+        # Each scenario's totals, their ``names`` holding named calls only; the calls no target
+        # named go under the scenario's name: while a scenario has no named call at all, its row
+        # is its totals (read when asked, no second copy merged per window); from its first
+        # named window on they are kept apart.
+        self._scenarios: dict[str, Window] = {}
+        self._unnamed: dict[str, NameRow] = {}
+        self._total: Window | None = None  # made when read, until the next window comes
         self._rows: dict[int, _Row] = {}
         self._dense: set[int] = set()  # rows whose latency histogram is still dense
 
+    @property
+    def total(self) -> Window:
+        """Every scenario's windows merged, with the rows by name (bounded by max_names)."""
+        if self._total is None:
+            total = aggregate(Window(index=-1, start=0.0, length=self.length))
+            for w in self.scenarios.values():
+                _merge_bounded(total, w, self.max_names)
+            self._total = total
+        return self._total
+
+    @property
+    def scenarios(self) -> dict[str, Window]:
+        """Each scenario's totals (by its name, in the order they first reported), its calls
+        by name included."""
+        out = {}
+        for name, w in self._scenarios.items():
+            calls = w.succeeded + w.failed
+            if name not in self._unnamed:
+                if calls:
+                    w.names = {name or "default": _as_name(w)}
+                out[name] = w
+                continue
+            full = Window(-1, 0.0, self.length, scenario=name)
+            _merge_bounded(full, w, self.max_names)
+            unnamed = self._unnamed[name]
+            if unnamed.succeeded + unnamed.failed:
+                merge_names(full.names, {name or "default": unnamed}, self.max_names)
+            out[name] = full
+        return out
+
     def add(self, window: Window) -> None:
         """Fold one window in (windows of the same index from several sources merge)."""
-        names = window.names
-        if not names and window.succeeded + window.failed:  # every call under the scenario's name
-            names = {window.scenario or "default": _as_name(window)}
-        window.names = {}
-        self.total.merge(window)
-        merge_names(self.total.names, names, self.max_names)
-        scenario = self.scenarios.get(window.scenario)
-        if scenario is None:
-            scenario = self.scenarios[window.scenario] = Window(-1, 0.0, self.length, scenario=window.scenario)
-        scenario.merge(window)
-        merge_names(scenario.names, names, self.max_names)
-        window.names = names
+        self._total = None
+        name = window.scenario
+        mine = self._scenarios.get(name)
+        if mine is None:
+            mine = self._scenarios[name] = aggregate(Window(-1, 0.0, self.length, scenario=name))
+        if name not in self._unnamed:
+            mine.names = {}  # (a row read earlier: rebuilt when read again)
+        if window.names and name not in self._unnamed:  # its first named calls: the rest go apart
+            self._unnamed[name] = _as_name(mine) if mine.succeeded + mine.failed else NameRow()
+        elif not window.names and name in self._unnamed and window.succeeded + window.failed:
+            row = self._unnamed[name]
+            row.succeeded += window.succeeded
+            row.failed += window.failed
+            row.errors.update(window.errors)
+            row.latency.add(window.latency)
+            row.service.add(window.service)
+        _merge_bounded(mine, window, self.max_names)
         row = self._rows.get(window.index)
         if row is None:
             row = self._rows[window.index] = _Row(window.start)
