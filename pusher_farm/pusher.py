@@ -24,7 +24,8 @@ from pusher_farm.core.offers import Offer
 from pusher_farm.core.report import Report, WorkerSummary
 from pusher_farm.core.scenario import Scenario, scenario_configs
 from pusher_farm.core.schedule import Constant
-from pusher_farm.core.window import Tally, Window
+from pusher_farm.core.tally import Tally
+from pusher_farm.core.window import Window
 from pusher_farm.core.worker import Worker, hire, resolve_profile
 from pusher_farm.errors import InvalidOption, WorkerBusy, error_of_kind
 

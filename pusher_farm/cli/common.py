@@ -125,3 +125,23 @@ def finish(
         Path(html_path).write_text(render_html([to_dict(report)]), encoding="utf-8")
     if not (quiet and json_path == "-"):
         click.echo(render_summary(report), err=json_path == "-")
+
+
+#: the options that set a run's own settings (not a scenario's load): ``run_settings``
+_RUN_SETTINGS = (
+    "overtime", "timeout", "max_names", "window", "spin", "batch", "on_agent_loss", "late_join",
+    "abort_on_fail", "abort_when_generator_limited",
+)  # fmt: skip
+
+
+def run_settings(opts: dict[str, Any]) -> dict[str, Any]:
+    """The ``Config`` fields a command's options set for the whole run (each scenario's
+    defaults too): caps, windows, policies, thresholds."""
+    return {**{key: opts[key] for key in _RUN_SETTINGS}, "thresholds": tuple(opts["thresholds"])}
+
+
+def check_report_paths(opts: dict[str, Any]) -> None:
+    """Every report file the options name can be written (one line and exit 2 otherwise)."""
+    for option, key in (("--json", "json_path"), ("--csv", "csv_path"), ("--hdr-log", "hdr_log"),
+                        ("--html", "html_path")):  # fmt: skip
+        check_json_path(opts[key], option)

@@ -15,22 +15,22 @@ from typing import Any
 import click
 
 from pusher_farm.cli.common import (
-    check_json_path,
+    check_report_paths,
     duration,
     fail,
     finish,
+    run_settings,
     setup_logging,
     stop_on_signals,
     watch,
 )
 from pusher_farm.cli.config_file import config_option
 from pusher_farm.cli.items import item_options, item_settings
-from pusher_farm.cli.scenarios import scenario_spec
+from pusher_farm.cli.scenarios import load_model, scenario_spec
 from pusher_farm.cluster.plan import RunSpec
 from pusher_farm.cluster.state import Timing
 from pusher_farm.core import loop as _loop
 from pusher_farm.core.config import DEFAULT_OVERTIME, LOSS_POLICIES, Config
-from pusher_farm.core.schedule import Constant, Profile, parse_stages
 from pusher_farm.items.local import open_items
 from pusher_farm.targets.http_template import has_placeholders
 
@@ -45,19 +45,6 @@ def _params(pairs: tuple[str, ...]) -> dict[str, Any]:
             fail(f"--param {pair!r} must look like key=value")
         out[key] = value
     return out
-
-
-def _profile(rps: float | None, length: str | None, stages: str | None) -> tuple[Profile, float | None]:
-    until = None if length is None else duration(length, "--duration")
-    if stages is not None:
-        if rps is not None:
-            fail("give either --rps (with --duration) or --stages, not both")
-        return parse_stages(stages), until
-    if rps is None:
-        fail("give a rate: --rps N --duration 30s, or --stages '30s:0-1000,60s:1000'")
-    if until is None:
-        fail("give --duration (e.g. --duration 30s) with --rps")
-    return Constant(rps, until), until
 
 
 def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -212,28 +199,7 @@ def _config(target: str, opts: dict[str, Any], *, check_import: bool) -> Config:
     items = item_settings(opts)
     if opts["abort_on_fail"] and not opts["thresholds"]:
         fail("--abort-on-fail needs a --threshold to check")
-    if items.get("parallel"):  # drain mode: --rps is an optional cap, --duration an optional bound
-        if opts["stages"] is not None:
-            fail("--drain takes a rate cap (--rps), not --stages")
-        until = None if opts["duration"] is None else duration(opts["duration"], "--duration")
-        profile = None if opts["rps"] is None else Constant(opts["rps"], None)
-    elif opts["users"] is not None:  # the closed model: users instead of a rate
-        if opts["rps"] is not None or opts["stages"] is not None:
-            fail("give either a rate (--rps or --stages) or --users, not both")
-        profile = None
-        until = None if opts["duration"] is None else duration(opts["duration"], "--duration")
-        if until is None and opts["iterations"] is None and ":" not in opts["users"]:
-            fail("give --duration (or --iterations, or stages of users) with --users")
-    else:
-        if opts["think"] is not None or opts["iterations"] is not None:
-            fail("--think and --iterations go with the closed model: give --users")
-        profile, until = _profile(opts["rps"], opts["duration"], opts["stages"])
-    closed: dict[str, Any] = {}
-    if opts["users"] is not None:
-        users = opts["users"]
-        closed["users"] = parse_stages(users) if ":" in users else users
-        closed["think"] = opts["think"] or 0.0
-        closed["iterations"] = opts["iterations"] or 0
+    model = load_model(opts, drain=bool(items.get("parallel")))
     params = _params(opts["params"])
     for key in ("url", "method", "body", "engine", "warm", "expect_status", "expect_body"):
         if opts[key] is not None:
@@ -245,26 +211,11 @@ def _config(target: str, opts: dict[str, Any], *, check_import: bool) -> Config:
     config = Config(
         target=target,
         params=params,
-        profile=profile,
-        until=until,
-        overtime=opts["overtime"],
-        timeout=opts["timeout"],
-        max_names=opts["max_names"],
-        window=opts["window"],
-        spin=opts["spin"],
-        batch=opts["batch"],
-        on_agent_loss=opts["on_agent_loss"],
-        late_join=opts["late_join"],
-        thresholds=tuple(opts["thresholds"]),
-        abort_on_fail=opts["abort_on_fail"],
-        abort_when_generator_limited=opts["abort_when_generator_limited"],
+        **model,
+        **run_settings(opts),
         **items,
-        **closed,
     )
-    check_json_path(opts["json_path"])
-    check_json_path(opts["csv_path"], "--csv")
-    check_json_path(opts["hdr_log"], "--hdr-log")
-    check_json_path(opts["html_path"], "--html")
+    check_report_paths(opts)
     texts = [opts["url"], opts["body"], *(h.partition(":")[2] for h in opts["headers"])]
     if target == "http" and config.feed is None and has_placeholders(*texts):
         fail("--url, --header or --body has {field} placeholders: give a --feed whose items fill them")

@@ -1,5 +1,7 @@
-"""A run of ``[[scenario]]`` tables from ``-c FILE``: the run-level options as the base, each
-table as one scenario (``core.scenario`` checks them), every target resolved here first."""
+"""A run's load from the command line: one scenario from the options (a rate, drain lanes or
+users: ``load_model``), or the ``[[scenario]]`` tables of ``-c FILE`` (``scenario_spec``):
+the run-level options as the base, each table one scenario (``core.scenario`` checks them),
+every target resolved here first."""
 
 from __future__ import annotations
 
@@ -7,21 +9,63 @@ from typing import Any
 
 import click
 
-from pusher_farm.cli.common import check_json_path, duration, fail
+from pusher_farm.cli.common import check_report_paths, duration, fail, run_settings
 from pusher_farm.cli.config_file import SCENARIOS
 from pusher_farm.cluster.plan import RunSpec
 from pusher_farm.core import loop as _loop
 from pusher_farm.core.config import Config
 from pusher_farm.core.scenario import scenario_configs, scenario_from_table
+from pusher_farm.core.schedule import Constant, Profile, parse_stages
 from pusher_farm.errors import PusherError
 
-__all__ = ["scenario_spec"]
+__all__ = ["load_model", "scenario_spec"]
 
 #: run-level options that belong to each scenario instead (the file refuses them at the top)
 _PER_SCENARIO = (
     "rps", "stages", "users", "think", "iterations", "url", "method", "body", "warm", "expect_status", "expect_body",
     "engine",
 )  # fmt: skip
+
+
+def _profile(rps: float | None, length: str | None, stages: str | None) -> tuple[Profile, float | None]:
+    until = None if length is None else duration(length, "--duration")
+    if stages is not None:
+        if rps is not None:
+            fail("give either --rps (with --duration) or --stages, not both")
+        return parse_stages(stages), until
+    if rps is None:
+        fail("give a rate: --rps N --duration 30s, or --stages '30s:0-1000,60s:1000'")
+    if until is None:
+        fail("give --duration (e.g. --duration 30s) with --rps")
+    return Constant(rps, until), until
+
+
+def load_model(opts: dict[str, Any], *, drain: bool) -> dict[str, Any]:
+    """The ``Config`` fields of the one-scenario command line's load model: a rate (``--rps``
+    with ``--duration``, or ``--stages``), drain lanes' cap, or the closed model's users."""
+    if drain:  # drain mode: --rps is an optional cap, --duration an optional bound
+        if opts["stages"] is not None:
+            fail("--drain takes a rate cap (--rps), not --stages")
+        until = None if opts["duration"] is None else duration(opts["duration"], "--duration")
+        profile = None if opts["rps"] is None else Constant(opts["rps"], None)
+    elif opts["users"] is not None:  # the closed model: users instead of a rate
+        if opts["rps"] is not None or opts["stages"] is not None:
+            fail("give either a rate (--rps or --stages) or --users, not both")
+        profile = None
+        until = None if opts["duration"] is None else duration(opts["duration"], "--duration")
+        if until is None and opts["iterations"] is None and ":" not in opts["users"]:
+            fail("give --duration (or --iterations, or stages of users) with --users")
+    else:
+        if opts["think"] is not None or opts["iterations"] is not None:
+            fail("--think and --iterations go with the closed model: give --users")
+        profile, until = _profile(opts["rps"], opts["duration"], opts["stages"])
+    closed: dict[str, Any] = {}
+    if opts["users"] is not None:
+        users = opts["users"]
+        closed["users"] = parse_stages(users) if ":" in users else users
+        closed["think"] = opts["think"] or 0.0
+        closed["iterations"] = opts["iterations"] or 0
+    return {"profile": profile, "until": until, **closed}
 
 
 def scenario_spec(target: str, opts: dict[str, Any], *, check_import: bool) -> RunSpec | None:
@@ -44,19 +88,7 @@ def scenario_spec(target: str, opts: dict[str, Any], *, check_import: bool) -> R
         fail(f"a feed in a run of [[scenario]] tables is not supported yet: run that scenario on its own ({path})")
     until = None if opts["duration"] is None else duration(opts["duration"], "--duration")
     try:
-        base = Config(
-            overtime=opts["overtime"],
-            timeout=opts["timeout"],
-            max_names=opts["max_names"],
-            window=opts["window"],
-            spin=opts["spin"],
-            batch=opts["batch"],
-            on_agent_loss=opts["on_agent_loss"],
-            late_join=opts["late_join"],
-            thresholds=tuple(opts["thresholds"]),
-            abort_on_fail=opts["abort_on_fail"],
-            abort_when_generator_limited=opts["abort_when_generator_limited"],
-        )
+        base = Config(**run_settings(opts))
         scenarios = [scenario_from_table(t, i + 1) for i, t in enumerate(tables)]
         configs = scenario_configs(scenarios, duration=until, base=base)
         spec = RunSpec(configs, scenarios=True)
@@ -64,9 +96,7 @@ def scenario_spec(target: str, opts: dict[str, Any], *, check_import: bool) -> R
         fail(f"{path}: {exc.reason}")
     if opts["abort_on_fail"] and not opts["thresholds"]:
         fail("--abort-on-fail needs a --threshold to check")
-    files = (("--json", "json_path"), ("--csv", "csv_path"), ("--hdr-log", "hdr_log"), ("--html", "html_path"))
-    for option, key in files:
-        check_json_path(opts[key], option)
+    check_report_paths(opts)
     if opts["show_config"]:
         import json
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
-from pusher_farm.core.window import Tally, Window, aggregate
+from pusher_farm.core.tally import Tally, aggregate
+from pusher_farm.core.window import Window
 
 __all__ = ["Aggregator", "AgentCounts"]
 

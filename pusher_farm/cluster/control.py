@@ -25,7 +25,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from pusher_farm.core.window import series_row
+from pusher_farm.core.tally import series_row
 from pusher_farm.errors import InvalidOption
 
 if TYPE_CHECKING:

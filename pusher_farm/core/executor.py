@@ -36,7 +36,8 @@ from pusher_farm.core.pacer import Pacer
 from pusher_farm.core.plans import HALT, add_epoch, plan_at
 from pusher_farm.core.recorder import Recorder
 from pusher_farm.core.schedule import Profile, Shard, slot_batches
-from pusher_farm.core.window import Tally, Window
+from pusher_farm.core.tally import Tally
+from pusher_farm.core.window import Window
 from pusher_farm.items.desk import Desk
 
 __all__ = ["HALT", "Executor", "add_epoch", "plan_at"]

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pusher_farm.core.stats import Histogram
-from pusher_farm.core.window import Tally, Window
+from pusher_farm.core.tally import Tally
+from pusher_farm.core.window import Window
 
 __all__ = [
     "AgentSummary",

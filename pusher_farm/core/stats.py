@@ -14,7 +14,6 @@ and max of the raw values travel alongside, so the mean and the max are exact to
 
 from __future__ import annotations
 
-import math
 import zlib
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -22,64 +21,11 @@ from typing import Any
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
-__all__ = ["Histogram", "LOWEST_US", "HIGHEST_US", "SIGNIFICANT_FIGURES", "PERCENTILES", "grouped"]
+from pusher_farm.core.buckets import HIGHEST_US, LAYOUT, LOWEST_US, PERCENTILES, SIGNIFICANT_FIGURES
 
-LOWEST_US = 1
-HIGHEST_US = 3_600_000_000  # one hour in microseconds
-SIGNIFICANT_FIGURES = 3
-PERCENTILES = (50.0, 90.0, 99.0, 99.9)
+__all__ = ["Histogram", "LOWEST_US", "HIGHEST_US", "SIGNIFICANT_FIGURES", "PERCENTILES"]
 
-
-class _Layout:
-    """HdrHistogram's bucket arithmetic for one (lowest, highest, figures) triple."""
-
-    def __init__(self, lowest: int, highest: int, figures: int) -> None:
-        self.unit_magnitude = math.floor(math.log(lowest) / math.log(2))
-        largest_single_unit = 2 * 10**figures
-        sub_count_mag = math.ceil(math.log(largest_single_unit) / math.log(2))
-        self.half_mag = sub_count_mag - 1 if sub_count_mag > 1 else 0
-        self.sub_count = 1 << (self.half_mag + 1)
-        self.half_count = self.sub_count // 2
-        self.sub_mask = (self.sub_count - 1) << self.unit_magnitude
-        smallest_untrackable = self.sub_count << self.unit_magnitude
-        buckets = 1
-        while smallest_untrackable <= highest:
-            smallest_untrackable <<= 1
-            buckets += 1
-        self.bucket_count = buckets
-        self.counts_len = (buckets + 1) * self.half_count
-        self.highest = highest
-        index = np.arange(self.counts_len, dtype=np.int64)
-        self.lowest_values = self._value_from_index(index)
-        self.highest_values = self._highest_equivalent(self.lowest_values)
-
-    def index_of(self, values: np.ndarray) -> np.ndarray:
-        """Counts index of each value (int64 array, 0 <= value <= highest)."""
-        masked = values | self.sub_mask
-        # bit_length via frexp: exact for integers below 2**53.
-        _, bit_length = np.frexp(masked.astype(np.float64))
-        bucket = bit_length.astype(np.int64) - self.unit_magnitude - (self.half_mag + 1)
-        sub_bucket = values >> (bucket + self.unit_magnitude)
-        return ((bucket + 1) << self.half_mag) + sub_bucket - self.half_count
-
-    def _value_from_index(self, index: np.ndarray) -> np.ndarray:
-        bucket = (index >> self.half_mag) - 1
-        sub_bucket = (index & (self.half_count - 1)) + self.half_count
-        low = bucket < 0
-        sub_bucket = np.where(low, sub_bucket - self.half_count, sub_bucket)
-        bucket = np.where(low, 0, bucket)
-        return sub_bucket << (bucket + self.unit_magnitude)
-
-    def _highest_equivalent(self, lowest: np.ndarray) -> np.ndarray:
-        masked = lowest | self.sub_mask
-        _, bit_length = np.frexp(masked.astype(np.float64))
-        bucket = bit_length.astype(np.int64) - self.unit_magnitude - (self.half_mag + 1)
-        sub_bucket = lowest >> (bucket + self.unit_magnitude)
-        bucket = np.where(sub_bucket >= self.sub_count, bucket + 1, bucket)
-        return lowest + (np.int64(1) << (self.unit_magnitude + bucket)) - 1
-
-
-_LAYOUT = _Layout(LOWEST_US, HIGHEST_US, SIGNIFICANT_FIGURES)
+_LAYOUT = LAYOUT
 #: a histogram kept as (bucket, count) pairs becomes dense past this many non-empty buckets
 _DENSE_PAIRS = 4096
 #: pairs merged into a histogram wait, this many at most, to be combined in one go
@@ -253,6 +199,17 @@ class Histogram:
         self._pairs = (index[starts], np.add.reduceat(counts[order], starts))
 
     @classmethod
+    def from_pairs(
+        cls, index: np.ndarray, counts: np.ndarray, *, total: int, sum_: int, low: int, high: int, clamped: int = 0
+    ) -> Histogram:
+        """A histogram of ``counts`` at the ascending unique buckets ``index`` with the given
+        exact extras (the recorder's split of calls by name makes them)."""
+        h = cls()
+        h._pairs = (index, counts)
+        h.total, h.sum, h.min, h.max, h.clamped = total, sum_, low, high, clamped
+        return h
+
+    @classmethod
     def merged(cls, histograms: Iterable[Histogram]) -> Histogram:
         out = cls()
         for h in histograms:
@@ -421,41 +378,6 @@ class Histogram:
 
     def __repr__(self) -> str:
         return f"Histogram(total={self.total}, p50={self.percentile(50)}us, max={self.max}us)"
-
-
-def grouped(ids: np.ndarray, values_us: np.ndarray, groups: int) -> list[Histogram]:
-    """One histogram per group ``0 .. groups - 1`` of the microsecond ``values_us``, value
-    ``i`` going to group ``ids[i]``: the same counts as recording each group on its own, for a
-    few numpy calls over all values and a few per non-empty group (a thousand call names in
-    one window cost milliseconds, not a stall of the event loop)."""
-    out = [Histogram() for _ in range(groups)]
-    if not len(values_us):
-        return out
-    values = np.maximum(np.asarray(values_us, dtype=np.int64), 0)
-    over = values > _LAYOUT.highest
-    clamped = np.bincount(ids[over], minlength=groups) if over.any() else None
-    values = np.minimum(values, _LAYOUT.highest)
-    index = _LAYOUT.index_of(values)
-    key = ids.astype(np.int64) * _LAYOUT.counts_len + index
-    order = np.argsort(key, kind="stable")
-    key, sid, sval = key[order], ids[order], values[order]
-    starts = np.flatnonzero(np.concatenate(([True], sid[1:] != sid[:-1])))
-    ends = np.append(starts[1:], len(sid))
-    sums = np.add.reduceat(sval, starts).tolist()
-    lows = np.minimum.reduceat(sval, starts).tolist()
-    highs = np.maximum.reduceat(sval, starts).tolist()
-    # every (group, bucket) once, with its count; then each group's slice of them
-    firsts = np.flatnonzero(np.concatenate(([True], key[1:] != key[:-1])))
-    counts = np.diff(np.append(firsts, key.size))
-    buckets = key[firsts] % _LAYOUT.counts_len
-    cuts = [*np.searchsorted(firsts, starts).tolist(), firsts.size]
-    for n, (g, s, e) in enumerate(zip(sid[starts].tolist(), starts.tolist(), ends.tolist(), strict=True)):
-        h = out[g]
-        h._pairs = (buckets[cuts[n] : cuts[n + 1]], counts[cuts[n] : cuts[n + 1]])
-        h.total, h.sum, h.min, h.max = e - s, int(sums[n]), int(lows[n]), int(highs[n])
-        if clamped is not None:
-            h.clamped = int(clamped[g])
-    return out
 
 
 def _whole(data: dict[str, Any], key: str, default: int | None = None) -> int:

@@ -8,7 +8,8 @@ import pytest
 from pusher_farm import Scenario, hire, inline
 from pusher_farm.core.offers import _offer
 from pusher_farm.core.recorder import Recorder
-from pusher_farm.core.window import OTHER_NAMES, NameRow, Tally, Window
+from pusher_farm.core.tally import Tally
+from pusher_farm.core.window import OTHER_NAMES, NameRow, Window
 from pusher_farm.report import to_dict, warnings
 
 

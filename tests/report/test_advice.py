@@ -4,7 +4,8 @@ import numpy as np
 
 from pusher_farm.core.report import Report
 from pusher_farm.core.stats import Histogram
-from pusher_farm.core.window import Tally, Window
+from pusher_farm.core.tally import Tally
+from pusher_farm.core.window import Window
 from pusher_farm.report import warnings
 
 
