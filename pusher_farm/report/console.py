@@ -87,7 +87,8 @@ _CONSOLE_NAMES = 30
 
 def _rows(d: dict[str, Any]) -> list[str]:
     """The tables by scenario and by name, when they say more than the totals: several
-    scenarios, a closed model, or calls named apart from their scenario."""
+    scenarios, a closed model, or several names apart from the scenarios' (one name is the
+    totals' own row: it is in the JSON and HTML reports)."""
     scenarios, names = d["scenarios"], d["names"]
     plain = len(scenarios) <= 1 and all(s["model"] == "open" for s in scenarios)
     if plain and {n["name"] for n in names} <= {s["name"] for s in scenarios}:
@@ -109,7 +110,7 @@ def _rows(d: dict[str, Any]) -> list[str]:
                     f"  {s['name']}: {s['model']} model ({s['load']}): latency is service time, "
                     f"the output is throughput {s['throughput_rps']:.1f}/s"
                 )
-    if names and {n["name"] for n in names} != {s["name"] for s in scenarios}:
+    if len(names) > 1 and {n["name"] for n in names} != {s["name"] for s in scenarios}:
         lines += ["", f"{'name':40}{'calls':>10}{'failed':>8}{'p50':>9}{'p90':>9}{'p99':>9}{'max':>9}   (ms)"]
         for n in names[:_CONSOLE_NAMES]:
             lat = n["latency_ms"]
