@@ -29,6 +29,8 @@ __all__ = ["SCENARIO_KEYS", "Scenario", "scenario_configs", "scenario_from_table
 
 #: the http target's options a scenario may give as keys of its own (as on the command line)
 _HTTP_KEYS = ("url", "method", "body", "engine", "warm", "expect_status", "expect_body")
+#: work-item keys a scenario does not take yet (a run has one feed: run such a workload alone)
+_NOT_YET = ("feed", "drain", "parallel", "max_retries", "retry_delay", "feed_cycle", "results", "dead_letter")
 #: the keys of a ``[[scenario]]`` table
 SCENARIO_KEYS = (
     "name", "target", "params", "rps", "stages", "users", "think", "iterations", "start", "duration",
@@ -76,6 +78,9 @@ def scenario_from_table(table: Any, position: int) -> Scenario:
     if not isinstance(name, str) or not name:
         raise _refuse(label, "name", 'every scenario needs a name, e.g. name = "browse"')
     for key in table:
+        if key in _NOT_YET:
+            raise _refuse(label, key, "work items in a [[scenario]] are not supported yet: run that workload on its "
+                          "own (farm run TARGET --feed FILE ...)")  # fmt: skip
         if key not in SCENARIO_KEYS:
             raise _refuse(label, key, f"unknown key (a scenario's keys: {', '.join(sorted(SCENARIO_KEYS))})")
     target = table.get("target")

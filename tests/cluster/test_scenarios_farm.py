@@ -178,6 +178,7 @@ BAD = [
     ('rps = 5\n[[scenario]]\nname = "g"\ntarget = "noop"\nrps = 1\n', "rps belongs in each [[scenario]]"),
     ('[[scenario]]\nname = "h"\ntarget = "noop"\nrps = 1\nparams = "x"\n', "scenario 'h', key 'params'"),
     ('[[scenario]]\nname = "i"\ntarget = "noop"\nrps = 1\ntimeout = "soon"\n', "scenario 'i', key 'timeout'"),
+    ('[[scenario]]\nname = "j"\ntarget = "noop"\nrps = 1\nfeed = "x.jsonl"\n', "scenario 'j', key 'feed': work items"),
 ]  # fmt: skip
 
 
