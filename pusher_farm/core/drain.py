@@ -11,6 +11,7 @@ import asyncio
 import math
 from typing import TYPE_CHECKING
 
+from pusher_farm.core.pacer import LAUNCHES_BEFORE_YIELD, LONGEST_SLEEP
 from pusher_farm.core.shard import Shard
 
 if TYPE_CHECKING:
@@ -18,12 +19,8 @@ if TYPE_CHECKING:
 
 __all__ = ["run_lanes"]
 
-#: a lane's wait is at most this long (a lapsed lease or the run's cut is noticed soon)
-_LONGEST_SLEEP = 0.05
 #: out of items: look for new ones this often (a farm agent's come from its control thread)
 _STARVED_POLL = 0.005
-#: launches in a row before letting calls, I/O and folding run
-_LAUNCHES_BEFORE_YIELD = 512
 
 
 async def run_lanes(self: Executor) -> None:
@@ -58,7 +55,7 @@ async def run_lanes(self: Executor) -> None:
                 k += 1
                 self.reach = k
                 burst += 1
-                if burst >= _LAUNCHES_BEFORE_YIELD:
+                if burst >= LAUNCHES_BEFORE_YIELD:
                     await asyncio.sleep(0)
                     burst = 0
                     now = clock()
@@ -67,7 +64,7 @@ async def run_lanes(self: Executor) -> None:
                 return
             # Every lane busy: a call's end wakes us. A lane free: the cap's next start, a
             # retry falling due, or new items (which may come from another thread).
-            wait = _LONGEST_SLEEP
+            wait = LONGEST_SLEEP
             if calls.in_flight < lanes:
                 if due > now:
                     wait = min(wait, due - now)

@@ -32,7 +32,7 @@ from pusher_farm.core.closed import run_users
 from pusher_farm.core.config import Config
 from pusher_farm.core.drain import run_lanes
 from pusher_farm.core.gossip import GossipHub
-from pusher_farm.core.pacer import Pacer
+from pusher_farm.core.pacer import LAUNCHES_BEFORE_YIELD, LONGEST_SLEEP, Pacer
 from pusher_farm.core.plans import HALT, add_epoch, plan_at
 from pusher_farm.core.recorder import Recorder
 from pusher_farm.core.schedule import Profile, Shard, slot_batches
@@ -42,10 +42,6 @@ from pusher_farm.items.desk import Desk
 
 __all__ = ["HALT", "Executor", "add_epoch", "plan_at"]
 
-_LAUNCHES_BEFORE_YIELD = 512
-#: the pacer sleeps at most this long at a time, so a new plan or a lapsed lease is noticed
-#: soon even at low rates (its slots may start earlier than the old plan's next one)
-_LONGEST_SLEEP = 0.05
 #: outcomes are folded into their windows this often (seconds)
 _FOLD_PERIOD = 0.025
 #: ... or this seldom when few outcomes come in (each fold is a wake-up: a cost at low rates)
@@ -277,7 +273,7 @@ class Executor:
                         if wait is not None:
                             burst = 0
                             while wait is not None and self._replans == plans:
-                                await sleep(min(wait, _LONGEST_SLEEP))
+                                await sleep(min(wait, LONGEST_SLEEP))
                                 now = clock()
                                 if now > self.lease_until:
                                     return self._lease_over()
@@ -288,7 +284,7 @@ class Executor:
                         launch(k, due, now)
                         next_k = reached = k + 1
                         burst += 1
-                        if burst >= _LAUNCHES_BEFORE_YIELD:
+                        if burst >= LAUNCHES_BEFORE_YIELD:
                             # Far behind schedule: let calls, I/O and folding run now and then.
                             burst = 0
                             await sleep(0)
@@ -307,7 +303,7 @@ class Executor:
                 # come and give this executor some: wait for it (or for the end).
                 end = t0 + self.profile.length(until)
                 while self._replans == plans and clock() < end:
-                    await sleep(max(0.0, min(end - clock(), _LONGEST_SLEEP)))
+                    await sleep(max(0.0, min(end - clock(), LONGEST_SLEEP)))
                 if self._replans == plans:
                     return  # the schedule is exhausted and no newer plan came
         finally:

@@ -13,7 +13,13 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["BATCH_MOST", "TIMER_TICK", "Pacer"]
+__all__ = ["BATCH_MOST", "LAUNCHES_BEFORE_YIELD", "LONGEST_SLEEP", "TIMER_TICK", "Pacer"]
+
+#: a pacer sleeps at most this long at a time, so a new plan, a lapsed lease or the run's cut
+#: is noticed soon even at low rates
+LONGEST_SLEEP = 0.05
+#: launches in a row (far behind schedule) before calls, I/O and folding get to run
+LAUNCHES_BEFORE_YIELD = 512
 
 #: the event loop's timer resolution
 TIMER_TICK = 0.001

@@ -17,7 +17,6 @@ memory or windows without bound).
 from __future__ import annotations
 
 import math
-from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -244,7 +243,7 @@ class Recorder:
         the window closes or ``_SETTLE_AT`` wait: split by name then, in one go (a thousand
         names split every 25 ms would cost more than the calls)."""
         if not w.names and not w.unsettled and (w.succeeded or w.failed):
-            w.names[self.name] = _row_of(w)  # calls folded before in this window had no name
+            w.names[self.name] = NameRow.of(w)  # calls folded before in this window had no name
         sel = np.flatnonzero(picked) if not isinstance(picked, slice) else None
         number = self._name_ids
         if isinstance(names, str):
@@ -327,14 +326,6 @@ class Recorder:
                 picked = kinds if one else [kinds[j] for j in np.flatnonzero(mask).tolist()]
                 w.failed += len(picked)
                 w.errors.update(picked)
-
-
-def _row_of(w: Window) -> NameRow:
-    """What ``w`` counted so far, as one name's row."""
-    row = NameRow(w.succeeded, w.failed, Counter(w.errors))
-    row.latency.add(w.latency)
-    row.service.add(w.service)
-    return row
 
 
 def _groups(index: np.ndarray) -> list[tuple[int, Any]]:

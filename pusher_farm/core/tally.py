@@ -3,7 +3,6 @@ a compact per-window series; ``aggregate`` makes a window that sums many (dense 
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import Any
 
 from pusher_farm.core.stats import Histogram
@@ -46,13 +45,6 @@ def _merge_bounded(into: Window, window: Window, most: int) -> None:
         window.names = names
     if names:
         merge_names(into.names, names, most)
-
-
-def _as_name(window: Window) -> NameRow:
-    row = NameRow(window.succeeded, window.failed, Counter(window.errors))
-    row.latency.add(window.latency)
-    row.service.add(window.service)
-    return row
 
 
 def series_row(
@@ -113,7 +105,7 @@ class Tally:
             calls = w.succeeded + w.failed
             if name not in self._unnamed:
                 if calls:
-                    w.names = {name or "default": _as_name(w)}
+                    w.names = {name or "default": NameRow.of(w)}
                 out[name] = w
                 continue
             full = Window(-1, 0.0, self.length, scenario=name)
@@ -134,14 +126,9 @@ class Tally:
         if name not in self._unnamed:
             mine.names = {}  # (a row read earlier: rebuilt when read again)
         if window.names and name not in self._unnamed:  # its first named calls: the rest go apart
-            self._unnamed[name] = _as_name(mine) if mine.succeeded + mine.failed else NameRow()
+            self._unnamed[name] = NameRow.of(mine) if mine.succeeded + mine.failed else NameRow()
         elif not window.names and name in self._unnamed and window.succeeded + window.failed:
-            row = self._unnamed[name]
-            row.succeeded += window.succeeded
-            row.failed += window.failed
-            row.errors.update(window.errors)
-            row.latency.add(window.latency)
-            row.service.add(window.service)
+            self._unnamed[name].add(window)
         _merge_bounded(mine, window, self.max_names)
         row = self._rows.get(window.index)
         if row is None:

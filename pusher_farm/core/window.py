@@ -53,6 +53,21 @@ class NameRow:
     latency: Histogram = field(default_factory=Histogram)
     service: Histogram = field(default_factory=Histogram)
 
+    @classmethod
+    def of(cls, window: Window) -> NameRow:
+        """What ``window`` counted, as one name's row (a copy)."""
+        row = cls()
+        row.add(window)
+        return row
+
+    def add(self, window: Window) -> None:
+        """Count ``window``'s calls in this row (all of them under this one name)."""
+        self.succeeded += window.succeeded
+        self.failed += window.failed
+        self.errors.update(window.errors)
+        self.latency.add(window.latency)
+        self.service.add(window.service)
+
     def merge(self, other: NameRow) -> None:
         self.succeeded += other.succeeded
         self.failed += other.failed
