@@ -18,7 +18,7 @@ from pusher_farm.core.offers import (
     with_timeout,
     with_window,
 )
-from pusher_farm.core.report import (
+from pusher_farm.core.results import (
     AgentSummary,
     Counts,
     EpochSummary,

@@ -1,9 +1,12 @@
 """Entry points, building up as in pusher: ``hire`` → ``work`` → ``farm`` → ``force``.
 
 ``work`` runs one worker in this process. ``farm`` and ``force`` run their workers on separate
-processes (one each) through the farm's coordinator and agents on loopback, so they use every
-core and report exactly like a distributed run; ``processes=False`` keeps them in this process
-on one event loop instead (needed for gossip listeners, which live in their worker's process).
+processes through the farm's coordinator and agents on loopback, so they use every core and
+report exactly like a distributed run; ``processes=False`` keeps them in this process on one
+event loop instead (needed for gossip listeners, which live in their worker's process).
+Whatever the form, what runs is a ``Run``: ``farm``'s workers are its scenarios (one each,
+named by the worker), ``force``'s amount of identical workers is one scenario of that many
+times the load, ``Scenario`` records are a run's scenarios as written.
 
 The blocking forms return a ``Report``; inside a running event loop use ``await
 worker.work(...)`` or ``await farm_async(...)`` (in-process).
@@ -18,18 +21,23 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from pusher_farm.core import loop as _loop
-from pusher_farm.core.calls import Context, target_kind
+from pusher_farm.core.calls import Context
 from pusher_farm.core.config import Config
 from pusher_farm.core.offers import Offer
-from pusher_farm.core.report import Report, WorkerSummary
-from pusher_farm.core.scenario import Scenario, scenario_configs
-from pusher_farm.core.schedule import Constant
+from pusher_farm.core.reporting import Outcome, build_report, finish_report
+from pusher_farm.core.results import Report
+from pusher_farm.core.run import Run
+from pusher_farm.core.scenario import Scenario, build_run
+from pusher_farm.core.scenario_run import first_error
 from pusher_farm.core.tally import Tally
 from pusher_farm.core.window import Window
-from pusher_farm.core.worker import Worker, hire, resolve_profile
+from pusher_farm.core.worker import Worker, hire, target_name
 from pusher_farm.errors import InvalidOption, WorkerBusy, error_of_kind
 
 __all__ = ["farm", "farm_async", "force", "work"]
+
+#: the most local agent processes one call may start
+MAX_LOCAL_AGENTS = 1024
 
 
 def work(rps: float | None, duration: float | None, target: Callable[[Context], Any], *offers: Offer) -> Report:
@@ -39,16 +47,35 @@ def work(rps: float | None, duration: float | None, target: Callable[[Context], 
     return hire("judas", target, *offers).work_sync(rps, duration)
 
 
-def _check_workers(workers: Sequence[Worker]) -> list[Worker]:
+def _check_workers(workers: Sequence[Any]) -> list[Worker]:
     workers = list(workers)
     if not workers:
         raise InvalidOption("farm() needs at least one worker")
     for w in workers:
         if not isinstance(w, Worker):
-            raise InvalidOption(f"farm() takes workers made by hire(), got {w!r}")
+            raise InvalidOption(f"farm() takes workers made by hire() (or Scenario records), got {w!r}")
     if len({id(w) for w in workers}) != len(workers):
         raise InvalidOption("farm() got the same worker twice: hire one per parallel run")
+    for w in workers:
+        if w.busy:
+            raise WorkerBusy(f"{w.ident!r} is already working: try again when it is done")
     return workers
+
+
+def _names(workers: Sequence[Worker]) -> list[str]:
+    """Each worker's scenario name: its ident (numbered when several share one)."""
+    idents = [w.ident for w in workers]
+    return [i if idents.count(i) == 1 else f"{i} #{n}" for n, i in enumerate(idents)]
+
+
+def _run_of(workers: Sequence[Worker], rps: float | None, duration: float | None, **change: Any) -> Run:
+    """The run of ``workers``: one scenario each, named by the worker."""
+    configs = [w.scenario(rps, duration).replace(name=name, **change) for w, name in zip(workers, _names(workers),
+                                                                                        strict=True)]  # fmt: skip
+    if sum(1 for c in configs if c.feed is not None) > 1 and len({id(c.feed) for c in configs}) < len(configs):
+        raise InvalidOption("several workers share one feed: each would read all of it; hire one worker with more "
+                            "lanes (with_items(parallel=N)), or give each its own feed")  # fmt: skip
+    return Run.of(configs)
 
 
 async def farm_async(rps: float | None, duration: float | None, workers: Sequence[Worker]) -> Report:
@@ -56,135 +83,91 @@ async def farm_async(rps: float | None, duration: float | None, workers: Sequenc
     them all and is raised as itself (as in pusher). The report merges every worker's windows
     exactly (``workers`` lists each)."""
     workers = _check_workers(workers)
-    if len(workers) > 1 and any(w.config().feed is not None for w in workers):
+    run = _run_of(workers, rps, duration)
+    if len(run.with_feeds()) > 1:
         raise InvalidOption(
             "several workers in one process would each read the whole feed: run them on processes (the "
             "coordinator deals the items), or hire one worker with more parallel lanes"
         )
-    tally = Tally(workers[0].config().window)
+    tally = Tally(run.settings.window, max(c.max_names for c in run))
     started = time.monotonic()
+    for w in workers:
+        w._busy = True
     try:
-        async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(w.work(rps, duration, on_window=tally.add, close_target=False)) for w in workers]
-    except ExceptionGroup as group_error:
-        raise _first(group_error) from None
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(w._run(c, tally.add)) for w, c in zip(workers, run, strict=True)]
+        except BaseExceptionGroup as failed:
+            raise first_error(failed) from None
     finally:
+        for w in workers:
+            w._busy = False
         for target in {id(w.target): w.target for w in workers}.values():
             aclose = getattr(target, "aclose", None)
             if aclose is not None:
                 await aclose()
-    reports = [t.result() for t in tasks]
-    first = reports[0]
-    return Report.from_tally(
-        tally,
-        target=first.target,
-        requested_rps=sum(r.requested_rps for r in reports),
-        duration_s=max(r.duration_s for r in reports),
-        send_duration_s=max(r.send_duration_s for r in reports),
-        ran_s=max(r.ran_s for r in reports),
+    done = [t.result() for t in tasks]
+    results = [r for r, _, _ in done]
+    outcome = Outcome(
+        run=run,
+        tally=tally,
+        planned={r.name: r.planned for r in results},
         elapsed_s=time.monotonic() - started,
-        planned=sum(r.counts.planned for r in reports),
-        profile=first.profile,
-        overtime=max(r.overtime for r in reports),
-        timeout_s=first.timeout_s,
-        stopped_early=any(r.stopped_early for r in reports),
-        gossip_dropped=sum(r.gossip_dropped for r in reports),
-        notes=[n for r in reports for n in r.notes],
-        workers=[r.workers[0] for r in reports],
+        sent_s=max(r.sent_s for r in results),
+        ran_s=max(r.ran_s for r in results),
+        stopped_early=any(r.stopped_early for r in results),
+        target=", ".join(dict.fromkeys(target_name(w.target) for w in workers)),
+        gossip_dropped=sum(r.gossip_dropped for r in results),
+        notes=[n for r in results for n in r.notes],
+        items={r.name: local.summary() for r, local, _ in done if local is not None},
     )
-
-
-def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The first error of a task group (the one that cancelled the others), itself."""
-    error: BaseException = group
-    while isinstance(error, BaseExceptionGroup):
-        error = error.exceptions[0]
-    return error
+    report = build_report(outcome)
+    report.workers = [
+        w.summary(row.counts, row.achieved_rps, r) for w, r, row in zip(workers, results, report.scenarios, strict=True)
+    ]
+    return finish_report(report, run)
 
 
 def _on_processes(
-    rps: float | None,
-    duration: float | None,
-    workers: list[Worker],
-    *,
-    sharded: bool,
-    on_window: Callable[[Window], None] | None,
-) -> Report:
-    from pusher_farm.cluster.coordinator import Coordinator
-    from pusher_farm.cluster.local import run_local
-    from pusher_farm.cluster.plan import RunSpec
-    from pusher_farm.targets import spec_of
+    run: Run, agents: int, *, on_window: Callable[[Window], None] | None, control: Any = None
+) -> tuple[Report, Any]:
+    """Run ``run`` on ``agents`` local agent processes: the report and how the run finished."""
+    from pusher_farm.cluster.spawn import run_local
 
-    configs = []
-    for w in workers:
-        cfg = w.config()
-        if cfg.listeners:
+    for c in run:
+        if c.listeners:
             raise InvalidOption(
-                f"worker {w.ident!r} has gossip listeners, which live in its own process: pass "
-                "processes=False, or give agents their listeners with `farm agent --gossip MODULE:ATTR`"
+                f"scenario {c.name!r} has gossip listeners, which live in its own process: pass processes=False"
             )
-        if w.busy:
-            raise WorkerBusy(f"{w.ident!r} is already working: try again when it is done")
-        name, params = spec_of(w.target)
-        drain_uncapped = cfg.parallel and rps is None and cfg.profile is None
-        profile = None if drain_uncapped else resolve_profile(rps, duration, cfg.profile)
-        # The first error cancels every worker: a lost agent aborts the run.
-        configs.append(cfg.replace(target=name, params=params, profile=profile, until=duration, on_agent_loss="abort"))
-    if sharded:
-        configs = [configs[0] if rps is None else configs[0].replace(profile=Constant(rps * len(workers), duration))]
-    spec = RunSpec(tuple(configs))
-    coordinators: list[Coordinator] = []
-    for w in workers:
-        w._busy = True
-    try:
-        report = run_local(
-            spec, len(workers), listeners=[on_window] if on_window else [], on_coordinator=coordinators.append
-        )
-    finally:
-        for w in workers:
-            w._busy = False
-    finish = coordinators[0].finish
+    coordinators: list[Any] = []
+    report = run_local(run, agents, listeners=[on_window] if on_window else [], on_coordinator=coordinators.append,
+                       control=control)  # fmt: skip
+    return report, coordinators[0].finish
+
+
+def _raise_first(finish: Any) -> None:
+    """A run that failed (not a stop): its first error, as the seed raises it."""
     if finish is not None and not finish.ok and not finish.reason.startswith("stopped"):
         raise error_of_kind(finish.kind, finish.error)
-    span = max(report.duration_s, report.send_duration_s)
-    report.workers = [
-        WorkerSummary(
-            w.ident,
-            target_kind(w.target),
-            w.config().overtime,
-            a.counts,
-            (a.counts.succeeded + a.counts.failed) / span if span > 0 else 0.0,
-            agent=a.id,
-        )
-        for w, a in zip(workers, report.agents, strict=False)
-    ]
-    return report
 
 
-def _scenarios(
-    scenarios: list[Scenario],
-    duration: float | None,
-    agents: int | None,
-    settings: Config | None,
-    on_window: Callable[[Window], None] | None,
-) -> Report:
-    import os
-
-    from pusher_farm.cluster.local import run_local
-    from pusher_farm.cluster.plan import RunSpec
+def _named(scenario: Scenario) -> Scenario:
+    """``scenario`` with a function target by name: agents import it by its module path."""
+    if not callable(scenario.target):
+        return scenario
     from pusher_farm.targets import spec_of
 
+    target, params = spec_of(scenario.target)
+    return dataclasses.replace(scenario, target=target, params={**params, **scenario.params})
+
+
+def _agents(agents: int | None) -> int:
+    import os
+
     n = (os.cpu_count() or 1) if agents is None else agents
-    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 1024:
-        raise InvalidOption(f"agents must be a whole number from 1 to 1024, got {agents!r}")
-    named = []
-    for s in scenarios:
-        if callable(s.target):  # a function: agents import it by its module path
-            target, params = spec_of(s.target)
-            s = dataclasses.replace(s, target=target, params={**params, **s.params})
-        named.append(s)
-    configs = scenario_configs(named, duration=duration, base=settings or Config())
-    return run_local(RunSpec(configs, scenarios=True), n, listeners=[on_window] if on_window else [])
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_LOCAL_AGENTS:
+        raise InvalidOption(f"agents must be a whole number from 1 to {MAX_LOCAL_AGENTS}, got {agents!r}")
+    return n
 
 
 def farm(
@@ -208,17 +191,43 @@ def farm(
     if workers and all(isinstance(w, Scenario) for w in workers):
         if rps is not None:
             raise InvalidOption("scenarios carry their own load: give rps=None")
-        return _scenarios(list(workers), duration, agents, settings, on_window)  # type: ignore[arg-type]
+        run = build_run([_named(s) for s in workers], duration=duration, settings=settings)  # type: ignore[arg-type]
+        return _on_processes(run, _agents(agents), on_window=on_window)[0]
     if agents is not None or settings is not None:
         raise InvalidOption("agents= and settings= go with Scenario records (workers run one process each)")
-    workers = _check_workers(workers)  # type: ignore[arg-type]
+    workers = _check_workers(workers)
     if not processes:
         if on_window is not None:
             raise InvalidOption("on_window needs processes=True (use Worker.work(on_window=...) in-process)")
         return _loop.run(farm_async(rps, duration, workers))
-    if duration is None and not workers[0].config().parallel:
-        raise InvalidOption("farm() on processes needs a duration (or drain lanes: with_items(parallel=N))")
-    return _on_processes(rps, duration, workers, sharded=False, on_window=on_window)
+    run = _by_name(_run_of(workers, rps, duration, on_agent_loss="abort"), workers)
+    report, finish = _worked(run, workers, on_window)
+    _raise_first(finish)
+    report.workers = [w.summary(row.counts, row.achieved_rps) for w, row in zip(workers, report.scenarios,
+                                                                                  strict=True)]  # fmt: skip
+    return report
+
+
+def _by_name(run: Run, workers: Sequence[Worker]) -> Run:
+    """``run`` with each worker's target by name (agents import it by its module path)."""
+    from pusher_farm.targets import spec_of
+
+    scenarios = []
+    for c, w in zip(run, workers, strict=True):
+        name, params = spec_of(w.target)
+        scenarios.append(c.replace(target=name, params=params))
+    return Run(run.settings, tuple(scenarios))
+
+
+def _worked(run: Run, workers: Sequence[Worker], on_window: Callable[[Window], None] | None) -> tuple[Report, Any]:
+    """``run`` on one local agent per worker, the workers busy meanwhile."""
+    for w in workers:
+        w._busy = True
+    try:
+        return _on_processes(run, len(workers), on_window=on_window)
+    finally:
+        for w in workers:
+            w._busy = False
 
 
 def force(
@@ -229,9 +238,9 @@ def force(
     processes: bool = True,
 ) -> Callable[[int], Report]:
     """``force(rps, duration, target, *offers)(amount)`` runs ``amount`` identical workers,
-    each at ``rps`` (so the total is ``amount * rps``). On processes at a constant rate their
-    slots interleave evenly, as one farm-wide schedule; with a profile (``with_profile``) each
-    worker follows it whole, at the same instants as the others."""
+    each at ``rps`` (so the total is ``amount * rps``; a profile, users or drain lanes are
+    multiplied the same way). On processes they are one farm-wide schedule of that total, its
+    slots interleaved evenly among ``amount`` agents."""
 
     def run(amount: int) -> Report:
         if isinstance(amount, bool) or not isinstance(amount, int) or amount < 1:
@@ -239,10 +248,18 @@ def force(
         workers = [hire(f"force #{i}", target, *offers) for i in range(amount)]
         if not processes:
             return _loop.run(farm_async(rps, duration, workers))
-        if duration is None and not workers[0].config().parallel:
-            raise InvalidOption("force() on processes needs a duration (or drain lanes: with_items(parallel=N))")
-        if workers[0].config().profile is not None:
-            return _on_processes(None, duration, workers, sharded=False, on_window=None)
-        return _on_processes(rps, duration, workers, sharded=True, on_window=None)
+        one = workers[0]
+        config = one.scenario(rps, duration)
+        assert config.load is not None
+        scenario = config.replace(name="force", load=config.load.scaled(amount), on_agent_loss="abort")
+        report, finish = _worked(_by_name(Run.of([scenario]), [one]), workers, None)
+        _raise_first(finish)
+        span = max(report.duration_s, report.send_duration_s)
+        report.workers = [
+            w.summary(a.counts, (a.counts.succeeded + a.counts.failed) / span if span > 0 else 0.0, agent=a.id)
+            for w, a in zip(workers, report.agents, strict=False)
+        ]
+        return report
 
     return run
+

@@ -29,13 +29,14 @@ import numpy as np
 
 
 def accuracy(agents: int, rate: int, duration: float) -> dict:
-    from pusher_farm.cluster.local import run_local
-    from pusher_farm.cluster.plan import RunSpec
+    from pusher_farm.cluster.spawn import run_local
     from pusher_farm.core.config import Config
+    from pusher_farm.core.load import Open
+    from pusher_farm.core.run import Run
     from pusher_farm.core.schedule import Constant
     from pusher_farm.report import to_dict
 
-    spec = RunSpec((Config(target="noop", profile=Constant(rate, duration), until=duration),))
+    spec = Run.of([Config(target="noop", load=Open(Constant(rate, duration)))])
     box = {}
     report = run_local(spec, agents, on_coordinator=lambda c: box.setdefault("c", c))
     coord = box["c"]
@@ -66,7 +67,7 @@ def simulate(endpoint: str, count: int, seconds: int, per_window: int) -> None:
     """Play ``count`` agents: hello, pongs, ready, then one window per second each, then done."""
     import zmq
 
-    from pusher_farm.cluster.protocol import decode, encode
+    from pusher_farm.cluster.protocol.messages import decode, encode
     from pusher_farm.core.window import Window
 
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -75,7 +76,7 @@ def simulate(endpoint: str, count: int, seconds: int, per_window: int) -> None:
     ctx.setsockopt(zmq.MAX_SOCKETS, count + 100)
     rng = np.random.default_rng(1)
     # A realistic window: one agent-second of `per_window` calls, three histograms.
-    w = Window(0, 0.0, 1.0, started=per_window, succeeded=per_window)
+    w = Window(0, 0.0, 1.0, started=per_window, succeeded=per_window, scenario="default")
     lat = rng.lognormal(7.5, 0.6, per_window).astype(np.int64)
     w.latency.record_many(lat)
     w.service.record_many((lat * 0.9).astype(np.int64))
@@ -169,18 +170,17 @@ def max_rate(processes: int, duration: float, low: float, high: float) -> tuple[
 
 
 def coordinator_cost(count: int, seconds: int, per_window: int) -> dict:
-    from pusher_farm.cluster.coordinator import Coordinator
-    from pusher_farm.cluster.plan import RunSpec
-    from pusher_farm.cluster.state import Timing
+    from pusher_farm.cluster.coordinator.coordinator import Coordinator
+    from pusher_farm.cluster.timing import Timing
     from pusher_farm.core.config import Config
+    from pusher_farm.core.load import Open
+    from pusher_farm.core.run import Run
     from pusher_farm.core.schedule import Constant
     from pusher_farm.report import to_dict
 
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    spec = RunSpec(
-        (Config(target="noop", profile=Constant(count * 10.0, seconds), until=seconds, overtime=100, timeout=1.0),)
-    )
+    spec = Run.of([Config(target="noop", load=Open(Constant(count * 10.0, seconds)), overtime=100, timeout=1.0)])
     # Simulated agents are silent between windows: a generous agent timeout keeps them alive.
     timing = Timing(wait_timeout=120, agent_timeout=30, end_grace=30, start_lead=2.0)
     with Coordinator(spec, bind="tcp://127.0.0.1:*", expect=count, timing=timing) as coord:
@@ -193,7 +193,7 @@ def coordinator_cost(count: int, seconds: int, per_window: int) -> dict:
             cpu_marks.append((time.monotonic(), time.process_time()))
 
         coord.aggregator.listeners.append(mark)
-        report = coord.run()
+        report = coord.serve()
         sim.wait(60)
     d = to_dict(report)
     # Steady state: between the first and the last merged window.

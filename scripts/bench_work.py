@@ -5,7 +5,8 @@ Prints a table and writes JSON (default bench-results/bench_work.json):
 
 * in one process (``Worker`` with ``with_items``, no farm): a list of items and a JSONL file,
   ``parallel`` 64, an inline no-op target;
-* through the farm (``farm run noop --feed FILE --drain --parallel 64 -p N``) with 1 and 2 agent
+* through the farm (``farm run noop --feed FILE --drain --parallel 64N -p N``: 64 lanes per process,
+  ``--parallel`` being the whole farm's) with 1 and 2 agent
   processes: the coordinator reads the file and deals the items under credit, the agents call
   and hand the records back. Items per second = items / the run's duration (first call to the
   last one done).
@@ -43,7 +44,8 @@ def on_farm(items: int, path: Path, processes: int) -> tuple[float, float]:
         out = Path(tmp) / "r.json"
         started = time.perf_counter()
         subprocess.run(
-            [sys.executable, "-m", "pusher_farm", "run", "noop", "--feed", str(path), "--drain", "--parallel", "64",
+            [sys.executable, "-m", "pusher_farm", "run", "noop", "--feed", str(path), "--drain", "--parallel",
+             str(64 * processes),
              "-p", str(processes), "--json", str(out), "-q"],
             check=True, capture_output=True, text=True,
         )  # fmt: skip

@@ -13,7 +13,7 @@ MODULES = sorted(
 
 
 def test_the_package_has_modules():
-    assert "pusher_farm.cluster.protocol" in MODULES and "pusher_farm.core.executor" in MODULES
+    assert "pusher_farm.cluster.protocol.messages" in MODULES and "pusher_farm.core.executor" in MODULES
 
 
 @pytest.mark.parametrize("name", MODULES)

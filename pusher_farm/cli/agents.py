@@ -44,18 +44,22 @@ def agent(
     quiet: bool,
 ) -> None:
     """Serve farm runs from a coordinator, one after another, until stopped."""
-    from pusher_farm.cluster.agent import Agent
-    from pusher_farm.cluster.protocol import MAX_CAPACITY
-    from pusher_farm.cluster.security import AgentKeys
+    from pusher_farm.cluster.agent.agent import Agent
+    from pusher_farm.cluster.protocol.messages import check_capacity
+    from pusher_farm.cluster.transport.security import AgentKeys
+    from pusher_farm.errors import PusherError
 
-    if not (0 < capacity <= MAX_CAPACITY):  # nan fails both
-        fail(f"--capacity must be a number above 0 and at most {MAX_CAPACITY:g}, got {capacity:g}")
+    try:
+        check_capacity(capacity)
+    except PusherError as exc:
+        fail(f"--{exc.reason}")
     listeners = [_gossiper(g) for g in gossips]
     keys = None if keys_dir is None else AgentKeys.load(keys_dir, key_name)
     setup_logging(quiet)
     metrics = None
     if metrics_address is not None:
-        from pusher_farm.cluster.control import AgentMetrics, ControlServer, parse_address
+        from pusher_farm.cluster.control.server import ControlServer, parse_address
+        from pusher_farm.cluster.control.snapshot import AgentMetrics
         from pusher_farm.report.metrics import render_metrics
 
         host, port = parse_address(metrics_address, metrics_token)
@@ -102,7 +106,7 @@ def keys_generate(directory: str, agents: int) -> None:
     Copy to each agent host: DIRECTORY/coordinator.key and its own agent-I.key_secret.
     The coordinator uses DIRECTORY/coordinator.key_secret and DIRECTORY/authorized/.
     """
-    from pusher_farm.cluster.security import generate
+    from pusher_farm.cluster.transport.security import generate
 
     if agents < 1:
         fail(f"--agents must be at least 1, got {agents}")

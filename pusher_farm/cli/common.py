@@ -12,7 +12,7 @@ from typing import Any, NoReturn
 
 import click
 
-from pusher_farm.core.report import Report
+from pusher_farm.core.results import Report
 from pusher_farm.core.schedule import parse_duration
 from pusher_farm.core.window import Window
 from pusher_farm.errors import PusherError
@@ -21,6 +21,7 @@ __all__ = [
     "EXIT_USAGE",
     "Usage",
     "check_json_path",
+    "check_report_paths",
     "duration",
     "fail",
     "finish",
@@ -125,19 +126,6 @@ def finish(
         Path(html_path).write_text(render_html([to_dict(report)]), encoding="utf-8")
     if not (quiet and json_path == "-"):
         click.echo(render_summary(report), err=json_path == "-")
-
-
-#: the options that set a run's own settings (not a scenario's load): ``run_settings``
-_RUN_SETTINGS = (
-    "overtime", "timeout", "max_names", "window", "spin", "batch", "on_agent_loss", "late_join",
-    "abort_on_fail", "abort_when_generator_limited",
-)  # fmt: skip
-
-
-def run_settings(opts: dict[str, Any]) -> dict[str, Any]:
-    """The ``Config`` fields a command's options set for the whole run (each scenario's
-    defaults too): caps, windows, policies, thresholds."""
-    return {**{key: opts[key] for key in _RUN_SETTINGS}, "thresholds": tuple(opts["thresholds"])}
 
 
 def check_report_paths(opts: dict[str, Any]) -> None:

@@ -1,12 +1,13 @@
-"""``farm run``, ``farm coordinator`` and ``farm demo``: the commands that send load.
+"""``farm run`` and ``farm coordinator``: the commands that send load.
 
-Options become one ``Config`` (which checks every value: durations, ranges, policies), so the
-command line, the Python API and the agents agree on what a setting means.
+The options are a run's one scenario (or, with ``-c FILE``, its ``[[scenario]]`` tables) and its
+settings; the library builds and checks the run (``cli.scenarios``), so the command line, a
+TOML file, ``FARM_*`` variables and the Python API agree on what every setting means. An option
+left out takes the library's default (shown in ``--help``).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Callable
@@ -14,37 +15,16 @@ from typing import Any
 
 import click
 
-from pusher_farm.cli.common import (
-    check_report_paths,
-    duration,
-    fail,
-    finish,
-    run_settings,
-    setup_logging,
-    stop_on_signals,
-    watch,
-)
+from pusher_farm.cli.common import duration, fail, finish, setup_logging, stop_on_signals, watch
 from pusher_farm.cli.config_file import config_option
-from pusher_farm.cli.items import item_options, item_settings
-from pusher_farm.cli.scenarios import load_model, scenario_spec
-from pusher_farm.cluster.plan import RunSpec
-from pusher_farm.cluster.state import Timing
-from pusher_farm.core import loop as _loop
-from pusher_farm.core.config import DEFAULT_OVERTIME, LOSS_POLICIES, Config
-from pusher_farm.items.local import open_items
-from pusher_farm.targets.http_template import has_placeholders
+from pusher_farm.cli.items import item_options
+from pusher_farm.cli.scenarios import command_run
+from pusher_farm.cluster.timing import Timing
+from pusher_farm.core.config import DEFAULT_BATCH, DEFAULT_OVERTIME, DEFAULT_TIMEOUT, DEFAULT_WINDOW, LOSS_POLICIES
+from pusher_farm.core.setting_checks import DEFAULT_MAX_NAMES, text
+from pusher_farm.pusher import MAX_LOCAL_AGENTS
 
 __all__ = ["coordinator", "run"]
-
-
-def _params(pairs: tuple[str, ...]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            fail(f"--param {pair!r} must look like key=value")
-        out[key] = value
-    return out
 
 
 def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -68,27 +48,23 @@ def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--iterations", help="Closed model: calls per user (the run ends when every user made them)."),
         click.option(
             "--overtime",
-            default=str(DEFAULT_OVERTIME),
-            show_default=True,
+            show_default=str(DEFAULT_OVERTIME),
             help="Most calls in flight per process; a slot that finds them all busy is canceled (0 cancels all).",
         ),
         click.option(
             "--max-names",
-            default="1000",
-            show_default=True,
+            show_default=str(DEFAULT_MAX_NAMES),
             help="Distinct call names kept in the report's rows by name; calls past them count under 'other'.",
         ),
-        click.option("--timeout", default="30s", show_default=True, help="Per-call bound ('none' for no bound)."),
-        click.option("--window", default="1s", show_default=True, help="Report window (time series step)."),
+        click.option("--timeout", show_default=text(DEFAULT_TIMEOUT), help="Per-call bound ('none' for no bound)."),
+        click.option("--window", show_default=text(DEFAULT_WINDOW), help="Report window (time series step)."),
         click.option(
             "--spin",
-            default="0",
             help="Busy-wait this long before each slot for sub-millisecond start times (costs a core), e.g. 2ms.",
         ),
         click.option(
             "--batch",
-            default="4ms",
-            show_default=True,
+            show_default=text(DEFAULT_BATCH),
             help="Launch every slot due within this long of a wake-up with it, up to this early "
             "(fewer wake-ups, less CPU per call; their latency counts from their actual start). "
             "0 for one wake-up per slot.",
@@ -153,20 +129,18 @@ def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option(
             "--on-agent-loss",
             type=click.Choice(LOSS_POLICIES),
-            default="rebalance",
-            show_default=True,
+            show_default=LOSS_POLICIES[0],
             help="An agent silent past the timeout: move its share to the others, stop the run, or go on.",
         ),
         click.option(
             "--late-join/--no-late-join",
-            default=True,
-            show_default=True,
+            default=None,
+            show_default="late join",
             help="Give an agent that connects mid-run a share from the next epoch.",
         ),
         click.option(
             "--agent-timeout",
-            default="3s",
-            show_default=True,
+            show_default=text(Timing().agent_timeout),
             help="Silence after which an agent is lost (heartbeats go every third of it, at most 1 s).",
         ),
         *item_options(),
@@ -192,55 +166,13 @@ def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
-def _config(target: str, opts: dict[str, Any], *, check_import: bool) -> Config:
-    """The run the options describe, every value checked before any process starts."""
-    from pusher_farm.targets import builtin_names, resolve
-
-    items = item_settings(opts)
-    if opts["abort_on_fail"] and not opts["thresholds"]:
-        fail("--abort-on-fail needs a --threshold to check")
-    model = load_model(opts, drain=bool(items.get("parallel")))
-    params = _params(opts["params"])
-    for key in ("url", "method", "body", "engine", "warm", "expect_status", "expect_body"):
-        if opts[key] is not None:
-            params[key] = opts[key]
-    if opts["headers"]:
-        params["headers"] = list(opts["headers"])
-    if opts["expect_headers"]:
-        params["expect_header"] = list(opts["expect_headers"])
-    config = Config(
-        target=target,
-        params=params,
-        **model,
-        **run_settings(opts),
-        **items,
-    )
-    check_report_paths(opts)
-    texts = [opts["url"], opts["body"], *(h.partition(":")[2] for h in opts["headers"])]
-    if target == "http" and config.feed is None and has_placeholders(*texts):
-        fail("--url, --header or --body has {field} placeholders: give a --feed whose items fill them")
-    if config.feed is not None:
-        feed, handlers = open_items(config)  # the feed and the files: one line now, not after agents start
-        handlers.close()
-        feed.close()
-    if opts["show_config"]:
-        click.echo(json.dumps(config.plain(), indent=2, default=str))
-        sys.exit(0)
-    if check_import or target in builtin_names():
-        fn = resolve(target, params)  # fails here, with one line, rather than on every agent
-        aclose = getattr(fn, "aclose", None)
-        if aclose is not None:
-            _loop.run(aclose())
-    return config
-
-
 def _control(opts: dict[str, Any]) -> Any:
     """The HTTP side ``--http`` asks for, serving already (None: not asked)."""
     if opts["http_address"] is None:
         if opts["http_token"]:
             fail("--http-token goes with --http HOST:PORT")
         return None
-    from pusher_farm.cluster.control import ControlServer, parse_address
+    from pusher_farm.cluster.control.server import ControlServer, parse_address
     from pusher_farm.report.dashboard import page
     from pusher_farm.report.metrics import render_metrics
 
@@ -267,8 +199,9 @@ def _stop_on_signals(coord: Any) -> None:
 
 
 def _timing(opts: dict[str, Any], wait: float) -> Timing:
-    agent_timeout = duration(opts["agent_timeout"], "--agent-timeout")
-    return Timing(heartbeat=min(1.0, agent_timeout / 3), agent_timeout=agent_timeout, wait_timeout=wait)
+    if opts["agent_timeout"] is None:
+        return Timing(wait_timeout=wait)
+    return Timing(agent_timeout=duration(opts["agent_timeout"], "--agent-timeout"), wait_timeout=wait)
 
 
 @click.command()
@@ -292,12 +225,12 @@ def run(target: str, processes: int | None, **opts: Any) -> None:
       farm run http --url http://127.0.0.1:8080/ --rps 200 --duration 30s --json report.json
       farm run sleep --param ms=20 --stages '10s:0-500,20s:500,5s:500-0' -p 2
     """
-    from pusher_farm.cluster.local import run_local
+    from pusher_farm.cluster.spawn import run_local
 
     n = (os.cpu_count() or 1) if processes is None else processes
-    if n < 1 or n > 1024:
-        fail(f"--processes must be between 1 and 1024, got {n}")
-    spec = scenario_spec(target, opts, check_import=True) or RunSpec((_config(target, opts, check_import=True),))
+    if not 1 <= n <= MAX_LOCAL_AGENTS:
+        fail(f"--processes must be between 1 and {MAX_LOCAL_AGENTS}, got {n}")
+    run_ = command_run(target, opts, here=True)
     timing = _timing(opts, 30.0)
     setup_logging(opts["quiet"])
     control = _control(opts)
@@ -309,7 +242,7 @@ def run(target: str, processes: int | None, **opts: Any) -> None:
             view.attach(coord)
 
     try:
-        report = run_local(spec, n, listeners=listeners, timing=timing, on_coordinator=started, control=control)
+        report = run_local(run_, n, listeners=listeners, timing=timing, on_coordinator=started, control=control)
     finally:
         if view is not None:
             view.stop()
@@ -334,13 +267,13 @@ def coordinator(
       farm agent --connect tcp://127.0.0.1:5555
       farm agent --connect tcp://127.0.0.1:5555
     """
-    from pusher_farm.cluster.coordinator import Coordinator
-    from pusher_farm.cluster.security import CoordinatorKeys
+    from pusher_farm.cluster.coordinator.coordinator import Coordinator
+    from pusher_farm.cluster.transport.security import CoordinatorKeys
 
     if expect < 1:
         fail(f"--expect-agents must be at least 1, got {expect}")
     wait_s = duration(wait, "--wait")
-    spec = scenario_spec(target, opts, check_import=False) or RunSpec((_config(target, opts, check_import=False),))
+    run_ = command_run(target, opts, here=False)
     timing = _timing(opts, wait_s)
     keys = None if keys_dir is None else CoordinatorKeys.load(keys_dir)
     setup_logging(opts["quiet"])
@@ -349,7 +282,7 @@ def coordinator(
     view = None
     try:
         with Coordinator(
-            spec,
+            run_,
             bind=bind,
             expect=expect,
             timing=timing,
@@ -364,7 +297,7 @@ def coordinator(
             listeners.extend(shown)
             if view is not None:
                 view.attach(coord)
-            report = coord.run()
+            report = coord.serve()
     finally:
         if view is not None:
             view.stop()

@@ -1,117 +1,103 @@
-"""A run's load from the command line: one scenario from the options (a rate, drain lanes or
-users: ``load_model``), or the ``[[scenario]]`` tables of ``-c FILE`` (``scenario_spec``):
-the run-level options as the base, each table one scenario (``core.scenario`` checks them),
-every target resolved here first."""
+"""A run from the command line: the options of ``farm run`` / ``farm coordinator`` as one
+scenario (the keys of a ``[[scenario]]`` table, spelled as the options), or the
+``[[scenario]]`` tables of ``-c FILE`` with the options as the run's settings. The library
+builds and checks the run (``core.scenario``); this module only passes the option values on and
+maps a refusal to one usage line naming the option (or the file and the scenario)."""
 
 from __future__ import annotations
 
-from typing import Any
+import json
+import sys
+from typing import Any, NoReturn
 
 import click
 
-from pusher_farm.cli.common import check_report_paths, duration, fail, run_settings
+from pusher_farm.cli.common import check_report_paths, fail
 from pusher_farm.cli.config_file import SCENARIOS
-from pusher_farm.cluster.plan import RunSpec
-from pusher_farm.core import loop as _loop
 from pusher_farm.core.config import Config
-from pusher_farm.core.scenario import scenario_configs, scenario_from_table
-from pusher_farm.core.schedule import Constant, Profile, parse_stages
+from pusher_farm.core.run import Run
+from pusher_farm.core.scenario import SCENARIO_KEYS, ScenarioError, build_run, scenario_from_table
 from pusher_farm.errors import PusherError
 
-__all__ = ["load_model", "scenario_spec"]
+__all__ = ["RUN_OPTIONS", "command_run"]
 
-#: run-level options that belong to each scenario instead (the file refuses them at the top)
-_PER_SCENARIO = (
-    "rps", "stages", "users", "think", "iterations", "url", "method", "body", "warm", "expect_status", "expect_body",
-    "engine",
-)  # fmt: skip
-
-
-def _profile(rps: float | None, length: str | None, stages: str | None) -> tuple[Profile, float | None]:
-    until = None if length is None else duration(length, "--duration")
-    if stages is not None:
-        if rps is not None:
-            fail("give either --rps (with --duration) or --stages, not both")
-        return parse_stages(stages), until
-    if rps is None:
-        fail("give a rate: --rps N --duration 30s, or --stages '30s:0-1000,60s:1000'")
-    if until is None:
-        fail("give --duration (e.g. --duration 30s) with --rps")
-    return Constant(rps, until), until
+#: the options that set the run's own settings (each scenario's defaults too), as Config fields
+RUN_OPTIONS = ("overtime", "timeout", "max_names", "window", "spin", "batch", "on_agent_loss", "late_join",
+               "abort_on_fail", "abort_when_generator_limited")  # fmt: skip
+#: option names (click's) of the scenario keys that differ from them
+_OPTION_OF = {"header": "headers", "expect_header": "expect_headers", "failure_handler": "failure_handlers"}
+#: how a refusal names a scenario key on the command line
+_SPELLED = {"target": "TARGET", "params": "--param", "headers": "--header", "expect_header": "--expect-header",
+            "failure_handlers": "--failure-handler", "duration": "--duration"}  # fmt: skip
 
 
-def load_model(opts: dict[str, Any], *, drain: bool) -> dict[str, Any]:
-    """The ``Config`` fields of the one-scenario command line's load model: a rate (``--rps``
-    with ``--duration``, or ``--stages``), drain lanes' cap, or the closed model's users."""
-    if drain:  # drain mode: --rps is an optional cap, --duration an optional bound
-        if opts["stages"] is not None:
-            fail("--drain takes a rate cap (--rps), not --stages")
-        until = None if opts["duration"] is None else duration(opts["duration"], "--duration")
-        profile = None if opts["rps"] is None else Constant(opts["rps"], None)
-    elif opts["users"] is not None:  # the closed model: users instead of a rate
-        if opts["rps"] is not None or opts["stages"] is not None:
-            fail("give either a rate (--rps or --stages) or --users, not both")
-        profile = None
-        until = None if opts["duration"] is None else duration(opts["duration"], "--duration")
-        if until is None and opts["iterations"] is None and ":" not in opts["users"]:
-            fail("give --duration (or --iterations, or stages of users) with --users")
-    else:
-        if opts["think"] is not None or opts["iterations"] is not None:
-            fail("--think and --iterations go with the closed model: give --users")
-        profile, until = _profile(opts["rps"], opts["duration"], opts["stages"])
-    closed: dict[str, Any] = {}
-    if opts["users"] is not None:
-        users = opts["users"]
-        closed["users"] = parse_stages(users) if ":" in users else users
-        closed["think"] = opts["think"] or 0.0
-        closed["iterations"] = opts["iterations"] or 0
-    return {"profile": profile, "until": until, **closed}
+def _settings(opts: dict[str, Any]) -> Config:
+    """The run's own settings: the options given (the library's defaults for the rest)."""
+    given = {key: opts[key] for key in RUN_OPTIONS if opts.get(key) is not None}
+    return Config(**given, thresholds=tuple(opts.get("thresholds") or ()))
 
 
-def scenario_spec(target: str, opts: dict[str, Any], *, check_import: bool) -> RunSpec | None:
-    """The run of the config file's scenarios (None: the file has none: a run of one target)."""
+def _table(target: str, opts: dict[str, Any]) -> dict[str, Any]:
+    """The command line's one scenario as a ``[[scenario]]`` table (the options given)."""
+    table: dict[str, Any] = {"name": "default", "target": target}
+    params: dict[str, Any] = {}
+    for pair in opts.get("params") or ():
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            fail(f"--param {pair!r} must look like key=value")
+        params[key] = value
+    table["params"] = params
+    for key in SCENARIO_KEYS:
+        if key in ("name", "target", "params", "duration", *RUN_OPTIONS):
+            continue
+        value = opts.get(_OPTION_OF.get(key, key))
+        if value is None or value is False or (isinstance(value, (tuple, list)) and not value):
+            continue  # not given: the library's default
+        table[key] = list(value) if isinstance(value, tuple) else value
+    return table
+
+
+def _refused(exc: PusherError, path: str | None) -> NoReturn:
+    if path is not None:
+        fail(f"{path}: {exc.reason}")
+    if isinstance(exc, ScenarioError):
+        option = _SPELLED.get(exc.key, "--" + exc.key.replace("_", "-"))
+        why = f"{exc.cause}: {exc.why}" if exc.cause else exc.why
+        fail(why if option == "TARGET" else f"{option}: {why}")
+    fail(str(exc))
+
+
+def command_run(target: str, opts: dict[str, Any], *, here: bool) -> Run:
+    """The run a command's options (and its ``-c`` file's scenarios) describe, every value
+    checked and every target built here first (``here``: its agents run on this host; else
+    only the built-ins), before any process starts."""
+    from pusher_farm.targets import check_run
+
     ctx = click.get_current_context()
     found = ctx.meta.get(SCENARIOS)
+    path = None
     if found is None:
         if target == SCENARIOS:
             fail("give a target (the config file has no [[scenario]] tables)")
-        return None
-    path, tables = found
-    if target != SCENARIOS:
-        fail(f"{path} holds [[scenario]] tables: give no target on the command line")
-    for key in _PER_SCENARIO:
-        if opts.get(key) is not None:
-            fail(f"--{key.replace('_', '-')} belongs in each [[scenario]] table of {path}")
-    if opts.get("params") or opts.get("headers") or opts.get("expect_headers"):
-        fail(f"target parameters belong in each [[scenario]] table of {path}")
-    if opts.get("feed") is not None:
-        fail(f"a feed in a run of [[scenario]] tables is not supported yet: run that scenario on its own ({path})")
-    until = None if opts["duration"] is None else duration(opts["duration"], "--duration")
+        scenarios = [_table(target, opts)]
+    else:
+        path, scenarios = found
+        if target != SCENARIOS:
+            fail(f"{path} holds [[scenario]] tables: give no target on the command line")
+        for key in _table("-", opts):
+            if key not in ("name", "target", "params"):
+                fail(f"--{key.replace('_', '-')} belongs in each [[scenario]] table of {path}")
+        if opts.get("params"):
+            fail(f"target parameters belong in each [[scenario]] table of {path}")
     try:
-        base = Config(**run_settings(opts))
-        scenarios = [scenario_from_table(t, i + 1) for i, t in enumerate(tables)]
-        configs = scenario_configs(scenarios, duration=until, base=base)
-        spec = RunSpec(configs, scenarios=True)
+        run = build_run([scenario_from_table(t, i + 1) for i, t in enumerate(scenarios)], duration=opts["duration"],
+                        settings=_settings(opts))  # fmt: skip
+        check_report_paths(opts)
+        if opts["show_config"]:
+            plain = [c.plain() for c in run]
+            click.echo(json.dumps(plain[0] if found is None else plain, indent=2, default=str))
+            sys.exit(0)
+        check_run(run, here=here)
     except PusherError as exc:
-        fail(f"{path}: {exc.reason}")
-    if opts["abort_on_fail"] and not opts["thresholds"]:
-        fail("--abort-on-fail needs a --threshold to check")
-    check_report_paths(opts)
-    if opts["show_config"]:
-        import json
-
-        click.echo(json.dumps([c.plain() for c in configs], indent=2, default=str))
-        ctx.exit(0)
-    from pusher_farm.targets import builtin_names, resolve
-
-    for c in configs:
-        assert c.target is not None
-        if check_import or c.target in builtin_names():
-            try:
-                fn = resolve(c.target, dict(c.params))
-            except PusherError as exc:
-                fail(f"{path}: scenario {c.name!r}, key 'target': {exc}")
-            aclose = getattr(fn, "aclose", None)
-            if aclose is not None:
-                _loop.run(aclose())
-    return spec
+        _refused(exc, path)
+    return run

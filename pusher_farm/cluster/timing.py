@@ -12,14 +12,21 @@ from dataclasses import dataclass
 
 from pusher_farm.errors import InvalidOption
 
-__all__ = ["AgentTiming", "Timing"]
+__all__ = ["HEARTBEAT", "AgentTiming", "Timing"]
+
+
+#: the longest heartbeat period (a shorter agent timeout beats a third of it)
+HEARTBEAT = 1.0
 
 
 @dataclass(frozen=True)
 class Timing:
-    """Every timing constant of the coordinator, so tests can run fast and exact."""
+    """Every timing constant of the coordinator, so tests can run fast and exact.
 
-    heartbeat: float = 1.0
+    ``heartbeat`` defaults to a third of ``agent_timeout``, at most ``HEARTBEAT``: a short
+    timeout never loses healthy agents (``Timing(agent_timeout=1.5)`` beats every 0.5 s)."""
+
+    heartbeat: float | None = None
     agent_timeout: float = 3.0
     wait_timeout: float = 60.0
     sync_pings: int = 5
@@ -35,6 +42,12 @@ class Timing:
     log_every: float = 5.0
 
     def __post_init__(self) -> None:
+        for name in ("agent_timeout", "wait_timeout", "start_lead", "end_grace", "abort_grace", "stop_lead"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1e7:
+                raise InvalidOption(f"{name} must be a positive number of seconds, got {value!r}")
+        if self.heartbeat is None:
+            object.__setattr__(self, "heartbeat", min(HEARTBEAT, self.agent_timeout / 3))
         if not (0 < self.heartbeat and 2 * self.heartbeat <= self.agent_timeout):
             raise InvalidOption(
                 f"the agent timeout ({self.agent_timeout:g}s) must be at least two heartbeats ({self.heartbeat:g}s)"

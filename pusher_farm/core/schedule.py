@@ -22,9 +22,9 @@ from pusher_farm.core.shard import Shard
 from pusher_farm.errors import InvalidOption, InvalidRPS
 
 __all__ = [
+    "MAX_STAGES",
     "Constant",
     "Profile",
-    "Shard",
     "Stage",
     "Stages",
     "parse_duration",
@@ -32,6 +32,10 @@ __all__ = [
     "profile_from_stages",
     "slot_batches",
 ]
+
+
+#: the most stages a profile may have
+MAX_STAGES = 10_000
 
 
 @dataclass(frozen=True)
@@ -81,9 +85,49 @@ class Profile:
     def __hash__(self) -> int:
         return hash((type(self).__name__, self.stages))
 
-    def length(self, until: float | None = None) -> float:
-        """How long a run of this profile lasts when cut at ``until`` seconds (None: not cut)."""
-        return self.duration if until is None else min(until, self.duration)
+    def length(self) -> float:
+        """How long a run of this profile lasts (``inf``: open-ended)."""
+        return self.duration
+
+    @property
+    def begins(self) -> float:
+        """Seconds before the first moment its rate is above 0 (a scenario that starts later
+        begins with a stage at 0)."""
+        elapsed = 0.0
+        for s in self.stages:
+            if s.start > 0 or s.end > 0:
+                return elapsed
+            elapsed += s.duration
+        return elapsed
+
+    @property
+    def peak(self) -> float:
+        """The highest rate it reaches."""
+        return max(max(s.start, s.end) for s in self.stages)
+
+    def cut(self, seconds: float | None) -> Profile:
+        """This profile until ``seconds`` from its start (None, or past its end: itself)."""
+        if seconds is None or seconds >= self.duration:
+            return self
+        return _profile(self._upto(seconds))
+
+    def scaled(self, factor: float) -> Profile:
+        """The same shape with every rate times ``factor`` (``force``: amount workers)."""
+        return _profile([Stage(s.duration, s.start * factor, s.end * factor) for s in self.stages])
+
+    def _upto(self, at_s: float) -> list[Stage]:
+        kept: list[Stage] = []
+        elapsed = 0.0
+        for s in self.stages:
+            if elapsed + s.duration <= at_s:
+                kept.append(s)
+                elapsed += s.duration
+                continue
+            part = at_s - elapsed
+            if part > 0:
+                kept.append(Stage(part, s.start, s.start + (s.end - s.start) * part / s.duration))
+            break
+        return kept
 
     def slots_until(self, t: float) -> float:
         """The integral of the rate over [0, t]: how many slots are due before ``t``."""
@@ -125,9 +169,9 @@ class Profile:
             k += 1
         return k
 
-    def slot_count(self, until: float | None = None) -> int:
-        """Number of slots due in [0, until) (the whole profile by default)."""
-        end = self.length(until)
+    def slot_count(self) -> int:
+        """Number of slots due over the whole profile."""
+        end = self.duration
         if math.isinf(end):
             raise InvalidOption("an open-ended profile has no slot count; give a duration")
         n = self.slots_until(end)
@@ -146,26 +190,16 @@ class Profile:
         return self.slots_until(seconds) / seconds
 
     def then(self, at_s: float, rate: float) -> Profile:
-        """This profile until ``at_s`` seconds, then ``rate`` to its end: the same slots at the
-        same times before ``at_s`` (a farm changing its rate mid-run keeps every slot it planned
-        so far), the new rate after."""
-        if not (math.isfinite(rate) and rate > 0):
-            raise InvalidRPS(f"must be positive and finite, got {rate:g}")
+        """This profile until ``at_s`` seconds, then ``rate`` (0 or more) to its end: the same
+        slots at the same times before ``at_s`` (a farm changing its rate mid-run keeps every
+        slot it planned so far), the new rate after."""
+        if not (math.isfinite(rate) and rate >= 0):
+            raise InvalidRPS(f"must be a finite number >= 0, got {rate:g}")
         if not 0 < at_s < self.duration:
-            raise InvalidOption(f"a rate change at {at_s:g}s is outside the profile (0 to {self.duration:g}s)")
-        kept: list[Stage] = []
-        elapsed = 0.0
-        for s in self.stages:
-            if elapsed + s.duration <= at_s:
-                kept.append(s)
-                elapsed += s.duration
-                continue
-            part = at_s - elapsed
-            if part > 0:
-                kept.append(Stage(part, s.start, s.start + (s.end - s.start) * part / s.duration))
-            break
-        kept.append(Stage(self.duration - at_s, rate, rate))
-        return Stages(kept)
+            raise InvalidOption(f"a change at {at_s:g}s is outside the profile (0 to {self.duration:g}s)")
+        if len(self.stages) >= MAX_STAGES - 1:
+            raise InvalidOption(f"a profile holds {MAX_STAGES} stages at most: no more changes in this run")
+        return Stages([*self._upto(at_s), Stage(self.duration - at_s, rate, rate)])
 
     def describe(self) -> str:
         if isinstance(self, Constant):
@@ -207,16 +241,14 @@ class Stages(Profile):
 def slot_batches(
     profile: Profile,
     *,
-    until: float | None = None,
     shard: Shard | None = None,
     first: int = 0,
     batch: int = 4096,
 ) -> Iterator[tuple[list[int], list[float]]]:
-    """Yield (slot numbers, due times) in order, in batches, for slots due before ``until``.
-
-    ``first`` is the first global slot number considered; ``shard`` keeps only owned slots.
+    """Yield (slot numbers, due times) in order, in batches, for slots due before the profile's
+    end. ``first`` is the first global slot number considered; ``shard`` keeps only owned slots.
     """
-    end = profile.length(until)
+    end = profile.duration
     if shard is not None:
         period, offsets = shard.cycle()
     else:
@@ -239,10 +271,6 @@ def slot_batches(
         cycle += per_batch
 
 
-#: the most stages a profile may have
-MAX_STAGES = 10_000
-
-
 def profile_from_stages(stages: object) -> Profile:
     """The profile of ``[[duration, from, to], ...]`` (``Profile.stages`` as plain data): a
     ``Constant`` for one flat stage, else ``Stages``. ``InvalidOption`` for anything else."""
@@ -259,12 +287,17 @@ def profile_from_stages(stages: object) -> Profile:
         parsed.append(Stage(float(s[0]), float(s[1]), float(s[2])))
     if any(math.isinf(s.duration) for s in parsed[:-1]) or any(math.isnan(s.duration) for s in parsed):
         raise InvalidOption("only the last stage of a profile may be open-ended")
-    if len(parsed) == 1 and parsed[0].start == parsed[0].end:
-        only = parsed[0]
-        return Constant(only.start, None if math.isinf(only.duration) else only.duration)
-    if math.isinf(parsed[-1].duration):
+    if math.isinf(parsed[-1].duration) and parsed[-1].start != parsed[-1].end:
         raise InvalidOption("an open-ended stage must hold a constant rate")
-    return Stages(parsed)
+    return _profile(parsed)
+
+
+def _profile(stages: Sequence[Stage]) -> Profile:
+    """A ``Constant`` for one flat stage, else ``Stages``."""
+    if len(stages) == 1 and stages[0].start == stages[0].end:
+        only = stages[0]
+        return Constant(only.start, None if math.isinf(only.duration) else only.duration)
+    return Stages(stages)
 
 
 _DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|us|h|m|s)")

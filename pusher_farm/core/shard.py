@@ -46,6 +46,16 @@ class Shard:
         """(cycle length, this shard's offsets within a cycle)."""
         return _cycle(self.weights, self.index)
 
+    @functools.cached_property
+    def _owned(self) -> tuple[int, frozenset[int]]:
+        period, offsets = self.cycle()
+        return period, frozenset(offsets.tolist())
+
+    def owns(self, k: int) -> bool:
+        """Whether this shard owns global slot ``k`` (or member ``k``: user or lane)."""
+        period, owned = self._owned
+        return k % period in owned
+
     def count(self, lo: int, hi: int) -> int:
         """How many global slots in [lo, hi) this shard owns."""
         if hi <= lo:

@@ -202,7 +202,7 @@ class Watch:
     def add(self, window: Any) -> None:
         from types import SimpleNamespace
 
-        from pusher_farm.core.report import Counts
+        from pusher_farm.core.results import Counts
 
         if self.failed or not self.thresholds:
             return

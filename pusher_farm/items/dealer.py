@@ -23,12 +23,22 @@ import msgpack
 
 from pusher_farm.items.item import Status, Work
 
-__all__ = ["DEAL_BYTES", "MAX_DEAL", "Dealer"]
+__all__ = ["DEAL_BYTES", "LEAST_CREDIT", "MAX_DEAL", "MOST_CREDIT", "Dealer", "credit_within"]
 
 MAX_DEAL = 4096
 #: retry reasons listed in a summary at most (the most frequent)
 _REASONS = 100
 DEAL_BYTES = 1 << 20
+
+
+#: items an agent may hold at least and at most, whatever its load asks for
+LEAST_CREDIT = 32
+MOST_CREDIT = 50_000
+
+
+def credit_within(want: float) -> int:
+    """The items an agent may hold when its load wants ``want``: within the farm's bounds."""
+    return int(min(max(want, LEAST_CREDIT), MOST_CREDIT))
 
 
 #: the largest item body handed to an agent (a message holds at most 4 MiB)

@@ -45,8 +45,6 @@ def resolve_handler(spec: Any) -> Callable[[dict[str, Any]], Any]:
 
 def open_items(config: Any) -> tuple[Feed, Handlers]:
     """The feed and the handlers ``config`` names, checked before any load."""
-    if config.parallel and config.feed_cycle:
-        raise InvalidOption("drain mode processes a feed once: drop feed_cycle (--feed-cycle)")
     feed = open_feed(config.feed)
     try:
         if config.feed_cycle and not feed.can_cycle:

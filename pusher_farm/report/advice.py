@@ -4,7 +4,7 @@ unfired slots, lost agents, dropped gossips, rejected windows.
 
 from __future__ import annotations
 
-from pusher_farm.core.report import Report
+from pusher_farm.core.results import Report
 from pusher_farm.core.window import OTHER_NAMES
 
 __all__ = ["CHURN_SHARE", "LAG_WARNING_MS", "warnings"]

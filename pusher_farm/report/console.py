@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pusher_farm.core.report import Report
+from pusher_farm.core.results import Report
 from pusher_farm.core.window import Window
 from pusher_farm.report.contract import to_dict
 

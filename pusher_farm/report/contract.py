@@ -10,7 +10,7 @@ import base64
 from dataclasses import asdict
 from typing import Any
 
-from pusher_farm.core.report import AgentSummary, NameSummary, Report, ScenarioSummary
+from pusher_farm.core.results import AgentSummary, NameSummary, Report, ScenarioSummary
 from pusher_farm.core.stats import Histogram
 from pusher_farm.report.advice import warnings
 

@@ -8,7 +8,7 @@ import csv
 import time
 from pathlib import Path
 
-from pusher_farm.core.report import Report
+from pusher_farm.core.results import Report
 
 __all__ = ["CSV_COLUMNS", "write_csv", "write_hdr_log"]
 

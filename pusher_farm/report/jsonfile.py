@@ -8,7 +8,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from pusher_farm.core.report import Report
+from pusher_farm.core.results import Report
 from pusher_farm.report.contract import to_dict
 
 

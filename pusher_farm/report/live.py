@@ -61,9 +61,9 @@ class LiveView:
         length = math.inf
         requested = 0.0
         if self.coord is not None:
-            spec = self.coord.spec
-            length = spec.length() if spec.sharded else spec.policy.length()
-            requested = sum(c.profile.rate_at(w.start + w.length / 2) for c in spec.configs if c.profile is not None)
+            run = self.coord.run
+            length = run.length()
+            requested = run.rate_at(w.start + w.length / 2)
         parts: list[Any] = []
         if math.isfinite(length) and length > 0:
             bar = ProgressBar(total=length, completed=min(end, length), width=50)
@@ -92,7 +92,7 @@ class LiveView:
                 agents.add_column(column, justify="left" if column in ("agent", "host", "state") else "right")
             for a in self.coord.state.agents.values():
                 rtt = "—" if a.rtt != a.rtt else f"{a.rtt * 1000:.2f}"
-                cpu = a.stats.get("cpu")
+                cpu = a.cpu
                 cells = [
                     a.state.value,
                     f"{a.share:.3f}",

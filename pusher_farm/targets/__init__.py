@@ -11,11 +11,14 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pusher_farm.errors import InvalidOption, MissingTarget, PusherError
 
-__all__ = ["Param", "Plugin", "builtin_names", "import_attr", "resolve", "spec_of"]
+if TYPE_CHECKING:
+    from pusher_farm.core.run import Run
+
+__all__ = ["Param", "Plugin", "builtin_names", "check_run", "import_attr", "resolve", "spec_of"]
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,9 @@ class Plugin:
     make: Callable[..., Callable[..., Any]]
     params: Mapping[str, Param] = field(default_factory=dict)
     help: str = ""
+    #: what the target needs of its scenario beyond its parameters: ``check(params, has_feed)``
+    #: raises ``InvalidOption`` (the http target's ``{field}`` placeholders need a feed)
+    check: Callable[[Mapping[str, Any], bool], None] | None = None
 
     def build(self, params: Mapping[str, Any]) -> Callable[..., Any]:
         unknown = sorted(set(params) - set(self.params))
@@ -84,6 +90,28 @@ def resolve(spec: str, params: Mapping[str, Any] | None = None) -> Callable[...,
     # How to build this target again elsewhere: farm agents resolve the same name themselves.
     _tag(target, "__pusher_spec__", (spec, params))
     return target
+
+
+def check_run(run: Run, *, here: bool) -> None:
+    """Build every scenario's target on this host first, so one that cannot run is one line
+    before any load: a built-in always, any other when ``here`` (the run's agents run on this
+    host); each target's own rules too. A ``ScenarioError`` names the scenario."""
+    from pusher_farm.core import loop as _loop
+    from pusher_farm.core.scenario import ScenarioError
+
+    for c in run:
+        if c.target is None or not (here or c.target in _builtins()):
+            continue
+        try:
+            fn = resolve(c.target, dict(c.params))
+            plugin = _builtins().get(c.target)
+            if plugin is not None and plugin.check is not None:
+                plugin.check(dict(c.params), c.feed is not None)
+        except PusherError as exc:
+            raise ScenarioError(c.name, "target", str(exc)) from None
+        aclose = getattr(fn, "aclose", None)
+        if aclose is not None:
+            _loop.run(aclose())
 
 
 def _tag(target: Any, attr: str, value: Any) -> None:

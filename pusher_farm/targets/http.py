@@ -24,6 +24,7 @@ go into the report.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -246,6 +247,14 @@ def make_http(
     return LeanHttpTarget(url, method, headers, data, warm=warm, resume=resume, phases=phases, **options)
 
 
+def _needs_feed(params: Mapping[str, Any], has_feed: bool) -> None:
+    """``{field}`` placeholders are filled from each call's work item: they need a feed."""
+    headers = params.get("headers") or []
+    texts = [params.get("url"), params.get("body"), *(str(h).partition(":")[2] for h in headers)]
+    if not has_feed and has_placeholders(*texts):
+        raise InvalidOption("the url, a header or the body has {field} placeholders: give a feed whose items fill them")
+
+
 HTTP = Plugin(
     "http",
     make_http,
@@ -268,4 +277,5 @@ HTTP = Plugin(
         "check": Param(_check, None, "a function of the response (Python API)"),
     },
     help="one HTTP request per call over pooled keep-alive connections (engine: lean or aiohttp)",
+    check=_needs_feed,
 )

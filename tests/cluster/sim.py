@@ -1,31 +1,39 @@
-"""A whole farm in one process on a fake clock: the real coordinator and agent drivers and
-state machines over the in-process transport, with a simulated executor.
+"""A whole farm in one process on a virtual clock: the product's coordinator, agents and
+executors, over the in-process transport, with no sockets and no sleeping.
 
-``SimRunner`` plays the core executor for an agent: it fires the slots of its plan as the
-clock passes their due times (each call succeeds at once), honouring epochs, halts and the
-lease exactly as the executor does (same ``plan_at``), closes a window at each window end and
-says done at the end. It records every slot it fired, so a test can check that every global
-slot fired exactly once. Everything else (frames, checks, decisions, acks, re-sends) is the
-product's own code.
+Everything is the product's own code: the coordinator's driver and state machine, each agent's
+driver and state machine, and each agent's runner (``AgentRun``: one ``ScenarioRun`` with its
+real executor, pacer, calls and recorder per scenario). Only the clock is virtual: one asyncio
+loop whose time jumps to its next timer when nothing is ready (``VirtualLoop``), shared by the
+network, the state machines and the executors. ``SimFarm.step(dt)`` runs the loop ``dt`` virtual
+seconds (every executor fires what falls due), then steps every agent's driver and the
+coordinator once, as their control threads would.
+
+Targets are resolved here: ``noop`` records each call's slot (``SimRunner.fired``), ``sleep``
+awaits its ``ms`` on the virtual clock, ``concurrency`` counts its calls in flight (the most at
+once, ``SimFarm.in_flight``). So a test checks that every global slot fired exactly once, and
+where each went.
 """
 
 from __future__ import annotations
 
-import math
-from collections import Counter
+import asyncio
+import dataclasses
+import selectors
+from collections import defaultdict
+from typing import Any, ClassVar
 
-import numpy as np
-
-from pusher_farm.cluster.agent import AgentDriver
-from pusher_farm.cluster.agent_state import AgentMachine, AgentTiming
-from pusher_farm.cluster.coordinator import Coordinator
-from pusher_farm.cluster.plan import RunSpec
-from pusher_farm.cluster.state import Timing
-from pusher_farm.cluster.transport_inproc import Network
+from pusher_farm.cluster.agent.agent import AgentDriver
+from pusher_farm.cluster.agent.agent_state import AgentMachine
+from pusher_farm.cluster.agent.runner import AgentRun
+from pusher_farm.cluster.coordinator.coordinator import Coordinator
+from pusher_farm.cluster.timing import AgentTiming, Timing
+from pusher_farm.cluster.transport.inproc import Network
+from pusher_farm.core.calls import inline
 from pusher_farm.core.config import Config
-from pusher_farm.core.executor import HALT, add_epoch, plan_at
-from pusher_farm.core.schedule import Constant, slot_batches
-from pusher_farm.core.window import Window
+from pusher_farm.core.load import Open
+from pusher_farm.core.run import Run
+from pusher_farm.core.schedule import Constant
 
 TIMING = Timing(heartbeat=1.0, agent_timeout=3.0, wait_timeout=10.0, sync_pings=3, start_lead=0.5, end_grace=1.0)
 
@@ -38,142 +46,134 @@ class Clock:
         return self.now
 
 
-def noop(ctx):
-    return None
+class _VirtualSelector(selectors.BaseSelector):
+    """A selector whose waits take no real time: when nothing is ready, the virtual clock
+    jumps to the loop's next timer."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.real = selectors.DefaultSelector()
+
+    def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
+        return self.real.register(fileobj, events, data)
+
+    def unregister(self, fileobj: Any) -> selectors.SelectorKey:
+        return self.real.unregister(fileobj)
+
+    def modify(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
+        return self.real.modify(fileobj, events, data)
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        ready = self.real.select(0)
+        if ready or timeout == 0:
+            return ready
+        if timeout is None:  # no timer at all: only a thread can wake the loop
+            return self.real.select(None)
+        self.clock.now += timeout
+        return []
+
+    def get_map(self) -> Any:
+        return self.real.get_map()
+
+    def close(self) -> None:
+        self.real.close()
 
 
-def spec(rate=200.0, seconds=20.0, **settings) -> RunSpec:
-    profile = Constant(rate, seconds)
-    return RunSpec((Config(target="noop", profile=profile, until=seconds, timeout=1.0, **settings),))
+class VirtualLoop(asyncio.SelectorEventLoop):
+    """An event loop on ``clock``, which it moves forward itself (see the module docstring)."""
+
+    def __init__(self, clock: Clock) -> None:
+        super().__init__(selector=_VirtualSelector(clock))
+        self._virtual = clock
+
+    def time(self) -> float:
+        return self._virtual.now
+
+
+def spec(rate=200.0, seconds=20.0, **settings) -> Run:
+    """A run of one open scenario of ``noop`` at ``rate`` for ``seconds``."""
+    return Run.of([Config(target="noop", load=Open(Constant(rate, seconds)), timeout=1.0, **settings)])
+
+
+def run_of(*scenarios: Config, **settings: Any) -> Run:
+    return Run(Config(**settings), tuple(scenarios))
 
 
 class SimRunner:
-    def __init__(self, clock: Clock) -> None:
-        self.clock = clock
-        self.plan = None
-        self.report = None
-        self.fired: list[int] = []
-        self.lease_until = math.inf
-        #: gossips its listeners could not take (said in its done)
+    """The agent's ``Runner`` for the simulator: each plan's ``AgentRun`` as a task on the
+    farm's virtual loop (the product's ``ExecutorRunner`` hosts it on the main thread)."""
+
+    def __init__(self, farm: SimFarm, name: str) -> None:
+        self.farm = farm
+        self.name = name
+        self.current: AgentRun | None = None
+        self.task: asyncio.Task[Any] | None = None
+        #: global slots (or call numbers) this agent fired, by scenario name
+        self.fired_by: dict[str, list[int]] = defaultdict(list)
+        #: its last run's done record
+        self.done: Any = None
+        #: gossips its listeners could not take, said in its done (a test sets it)
         self.gossip_dropped = 0
 
-    def launch(self, plan, target, report) -> None:
-        self.plan, self.report = plan, report
-        self.epochs = [(plan.first, plan.shard)]
-        self.next_k = plan.first
-        self.reached = None
-        self.counts: Counter[int] = Counter()
-        self.next_window = 0
-        self.seq = 0
-        self.stopped_s = None
-        self.exhausted = False
+    @property
+    def fired(self) -> list[int]:
+        """The slots it fired of the run's first scenario."""
+        return self.fired_by[self.farm.coord.run.scenarios[0].name]
 
-    def replan(self, from_slot, shard) -> None:
-        add_epoch(self.epochs, from_slot, shard)
+    @property
+    def stopped_s(self) -> float | None:
+        return None if self.done is None else self.done.stopped_s
 
-    def halt(self, *, abort: bool, at_slot, at_s=None) -> None:
-        if self.plan is None:
-            return
-        if at_slot is not None and not abort:
-            self.replan(at_slot, HALT)
-        else:
-            self._stop(self.clock() - self.plan.local_start)
+    @property
+    def reached(self) -> int | None:
+        return None if self.done is None else self.done.reach(0)
 
-    def lease(self, until: float) -> None:
-        self.lease_until = until
+    @property
+    def ports(self):
+        return self.current.ports if self.current is not None else {}
 
-    def _stop(self, at_s: float) -> None:
-        if self.stopped_s is None:
-            self.stopped_s = max(at_s, 0.0)
+    def launch(self, plan, targets, report) -> None:
+        def reported(kind, run, payload):
+            if kind == "done":  # (the run stays current: its ports hand in their last records)
+                self.done = payload = dataclasses.replace(payload, gossip_dropped=self.gossip_dropped) \
+                    if self.gossip_dropped else payload
+            report(kind, run, payload)
 
-    def advance(self) -> None:
-        plan = self.plan
-        if plan is None:
-            return
-        now = self.clock()
-        if now > self.lease_until:
-            self._stop(self.lease_until - plan.local_start)
-        elapsed = now - plan.local_start
-        horizon = elapsed if self.stopped_s is None else min(elapsed, self.stopped_s)
-        while True:
-            shard, boundary = plan_at(self.epochs, self.next_k)
-            if shard is HALT:
-                halt = min(f for f, s in self.epochs if s is HALT and f <= self.next_k)
-                self.reached = halt if self.reached is None else max(self.reached, halt)
-                self._stop(elapsed)
-                break
-            got = self._fire(shard, boundary, horizon)
-            if got == "boundary":
-                continue
-            self.exhausted = got == "end"
-            break
-        window = plan.config.window
-        finished = self.stopped_s is not None or self.exhausted
-        last = math.floor(elapsed / window) - 1
-        if finished:
-            last = max(last, max(self.counts, default=-1))
-        while self.next_window <= last:
-            self._emit(self.next_window)
-        if finished:
-            self._done(elapsed)
+        self.current = AgentRun(self.name, plan, targets, reported, clock=self.farm.clock)
+        self.task = self.farm.loop.create_task(self.current.run())
 
-    def _fire(self, shard, boundary, horizon) -> str:
-        """Fire the slots of ``shard`` due before ``horizon``; why it stopped: the next epoch's
-        ``boundary``, the ``time`` (later slots are not due yet) or the schedule's ``end``."""
-        plan = self.plan
-        for ks, ts in slot_batches(plan.profile, until=plan.config.until, shard=shard, first=self.next_k):
-            for k, t in zip(ks, ts, strict=True):
-                if k >= boundary:
-                    self.next_k = max(self.next_k, int(boundary))
-                    return "boundary"
-                if t >= horizon:
-                    return "time"
-                self.fired.append(k)
-                self.counts[int(t // plan.config.window)] += 1
-                self.next_k = self.reached = k + 1
-        if math.isinf(boundary):
-            return "end"
-        self.next_k = max(self.next_k, int(boundary))
-        return "boundary"
+    def epoch(self, at_s, shard, firsts, changes) -> None:
+        if self.current is not None:
+            self.current.epoch(at_s, shard, firsts, changes)
 
-    def _emit(self, i: int) -> None:
-        window = self.plan.config.window
-        n = self.counts.pop(i, 0)
-        w = Window(i, i * window, window, started=n, succeeded=n)
-        for h in (w.latency, w.service, w.lag):
-            h.record_many(np.full(n, 1000 if h is not w.lag else 0))
-        self.report("window", self.plan.run, {"seq": self.seq, "w": w.to_wire()})
-        self.seq += 1
-        self.next_window = i + 1
+    def halt(self, *, abort, at_s=None, scenario=None) -> None:
+        if self.current is not None:
+            self.current.halt(abort=abort, at_s=at_s, scenario=scenario)
 
-    def _done(self, elapsed: float) -> None:
-        fields = {
-            "stopped_early": self.stopped_s is not None,
-            "sent_s": min(elapsed, self.stopped_s if self.stopped_s is not None else elapsed),
-            "windows": self.seq,
-            "gossip_dropped": self.gossip_dropped,
-        }
-        if self.reached is not None:
-            fields["reach"] = self.reached
-        if self.stopped_s is not None:
-            fields["stopped_s"] = self.stopped_s
-        self.report("done", self.plan.run, fields)
-        self.report = None
-        self.plan = None
+    def lease(self, until) -> None:
+        if self.current is not None:
+            self.current.lease(until)
+
+    def kill(self) -> None:
+        """kill -9: its run ends at once, nothing more is said."""
+        if self.task is not None:
+            self.task.cancel()
+        self.current = None
 
 
 class SimAgent:
     def __init__(self, farm: SimFarm, name: str, *, capacity: float = 1.0, once: bool = True, timing=None) -> None:
+        self.farm = farm
         self.name = name
         self.identity = f"{name}/sim"
-        self.runner = SimRunner(farm.clock)
+        self.runner = SimRunner(farm, name)
         self.machine = AgentMachine(
             name=name,
             host="sim",
             pid=len(farm.agents) + 1,
             capacity=capacity,
             cpus=2,
-            resolve=lambda target, params: noop,
+            resolve=lambda target, params: farm.target(self, target, params),
             connect="inproc://farm",
             once=once,
             timing=timing or AgentTiming(),
@@ -187,28 +187,77 @@ class SimAgent:
     def status(self):
         return self.driver.status
 
+    def kill(self) -> None:
+        """kill -9: it sends nothing more, ever, and its calls stop with it."""
+        self.alive = False
+        self.runner.kill()
+        self.farm.net.cut(self.identity)
+
     def step(self) -> None:
         if self.alive and self.driver.status is None:
-            self.runner.advance()
-            self.driver.step(self.runner.clock())
+            self.driver.step(self.farm.clock())
 
 
 class SimFarm:
-    """The coordinator of ``run`` and agents added with ``agent``; ``step`` moves the clock."""
+    """The coordinator of ``run`` and agents added with ``agent``; ``step`` moves the clock.
+    Every farm a test makes is closed after it (``conftest``): its tasks end, its loop closes."""
 
-    def __init__(self, run: RunSpec, expect: int, *, timing: Timing = TIMING, delay: float = 0.001) -> None:
+    #: the farms not closed yet
+    open_farms: ClassVar[list[SimFarm]] = []
+
+    def __init__(self, run: Run, expect: int, *, timing: Timing = TIMING, delay: float = 0.001, **coordinator) -> None:
+        SimFarm.open_farms.append(self)
         self.clock = Clock()
+        self.loop = VirtualLoop(self.clock)
         self.net = Network(self.clock, delay=delay)
-        self.coord = Coordinator(run, expect=expect, timing=timing, hub=self.net.hub(), clock=self.clock)
+        self.coord = Coordinator(run, expect=expect, timing=timing, hub=self.net.hub(), clock=self.clock,
+                                 **coordinator)  # fmt: skip
         self.agents: dict[str, SimAgent] = {}
         self.coordinator_alive = True
+        #: calls in flight now and the most at once, by scenario (the ``concurrency`` target)
+        self.in_flight: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+
+    def target(self, agent: SimAgent, name: str, params: dict) -> Any:
+        """What a simulated agent resolves a target name to (see the module docstring)."""
+        fired = agent.runner.fired_by
+        scenarios = self.coord.run.scenarios
+
+        def scenario_of(ctx) -> str:
+            _, sep, scenario = ctx.worker.partition("/")
+            return scenario if sep else scenarios[0].name
+
+        if name == "noop":
+
+            @inline
+            def noop(ctx):
+                fired[scenario_of(ctx)].append(ctx.seq)
+
+            return noop
+        if name in ("sleep", "concurrency"):
+            seconds = float(params.get("ms", 10)) / 1000
+
+            async def sleep(ctx):
+                scenario = scenario_of(ctx)
+                fired[scenario].append(ctx.seq)
+                count = self.in_flight[scenario]
+                count[0] += 1
+                count[1] = max(count[1], count[0])
+                try:
+                    await asyncio.sleep(seconds)
+                finally:
+                    count[0] -= 1
+
+            return sleep
+        from pusher_farm.targets import resolve
+
+        return resolve(name, params)
 
     def agent(self, name: str, **kw) -> SimAgent:
         a = self.agents[name] = SimAgent(self, name, **kw)
         return a
 
     def step(self, dt: float = 0.01) -> None:
-        self.clock.now += dt
+        self.loop.run_until_complete(asyncio.sleep(dt))
         for a in list(self.agents.values()):
             a.step()
         if self.coordinator_alive:
@@ -226,7 +275,29 @@ class SimFarm:
             self.step(dt)
         assert self.coord.finish is not None, "the run did not finish"
         self.coord.aggregator.release([], final=True)
-        return self.coord.report(0.0)
+        report = self.coord.report(0.0)
+        for _ in range(200):  # the agents' last steps: every task ends
+            if all(a.runner.task is None or a.runner.task.done() for a in self.agents.values()):
+                break
+            self.step(dt)
+        return report
+
+    def close(self) -> None:
+        if self.loop.is_closed():
+            return
+        for task in asyncio.all_tasks(self.loop):
+            task.cancel()
+        self.loop.run_until_complete(asyncio.sleep(0.5))
+        self.loop.close()
+        for items in self.coord.items.values():
+            items.close()
+        self.coord.close()
+
+    def __enter__(self) -> SimFarm:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
     def started_at(self) -> float:
         return self.coord.state.start_at
@@ -235,3 +306,6 @@ class SimFarm:
         """Step until ``seconds_into_run`` seconds after the run's start."""
         while self.coord.state.start_at is None or self.clock() < self.coord.state.start_at + seconds_into_run:
             self.step(dt)
+
+
+__all__ = ["TIMING", "Clock", "SimAgent", "SimFarm", "SimRunner", "VirtualLoop", "run_of", "spec"]

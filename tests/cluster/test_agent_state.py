@@ -4,21 +4,16 @@ import math
 
 import pytest
 
-from pusher_farm.cluster.agent_state import (
-    AgentMachine,
-    AgentTiming,
-    Exit,
-    Halt,
-    Launch,
-    Lease,
-    Reconnect,
-    Replan,
-    Send,
-)
-from pusher_farm.cluster.plan import AgentPlan
-from pusher_farm.cluster.protocol import encode
+from pusher_farm.cluster.agent.agent_actions import Change, Exit, Halt, Launch, Lease, Reconnect, Replan, Send
+from pusher_farm.cluster.agent.agent_state import AgentMachine
+from pusher_farm.cluster.protocol.messages import encode
+from pusher_farm.cluster.protocol.plan import AgentPlan
+from pusher_farm.cluster.protocol.records import Done
+from pusher_farm.cluster.timing import AgentTiming
 from pusher_farm.core.config import Config
+from pusher_farm.core.load import Closed, Open
 from pusher_farm.core.schedule import Constant
+from pusher_farm.core.shard import Shard
 from pusher_farm.errors import MissingTarget
 
 
@@ -47,14 +42,27 @@ def sends(actions, type_=None):
     return [a for a in actions if isinstance(a, Send) and (type_ is None or a.type == type_)]
 
 
+SCENARIOS = (
+    Config(name="browse", target="noop", load=Open(Constant(100, 10))),
+    Config(name="users", target="noop", load=Closed(Constant(4, 10))),
+)
+
+
 def plan_wire(**over):
-    config = Config(target="noop", profile=Constant(100, 10), until=10)
-    plan = AgentPlan("r1", start_at=5.0, offset=0.0, index=0, weights=(1.0, 1.0), first=0, config=config)
+    plan = AgentPlan("r1", start_at=5.0, offset=0.0, index=0, weights=(1.0, 1.0), scenarios=SCENARIOS, firsts=(0, 0))
     return {**plan.to_wire(), **over}
 
 
+def prepare(run="r1", *targets):
+    return encode("prepare", run=run, scenarios=[[t, {}] for t in (targets or ("noop", "noop"))], seen=0.0)
+
+
+def done(windows, stopped_early=False, **kw):
+    return Done("r1", windows, stopped_early, **kw)
+
+
 def started(m, now=0.3):
-    m.on_frame(encode("prepare", run="r1", target="noop", params={}, seen=0.0), now)
+    m.on_frame(prepare(), now)
     return m.on_frame(encode("start", run="r1", plan=plan_wire(), seen=0.0), now)
 
 
@@ -71,8 +79,8 @@ def test_ping_is_answered_and_the_welcome_sets_heartbeat_and_lease():
 def test_prepare_resolves_the_target_here_or_refuses_with_its_kind():
     m = machine()
     welcome(m)
-    assert sends(m.on_frame(encode("prepare", run="r1", target="noop", params={}), 0.2), "ready")
-    refuse = sends(m.on_frame(encode("prepare", run="r2", target="x:y", params={}), 0.2), "refuse")[0]
+    assert sends(m.on_frame(prepare("r1"), 0.2), "ready")
+    refuse = sends(m.on_frame(prepare("r2", "noop", "x:y"), 0.2), "refuse")[0]  # its second scenario's
     assert refuse.fields["kind"] == "missing target" and "cannot import x:y" in refuse.fields["error"]
 
 
@@ -97,10 +105,13 @@ def test_start_launches_and_the_lease_runs_from_when_the_coordinator_last_heard_
         {"weights": [1.0, -1.0]},
         {"weights": [1.0]},  # index 0 fine, but then index 1 below...
         {"index": 5},
-        {"first": -1},
+        {"firsts": [-1, 0]},
+        {"firsts": [0]},  # not one per scenario
         {"start_at": math.nan},
-        {"config": {"overtime": -1, "target": "noop", "profile": [[1.0, 1.0, 1.0]]}},
-        {"config": {"target": "noop"}},  # no profile
+        {"scenarios": [{"overtime": -1, "target": "noop", "load": {"kind": "open", "profile": [[1.0, 1.0, 1.0]]}}]},
+        {"scenarios": [{"target": "noop", "name": "a"}, {"target": "noop", "name": "b"}]},  # no load
+        {"scenarios": [SCENARIOS[0].to_wire()]},  # not the targets it prepared
+        {"credits": [1, -1]},
     ],
 )
 def test_a_plan_that_is_not_valid_is_refused_not_run(bad):
@@ -108,7 +119,7 @@ def test_a_plan_that_is_not_valid_is_refused_not_run(bad):
         bad = {"weights": [1.0], "index": 1}
     m = machine()
     welcome(m)
-    m.on_frame(encode("prepare", run="r1", target="noop", params={}), 0.2)
+    m.on_frame(prepare(), 0.2)
     actions = m.on_frame(encode("start", run="r1", plan=plan_wire(**bad)), 0.3)
     assert not any(isinstance(a, Launch) for a in actions)
     refuse = sends(actions, "refuse")[0]
@@ -119,13 +130,26 @@ def test_epochs_stops_and_aborts_reach_the_current_run_only():
     m = machine()
     welcome(m)
     started(m)
-    replan = [a for a in m.on_frame(encode("epoch", run="r1", from_slot=40, weights=[1.0], index=0), 1.0)]
-    assert [(a.run, a.from_slot) for a in replan if isinstance(a, Replan)] == [("r1", 40)]
-    assert m.on_frame(encode("epoch", run="other", from_slot=40, weights=[1.0], index=0), 1.0) == []
-    bad = m.on_frame(encode("epoch", run="r1", from_slot=40, weights=[1.0], index=3), 1.0)
-    assert not any(isinstance(a, Replan) for a in bad) and m.bad_frames == 1
-    halt = [a for a in m.on_frame(encode("stop", run="r1", abort=False, at_slot=77), 1.1) if isinstance(a, Halt)]
-    assert halt == [Halt("r1", abort=False, at_slot=77)]
+    def epoch(run="r1", firsts=(40, 0), index=0, **kw):
+        frame = encode("epoch", run=run, at_s=0.4, weights=[1.0], index=index, firsts=list(firsts), **kw)
+        return m.on_frame(frame, 1.0)
+
+    replan = [a for a in epoch() if isinstance(a, Replan)]
+    assert replan == [Replan("r1", 0.4, Shard(0, (1.0,)), (40, 0))]
+    assert epoch(run="other") == []
+    for bad in (epoch(index=3), epoch(firsts=(40,)), epoch(changes=[{"sc": 5, "overtime": 3}]),
+                epoch(changes=[{"sc": 0, "load": {"kind": "open", "profile": []}}])):  # fmt: skip
+        assert not any(isinstance(a, Replan) for a in bad)
+    assert m.bad_frames == 4
+    # a runtime change: the users scenario's new model (the same up to the change) and a cap
+    users = Closed(Constant(4, 10).then(0.4, 9))
+    change = {"sc": 1, "load": users.to_wire(), "overtime": 3}
+    changed = [a for a in epoch(changes=[change]) if isinstance(a, Replan)]
+    assert changed[0].changes == (Change(1, users, 3),)
+    one = [a for a in m.on_frame(encode("stop", run="r1", abort=False, at_s=0.7, sc=1), 1.05) if isinstance(a, Halt)]
+    assert one == [Halt("r1", abort=False, at_s=0.7, scenario=1)] and not m.halted  # one scenario stops, not the run
+    halt = [a for a in m.on_frame(encode("stop", run="r1", abort=False, at_s=0.77), 1.1) if isinstance(a, Halt)]
+    assert halt == [Halt("r1", abort=False, at_s=0.77)] and m.halted
 
 
 def test_silence_halts_the_load_at_the_lease_then_reconnects():
@@ -145,7 +169,7 @@ def test_windows_are_kept_until_acked_and_sent_again_after_a_welcome():
     for seq in range(3):
         m.on_window("r1", seq, {"i": seq})
     m.on_frame(encode("ack", run="r1", seq=1), 1.0)
-    m.on_done("r1", {"windows": 3, "stopped_early": False}, 1.5)
+    m.on_done(done(3), 1.5)
     again = welcome(m, now=2.0)
     assert [(s.type, s.fields.get("seq")) for s in sends(again)] == [("window", 2), ("done", None)]
 
@@ -155,7 +179,7 @@ def test_an_once_agent_leaves_when_its_run_is_in_and_acknowledged():
     welcome(m)
     started(m)
     m.on_window("r1", 0, {"i": 0})
-    m.on_done("r1", {"windows": 1, "stopped_early": False}, 1.0)
+    m.on_done(done(1), 1.0)
     assert not any(isinstance(a, Exit) for a in m.on_tick(1.1))  # window 0 not acknowledged yet
     m.on_frame(encode("ack", run="r1", seq=0), 1.2)
     actions = m.on_tick(1.3)
@@ -177,7 +201,7 @@ def test_a_user_stop_halts_the_run_reports_it_then_says_bye():
     welcome(m)
     started(m)
     assert [a for a in m.stop() if isinstance(a, Halt)] == [Halt("r1", abort=False)]
-    actions = m.on_done("r1", {"windows": 0, "stopped_early": True}, 2.0)
+    actions = m.on_done(done(0, True), 2.0)
     assert [s.type for s in sends(actions)] == ["done", "bye"]
     assert [a.status for a in actions if isinstance(a, Exit)] == [0]
 
@@ -187,7 +211,7 @@ def test_long_errors_are_cut_so_they_still_fit_a_message():
         raise MissingTarget("x" * 100_000)
 
     m = AgentMachine(name="a", host="h", pid=1, capacity=1.0, cpus=1, resolve=verbose)
-    refuse = sends(m.on_frame(encode("prepare", run="r1", target="t:t", params={}), 0.1), "refuse")[0]
+    refuse = sends(m.on_frame(prepare("r1", "t:t"), 0.1), "refuse")[0]
     encode(refuse.type, **refuse.fields)  # would raise if the error were over the limit
-    done = sends(m.on_done("r1", {"windows": 0, "stopped_early": True, "error": "y" * 100_000}, 0.2), "done")[0]
-    encode(done.type, **done.fields)
+    said = sends(m.on_done(done(0, True, error="y" * 100_000), 0.2), "done")[0]
+    encode(said.type, **said.fields)

@@ -10,10 +10,11 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from pusher_farm.cluster.control import ControlServer, parse_address
-from pusher_farm.cluster.local import run_local
-from pusher_farm.cluster.plan import RunSpec
+from pusher_farm.cluster.control.server import ControlServer, parse_address
+from pusher_farm.cluster.spawn import run_local
 from pusher_farm.core.config import Config
+from pusher_farm.core.load import Open
+from pusher_farm.core.run import Run
 from pusher_farm.core.schedule import Constant
 from pusher_farm.errors import InvalidOption
 from pusher_farm.report.metrics import render_metrics
@@ -30,7 +31,7 @@ def samples(text):
 
 
 def test_metrics_at_the_end_equal_the_report(tmp_path):
-    spec = RunSpec((Config(target="sleep", params={"ms": "1"}, profile=Constant(300, 2.0), until=2.0),))
+    spec = Run.of([Config(target="sleep", params={"ms": "1"}, load=Open(Constant(300, 2.0)))])
     control = ControlServer("127.0.0.1", 0, render=render_metrics)
     control.start()
     report = run_local(spec, 2, control=control)
@@ -151,7 +152,8 @@ def test_patch_changes_the_whole_farms_rate_at_one_instant_and_bad_bodies_change
     assert (
         c["planned"] == c["scheduled"] + c["unfired"] and c["scheduled"] == c["succeeded"] + c["failed"] + c["canceled"]
     )
-    assert [e["reason"] for e in d["epochs"]] == ["changed: rate 500 -> 1000 rps"]  # the bad bodies changed nothing
+    # the bad bodies changed nothing
+    assert [e["reason"] for e in d["epochs"]] == ["scenario 'default' changed: rps 500 -> 1000"]
     assert d["epochs"][0]["from_slot"] == epoch["from_slot"]
     # the planned slots: 500/s until the change, 1000/s after it
     assert c["planned"] == pytest.approx(500 * epoch["at_s"] + 1000 * (6 - epoch["at_s"]), abs=2)

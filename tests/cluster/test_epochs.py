@@ -1,16 +1,21 @@
-"""Plan epochs and the accounting of planned slots: tables."""
+"""Plan epochs and the accounting of planned slots: tables, on the coordinator's books and on
+one executor's plan (both count a shard's slots the same way)."""
+
+import math
 
 import pytest
 
-from pusher_farm.cluster.epochs import PlanBook, planned_end
+from pusher_farm.cluster.coordinator.books import FarmEpoch, PlanBook
+from pusher_farm.core.epochs import HALT, Epoch, Plan
+from pusher_farm.core.load import Open
 from pusher_farm.core.schedule import Constant
+from pusher_farm.core.shard import Shard
 
 
 def book_of_three():
-    book = PlanBook(Constant(100, 10))
-    book.open([("a", "a", 1.0), ("b", "b", 1.0), ("c", "c", 1.0)], from_slot=0, at_s=0.0, reason="start")
-    book.open([("a", "a", 1.0), ("c", "c", 1.0)], from_slot=300, at_s=3.0, reason="b lost")
-    return book
+    first = FarmEpoch(0.0, (0,), *FarmEpoch.deal([("a", "a", 1.0), ("b", "b", 1.0), ("c", "c", 1.0)]), "start")
+    second = FarmEpoch(3.0, (300,), *FarmEpoch.deal([("a", "a", 1.0), ("c", "c", 1.0)]), "b lost")
+    return PlanBook([first, second], 0)
 
 
 @pytest.mark.parametrize(
@@ -25,6 +30,32 @@ def test_owned_slots_add_up_to_the_planned_ones():
     book = book_of_three()
     for upto in (0, 1, 299, 300, 301, 777, 1000):
         assert sum(book.owned(x, upto) for x in "abc") == upto
+
+
+def test_an_executor_s_plan_counts_its_slots_as_the_books_do():
+    book = book_of_three()
+    for agent, index in (("a", 0), ("c", 2)):
+        plan = Plan(Shard(index, (1.0, 1.0, 1.0)))
+        plan.add(Epoch(3.0, 300, Shard(index // 2, (1.0, 1.0))))
+        for upto in (0, 299, 300, 1000):
+            assert plan.owned(0, upto) == book.owned(agent, upto)
+
+
+def test_a_halt_is_final_and_ends_what_a_plan_owns():
+    plan = Plan(Shard(0, (1.0, 1.0)))
+    plan.add(Epoch(2.0, 200, HALT))
+    plan.add(Epoch(3.0, 300, None))  # after the halt: changes nothing
+    assert plan.at_slot(199) == (Shard(0, (1.0, 1.0)), 200) and plan.at_slot(250)[0] is HALT
+    assert plan.owned(0, 1000) == 100 and plan.halt_slot() == 200 and plan.halt_s() == 2.0
+    assert plan.at_time(2.5) is HALT and plan.at_time(1.0) == Shard(0, (1.0, 1.0))
+
+
+def test_a_late_plan_supersedes_what_was_announced_after_its_point():
+    plan = Plan(Shard(0, (1.0, 1.0)))
+    plan.add(Epoch(1.2, 120, None))
+    plan.add(Epoch(0.6, 60, Shard(1, (1.0, 1.0))))  # arrives last: the books say it holds from 60 on
+    assert [e.first for e in plan.epochs] == [0, 60] and plan.at_slot(130)[0] == Shard(1, (1.0, 1.0))
+    assert plan.at_time(-1.0) is False and Plan(None, from_s=2.0).at_time(1.0) is False  # nothing ours yet
 
 
 def test_a_lost_agent_s_unfired_slots_lie_between_its_stop_and_the_epoch():
@@ -48,4 +79,9 @@ def test_a_lost_agent_s_unfired_slots_lie_between_its_stop_and_the_epoch():
     ],
 )
 def test_planned_end(cut, reaches, stop_s, end):
-    assert planned_end(Constant(100, 10), 10.0, cut=cut, reaches=reaches, stop_s=stop_s) == end
+    assert Open(Constant(100, 10)).planned_end(cut=cut, reaches=reaches, stop_s=stop_s) == end
+
+
+def test_an_open_ended_run_planned_what_its_agents_reached():
+    assert Open(Constant(100)).planned_end(cut=True, reaches=[321], stop_s=3.0) == 321
+    assert math.isinf(Open(Constant(100)).length())

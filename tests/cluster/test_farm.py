@@ -8,9 +8,9 @@ import msgpack
 import pytest
 from sim import TIMING, SimFarm, spec
 
-from pusher_farm.cluster.agent_state import AgentMachine, AgentTiming, Exit
-from pusher_farm.cluster.protocol import PROTOCOL_VERSION, decode, encode, refusal
-from pusher_farm.cluster.state import Timing
+from pusher_farm.cluster.agent.agent_state import AgentMachine, AgentTiming, Exit
+from pusher_farm.cluster.coordinator.router import Timing
+from pusher_farm.cluster.protocol.messages import PROTOCOL_VERSION, decode, encode, refusal
 from pusher_farm.report import to_dict, warnings
 
 HELLO = {"name": "evil", "host": "h", "pid": 1, "capacity": 1.0, "cpus": 1, "package": "0.2.0"}
@@ -315,20 +315,18 @@ def test_a_short_agent_timeout_keeps_healthy_agents():
 
 
 def test_an_agent_that_leaves_after_its_done_is_not_lost():
-    from pusher_farm.cluster.plan import RunSpec
-    from pusher_farm.core.config import Config
-    from pusher_farm.core.schedule import Constant
-
-    # Two workers of a Python farm(): one runs 2 s, the other 8 s. The first is done, says bye
-    # and leaves long before the run ends: it left, it was not lost.
-    run = RunSpec(tuple(Config(target="noop", profile=Constant(100, s), timeout=1.0) for s in (2, 8)))
-    farm = SimFarm(run, expect=2)
+    # An --once agent whose user stops it at 2 s of an 8 s run: it reports, its share moves to the
+    # other, it says bye and leaves long before the run ends: it left, it was not lost.
+    farm = SimFarm(spec(100, 8), expect=2)
     farm.agent("short"), farm.agent("long")
+    farm.at(2.0)
+    farm.agents["short"].driver.report("stop", "", {})
     r = farm.finish()
+    accounted(r)
     assert r.status == 0 and not any(a.lost for a in r.agents), warnings(r)
     assert by_name(r)["short"].state == "left" and by_name(r)["long"].state == "done"
-    assert r.counts.planned == r.counts.scheduled == 1000
-    assert next(a.status for a in farm.agents.values()) == 0
+    assert r.counts.planned == r.counts.scheduled + r.counts.unfired == 800
+    assert farm.agents["short"].status == 0
 
 
 def test_the_report_lists_each_agent_s_package_version_and_sums_dropped_gossips():
@@ -405,7 +403,7 @@ def test_a_stop_right_after_a_late_join_stops_the_newcomer_too():
     farm.agent("first")
     farm.at(4.0)
     late = farm.agent("late")
-    while len(farm.coord.state.book.epochs) < 2:  # its share is announced, not yet begun
+    while len(farm.coord.state.planner.epochs) < 2:  # its share is announced, not yet begun
         farm.step()
     farm.coord.stop()
     r = farm.finish(limit=30)

@@ -14,7 +14,7 @@ import pytest
 from hdrh.histogram import HdrHistogram
 
 import pusher_farm as pf
-from pusher_farm.cluster.protocol import PROTOCOL_VERSION
+from pusher_farm.cluster.protocol.messages import PROTOCOL_VERSION
 from pusher_farm.core.stats import Histogram
 
 HERE = Path(__file__).resolve().parent
@@ -366,8 +366,8 @@ def test_an_agent_of_another_protocol_version_is_told_why_and_exits_2(tmp_path):
     # An agent from the future: protocol 99, pusher-farm 9.9.9.
     script = (
         "import pusher_farm._version as v; v.__version__ = '9.9.9'\n"
-        "import pusher_farm.cluster.protocol as p; p.PROTOCOL_VERSION = 99\n"
-        "import pusher_farm.cluster.agent_state as s; s.PROTOCOL_VERSION = 99\n"
+        "import pusher_farm.cluster.protocol.messages as p; p.PROTOCOL_VERSION = 99\n"
+        "import pusher_farm.cluster.agent.agent_state as s; s.PROTOCOL_VERSION = 99\n"
         "from pusher_farm.cli import main\n"
         f"main(['agent', '--connect', '{endpoint}', '--name', 'future', '-q'])\n"
     )

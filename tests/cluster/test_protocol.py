@@ -6,7 +6,7 @@ import random
 import msgpack
 import pytest
 
-from pusher_farm.cluster.protocol import (
+from pusher_farm.cluster.protocol.messages import (
     MAX_CAPACITY,
     MAX_MESSAGE_BYTES,
     PROTOCOL_VERSION,
@@ -78,8 +78,18 @@ def test_hostile_hello_values_are_invalid_messages(field, value):
         {"v": PROTOCOL_VERSION, "t": "window", "run": "r" * 65, "seq": 1, "w": {}},
         {"v": PROTOCOL_VERSION, "t": "done", "run": "r", "windows": 1, "stopped_early": 1},
         {"v": PROTOCOL_VERSION, "t": "done", "run": "r", "windows": 1, "stopped_early": False, "sent_s": -1.0},
-        {"v": PROTOCOL_VERSION, "t": "epoch", "run": "r", "from_slot": 1, "weights": [1.0, math.nan], "index": 0},
-        {"v": PROTOCOL_VERSION, "t": "epoch", "run": "r", "from_slot": 1, "weights": [1.0, 0.0], "index": 0},
+        {"v": PROTOCOL_VERSION, "t": "epoch", "run": "r", "at_s": 1.0, "firsts": [1], "weights": [1.0, math.nan],
+         "index": 0},
+        {"v": PROTOCOL_VERSION, "t": "epoch", "run": "r", "at_s": 1.0, "firsts": [1], "weights": [1.0, 0.0],
+         "index": 0},
+        {"v": PROTOCOL_VERSION, "t": "epoch", "run": "r", "at_s": -1.0, "firsts": [1], "weights": [1.0], "index": 0},
+        {"v": PROTOCOL_VERSION, "t": "epoch", "run": "r", "at_s": 1.0, "firsts": [-1], "weights": [1.0], "index": 0},
+        {"v": PROTOCOL_VERSION, "t": "epoch", "run": "r", "at_s": 1.0, "firsts": [1], "weights": [1.0], "index": 0,
+         "changes": [{"load": {}}]},
+        {"v": PROTOCOL_VERSION, "t": "done", "run": "r", "windows": 1, "stopped_early": False,
+         "scenarios": [{"planned": -1, "stopped_early": False}]},
+        {"v": PROTOCOL_VERSION, "t": "want", "run": "r", "sc": 64, "credit": 1},
+        {"v": PROTOCOL_VERSION, "t": "prepare", "run": "r", "scenarios": [["noop"]]},
         {"v": PROTOCOL_VERSION, "t": "heartbeat", "cpu": math.inf},
         {"v": PROTOCOL_VERSION, "t": "refuse", "run": "r", "error": "e" * 5000},
         {1: 2},
@@ -124,7 +134,9 @@ def test_random_bytes_and_mutated_frames_only_ever_raise_protocol_error():
         encode("hello", **HELLO),
         encode("window", run="r", seq=3, w={"i": 0}),
         encode("done", run="r", windows=3, stopped_early=False, reach=10),
-        encode("epoch", run="r", from_slot=5, weights=[1.0, 2.0], index=1),
+        encode("epoch", run="r", at_s=2.5, firsts=[5, 0], weights=[1.0, 2.0], index=1,
+               changes=[{"sc": 1, "overtime": 4}]),
+        encode("done", run="r", windows=3, stopped_early=False, scenarios=[{"planned": 5, "stopped_early": False}]),
     ]
     for _ in range(5000):
         if rng.random() < 0.5:

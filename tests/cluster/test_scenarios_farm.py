@@ -178,7 +178,9 @@ BAD = [
     ('rps = 5\n[[scenario]]\nname = "g"\ntarget = "noop"\nrps = 1\n', "rps belongs in each [[scenario]]"),
     ('[[scenario]]\nname = "h"\ntarget = "noop"\nrps = 1\nparams = "x"\n', "scenario 'h', key 'params'"),
     ('[[scenario]]\nname = "i"\ntarget = "noop"\nrps = 1\ntimeout = "soon"\n', "scenario 'i', key 'timeout'"),
-    ('[[scenario]]\nname = "j"\ntarget = "noop"\nrps = 1\nfeed = "x.jsonl"\n', "scenario 'j', key 'feed': work items"),
+    ('[[scenario]]\nname = "j"\ntarget = "noop"\nrps = 1\nfeed = "x.jsonl"\n',
+     "scenario 'j', key 'feed': feed 'x.jsonl' does not exist"),
+    ('[[scenario]]\nname = "k"\ntarget = "noop"\nrps = 1\ndrain = true\n', "scenario 'k', key 'drain': works on items"),
 ]  # fmt: skip
 
 

@@ -3,13 +3,16 @@
 import numpy as np
 import pytest
 
-from pusher_farm.cluster.actions import Accept, Finish, Phase, Send
-from pusher_farm.cluster.ledger import ACK_EVERY
-from pusher_farm.cluster.members import AgentState
-from pusher_farm.cluster.plan import AgentPlan, RunSpec
-from pusher_farm.cluster.protocol import Message
-from pusher_farm.cluster.state import CoordinatorState, Timing
+from pusher_farm.cluster.coordinator.actions import Accept, Finish, Phase, Send
+from pusher_farm.cluster.coordinator.ledger import ACK_EVERY
+from pusher_farm.cluster.coordinator.membership import AgentState
+from pusher_farm.cluster.coordinator.router import CoordinatorState
+from pusher_farm.cluster.protocol.messages import decode, encode
+from pusher_farm.cluster.protocol.plan import AgentPlan
+from pusher_farm.cluster.timing import Timing
 from pusher_farm.core.config import Config
+from pusher_farm.core.load import Open
+from pusher_farm.core.run import Run
 from pusher_farm.core.schedule import Constant
 from pusher_farm.core.window import Window
 
@@ -17,7 +20,8 @@ TIMING = Timing(heartbeat=1.0, agent_timeout=3.0, wait_timeout=10.0, sync_pings=
 
 
 def msg(t, **fields):
-    return Message(t, fields)
+    """A message as the state machine gets it: encoded, then decoded and checked."""
+    return decode(encode(t, **fields))
 
 
 def hello(name, capacity=1.0):
@@ -25,7 +29,7 @@ def hello(name, capacity=1.0):
 
 
 def wire(index, n=1):
-    w = Window(index, float(index), 1.0, started=n, succeeded=n)
+    w = Window(index, float(index), 1.0, started=n, succeeded=n, scenario="default")
     w.latency.record_many(np.full(n, 1000))
     w.service.record_many(np.full(n, 1000))
     w.lag.record_many(np.zeros(n, dtype=np.int64))
@@ -36,8 +40,8 @@ def sends(actions, type_=None):
     return [a for a in actions if isinstance(a, Send) and (type_ is None or a.type == type_)]
 
 
-def spec(rate=100.0, duration=2.0):
-    return RunSpec((Config(target="noop", profile=Constant(rate, duration), until=duration, overtime=10, timeout=1.0),))
+def spec(rate=100.0, duration=2.0, **settings):
+    return Run.of([Config(target="noop", load=Open(Constant(rate, duration)), overtime=10, timeout=1.0, **settings)])
 
 
 def sync(state, agent, now, offset=0.0, rtt=0.002, capacity=1.0):
@@ -200,15 +204,15 @@ def test_an_agent_joining_mid_run_gets_a_share_from_the_next_epoch():
     epoch = sends(actions, "epoch")[0]
     plan = AgentPlan.from_wire(state.run_id, start.fields["plan"])
     assert epoch.agent == "a" and epoch.fields["index"] == 0 and epoch.fields["weights"] == [1.0, 1.0]
-    assert plan.index == 1 and plan.weights == (1.0, 1.0) and plan.first == epoch.fields["from_slot"]
+    assert plan.index == 1 and plan.weights == (1.0, 1.0) and plan.firsts == tuple(epoch.fields["firsts"])
+    assert plan.from_s == epoch.fields["at_s"]
     # announced ahead of now, on the run's own schedule (100/s)
-    assert plan.first == pytest.approx((5.1 + 0.5 - state.start_at) * 100, abs=2)
-    assert [e.reason for e in state.book.epochs] == ["start", "late joined"]
+    assert plan.firsts[0] == pytest.approx((5.1 + 0.5 - state.start_at) * 100, abs=2)
+    assert [e.reason for e in state.planner.epochs] == ["start", "late joined"]
 
 
 def test_no_late_join_keeps_newcomers_spare():
-    run = spec(duration=60)
-    state = CoordinatorState(RunSpec((run.configs[0].replace(late_join=False),)), expect=1, timing=TIMING)
+    state = CoordinatorState(spec(duration=60, late_join=False), expect=1, timing=TIMING)
     started(state, ("a",))
     state.on_message("late", hello("late"), 5.0)
     assert state.agents["late"].state is AgentState.SPARE
@@ -224,7 +228,7 @@ def test_losing_hundreds_of_agents_at_the_deadline_does_not_recurse():
     for t in (1.0, 2.0, 3.0):  # they keep talking, but never say done
         for name in names:
             state.on_message(name, msg("heartbeat"), t)
-    actions = state.on_tick(state._deadline_at + 0.1)
+    actions = state.on_tick(state.intake.deadline + 0.1)
     finish = [a for a in actions if isinstance(a, Finish)]
     assert len(finish) == 1 and finish[0].status == 1
 
@@ -239,7 +243,7 @@ def test_a_late_agent_that_refuses_its_plan_is_lost_and_its_share_moves_on():
     assert state.agents["late"].state is AgentState.LOST
     epochs = sends(actions, "epoch")
     assert [e.agent for e in epochs] == ["a"] and epochs[0].fields["weights"] == [1.0]
-    assert [e.names for e in state.book.epochs] == [("a",), ("a", "late"), ("a",)]
+    assert [e.names for e in state.planner.epochs] == [("a",), ("a", "late"), ("a",)]
 
 
 def test_no_agent_joins_a_run_that_was_stopped():
@@ -268,12 +272,10 @@ def test_a_lost_agent_is_told_to_stop_where_its_share_moved():
     actions = state.on_tick(3.5)
     to_b = [s for s in sends(actions, "stop") if s.agent == "b"]
     epoch = sends(actions, "epoch")[0]
-    assert to_b and to_b[0].fields["at_slot"] == epoch.fields["from_slot"] and "seen" not in to_b[0].fields
+    assert to_b and to_b[0].fields["at_s"] == epoch.fields["at_s"] and "seen" not in to_b[0].fields
 
 
 def test_a_peer_with_an_absurd_identity_is_dropped():
     state = CoordinatorState(spec(), expect=1, timing=TIMING)
-    from pusher_farm.cluster.protocol import encode
-
     frame = encode("hello", name="a", host="h", pid=1, capacity=1.0, cpus=1, package="0.2.0")
     assert not sends(state.on_frame("x" * 5000, frame, 0.0)) and state.bad_frames == 1

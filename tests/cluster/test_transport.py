@@ -4,8 +4,8 @@ import socket
 
 import pytest
 
-from pusher_farm.cluster.transport_inproc import Network
-from pusher_farm.cluster.transport_zmq import ZmqHub, ZmqLink
+from pusher_farm.cluster.transport.inproc import Network
+from pusher_farm.cluster.transport.zeromq import ZmqHub, ZmqLink
 from pusher_farm.errors import FarmError
 
 
@@ -82,12 +82,13 @@ def test_zmq_errors_leave_as_farm_errors_with_what_to_do():
 
 
 def test_a_coordinator_in_python_gets_the_same_bind_policy():
-    from pusher_farm.cluster.coordinator import Coordinator
-    from pusher_farm.cluster.plan import RunSpec
+    from pusher_farm.cluster.coordinator.coordinator import Coordinator
     from pusher_farm.core.config import Config
+    from pusher_farm.core.load import Open
+    from pusher_farm.core.run import Run
     from pusher_farm.core.schedule import Constant
 
-    spec = RunSpec((Config(target="noop", profile=Constant(1, 1)),))
+    spec = Run.of([Config(target="noop", load=Open(Constant(1, 1)))])
     with pytest.raises(FarmError, match="--insecure"):
         Coordinator(spec, bind="tcp://0.0.0.0:0")
     with Coordinator(spec, bind="tcp://0.0.0.0:0", insecure=True) as coord:

@@ -6,6 +6,7 @@ import pytest
 
 import pusher_farm as pf
 from pusher_farm.core.config import MAX_OVERTIME, Config
+from pusher_farm.core.load import Closed, Drain, Open
 from pusher_farm.core.schedule import Constant, parse_stages
 from pusher_farm.errors import InvalidOption, InvalidOvertime, ProtocolError
 
@@ -24,7 +25,7 @@ from pusher_farm.errors import InvalidOption, InvalidOvertime, ProtocolError
         ("spin", 0, 0.0),
         ("spin", "2ms", 0.002),
         ("overtime", "64", 64),
-        ("until", "1m30s", 90.0),
+        ("max_names", "50", 50),
     ],
 )
 def test_settings_read_numbers_and_text(setting, given, held):
@@ -84,8 +85,7 @@ def test_the_wire_carries_what_agents_need_and_nothing_local():
     c = Config(
         target="noop",
         params={"ms": "5", "headers": ["A: b"]},
-        profile=parse_stages("1s:0-10,2s:10"),
-        until=2.5,
+        load=Open(parse_stages("1s:0-10,2s:10").cut(2.5)),
         overtime=7,
         timeout=None,
         batch=0,
@@ -96,7 +96,7 @@ def test_the_wire_carries_what_agents_need_and_nothing_local():
     assert "listeners" not in wire and "on_agent_loss" not in wire and "gossip_capacity" not in wire
     back = Config.from_wire(wire)
     assert back.replace(listeners=c.listeners, on_agent_loss="abort") == c
-    assert back.profile.stages == c.profile.stages
+    assert back.load.profile.stages == c.load.profile.stages and back.load.length() == 2.5
 
 
 @pytest.mark.parametrize(
@@ -106,10 +106,14 @@ def test_the_wire_carries_what_agents_need_and_nothing_local():
         {"overtime": -1},
         {"timeout": math.inf},
         {"window": math.nan},
-        {"profile": [[1.0, math.inf, 1.0]]},
-        {"profile": [[math.inf, 1.0, 1.0], [1.0, 1.0, 1.0]]},
-        {"profile": []},
-        {"profile": [[1.0, 1.0]]},
+        {"load": {"kind": "open", "profile": [[1.0, math.inf, 1.0]]}},
+        {"load": {"kind": "open", "profile": [[math.inf, 1.0, 1.0], [1.0, 1.0, 1.0]]}},
+        {"load": {"kind": "open", "profile": []}},
+        {"load": {"kind": "open", "profile": [[1.0, 1.0]]}},
+        {"load": {"kind": "burst", "profile": [[1.0, 1.0, 1.0]]}},
+        {"load": {"kind": "closed", "profile": [[1.0, 2.0, 2.0]], "think": [0.2, 0.1]}},
+        {"load": {"kind": "drain", "profile": [[math.inf, 5.0, 5.0]], "cap": -1}},
+        {"profile": [[1.0, 1.0, 1.0]]},  # the load travels as a model, not as a bare profile
         {"params": {"k": {"nested": "map"}}},
         {"params": {"k": "x" * (2 << 20)}},
         {"listeners": []},  # a local setting never comes from the wire
@@ -122,8 +126,32 @@ def test_settings_from_the_wire_are_checked_like_any_other(wire):
 
 
 def test_an_open_ended_constant_travels_too():
-    c = Config(profile=Constant(5.0))
-    assert math.isinf(Config.from_wire(c.to_wire()).profile.duration)
+    c = Config(load=Open(Constant(5.0)))
+    assert math.isinf(Config.from_wire(c.to_wire()).load.length())
+
+
+@pytest.mark.parametrize(
+    "load",
+    [
+        Open(parse_stages("1s:0-10,2s:10")),
+        Closed(Constant(20, 10), think=(0.05, 0.15), iterations=3),
+        Closed(parse_stages("2s:0,5s:0-5")),
+        Drain(Constant(8), cap=400),
+        Drain(Constant(8)),
+    ],
+)
+def test_every_load_model_travels_as_itself(load):
+    back = Config.from_wire(Config(load=load).to_wire()).load
+    assert back == load and type(back) is type(load) and back.describe() == load.describe()
+
+
+def test_rules_between_settings_live_in_the_record():
+    with pytest.raises(InvalidOption, match="parallel 20 is more than overtime 5"):
+        Config(load=Drain(Constant(20)), overtime=5)
+    with pytest.raises(InvalidOption, match="processes a feed once"):
+        Config(load=Drain(Constant(2)), feed=[1, 2], feed_cycle=True)
+    with pytest.raises(InvalidOption, match="abort_on_fail needs a threshold"):
+        Config(abort_on_fail=True)
 
 
 def test_digits_that_are_not_ascii_are_refused_not_a_traceback():

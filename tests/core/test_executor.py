@@ -8,12 +8,24 @@ import time
 
 from pusher_farm.core.calls import INTERRUPTED, inline
 from pusher_farm.core.config import Config
+from pusher_farm.core.epochs import Plan
 from pusher_farm.core.executor import Executor
-from pusher_farm.core.schedule import Constant, Shard
+from pusher_farm.core.load import Open
+from pusher_farm.core.schedule import Constant
+from pusher_farm.core.shard import Shard
 
 
 def config(rate, seconds, **kw):
-    return Config(profile=Constant(rate, seconds), timeout=1.0, overtime=100, **kw)
+    return Config(load=Open(Constant(rate, seconds)), timeout=1.0, overtime=100, **kw)
+
+
+def executor(target, rate, seconds, shard=None):
+    return Executor(target, config(rate, seconds), plan=Plan(shard))
+
+
+def at_slot(ex, k):
+    """The instant slot ``k`` of ``ex``'s constant rate is due."""
+    return k / ex.load.profile.rate
 
 
 def run(ex):
@@ -27,11 +39,11 @@ def test_replan_switches_shard_at_the_epoch_and_never_fires_a_slot_twice():
     def target(ctx):
         fired.append(ctx.seq)
         if ctx.seq == 100:
-            ex.replan(120, Shard(0, (1.0,)))  # from slot 120 on, this executor owns every slot
+            ex.epoch(at_slot(ex, 120), Shard(0, (1.0,)), first=120)  # from slot 120 on: every slot
         if ctx.seq == 110:
-            ex.replan(60, Shard(1, (1.0, 1.0)))  # late and in the past: must not refire anything
+            ex.epoch(at_slot(ex, 60), Shard(1, (1.0, 1.0)), first=60)  # late and in the past: no refire
 
-    ex = Executor(target, config(400, 0.5), shard=Shard(0, (1.0, 1.0)))
+    ex = executor(target, 400, 0.5, Shard(0, (1.0, 1.0)))
     tally = run(ex)
     assert len(fired) == len(set(fired))
     # Evens (the first plan) up to the late epoch's arrival at slot 110, then odds (the late
@@ -48,10 +60,10 @@ def test_a_halt_is_final_even_before_a_later_epoch():
     def target(ctx):
         fired.append(ctx.seq)
         if ctx.seq == 10:
-            ex.stop_at(30)
-            ex.replan(50, Shard(0, (1.0,)))  # a plan from after the halt changes nothing
+            ex.stop_at(at_slot(ex, 30))
+            ex.epoch(at_slot(ex, 50), Shard(0, (1.0,)), first=50)  # a plan from after the halt changes nothing
 
-    ex = Executor(target, config(400, 0.5))
+    ex = executor(target, 400, 0.5)
     run(ex)
     assert fired == list(range(30)) and ex.reach == 30
 
@@ -66,13 +78,13 @@ def test_a_plan_announced_while_a_shard_has_no_slot_left_is_still_followed():
     shard = Shard(0, (1.0, 99.0))  # one slot in a hundred: its only one in this run is `only`
     only = int(shard.cycle()[1][0])
     assert only < 90
-    ex = Executor(target, config(200, 0.5), shard=shard)
+    ex = executor(target, 200, 0.5, shard)
 
     async def main():
         task = asyncio.create_task(ex.run())
         while only not in fired:
             await asyncio.sleep(0.001)
-        ex.replan(only + 10, Shard(0, (1.0,)))  # after its last own slot: it owns the rest
+        ex.epoch(at_slot(ex, only + 10), Shard(0, (1.0,)), first=only + 10)  # after its last own slot: the rest
         return await asyncio.wait_for(task, 10)
 
     asyncio.run(main())
@@ -86,9 +98,9 @@ def test_replan_to_a_sole_owner_fires_every_later_slot():
     def target(ctx):
         fired.append(ctx.seq)
         if ctx.seq == 21:
-            ex.replan(50, Shard(0, (1.0,)))
+            ex.epoch(at_slot(ex, 50), Shard(0, (1.0,)), first=50)
 
-    ex = Executor(target, config(400, 0.25), shard=Shard(1, (1.0, 1.0)))
+    ex = executor(target, 400, 0.25, Shard(1, (1.0, 1.0)))
     run(ex)
     assert fired == [*range(1, 50, 2), *range(50, 100)]
 
@@ -100,9 +112,9 @@ def test_stop_at_a_slot_halts_exactly_there_and_reaches_it():
     def target(ctx):
         fired.append(ctx.seq)
         if ctx.seq == 11:
-            ex.stop_at(31)
+            ex.stop_at(at_slot(ex, 31))  # the instant slot 31 is due: every agent stops at that slot
 
-    ex = Executor(target, config(400, 1.0), shard=Shard(1, (1.0, 1.0)))
+    ex = executor(target, 400, 1.0, Shard(1, (1.0, 1.0)))
     run(ex)
     assert fired == list(range(1, 31, 2))
     assert ex.stopped_early and ex.reach == 31 and ex.stopped_s is not None
@@ -117,7 +129,7 @@ def test_a_lapsed_lease_stops_scheduling_on_its_own():
         if ctx.seq == 5:
             ex.lease_until = time.monotonic() + 0.05  # nobody renews it
 
-    ex = Executor(target, config(100, 10.0))
+    ex = executor(target, 100, 10.0)
     run(ex)
     assert ex.lease_expired and ex.stopped_early
     assert 6 <= len(fired) < 1000 and fired == list(range(len(fired)))
@@ -133,7 +145,7 @@ def test_abort_counts_calls_in_flight_as_interrupted_without_waiting_for_them():
         release.wait(30)
 
     async def main():
-        ex = Executor(stuck, Config(profile=Constant(50, 10.0), timeout=30.0, overtime=100))
+        ex = Executor(stuck, Config(load=Open(Constant(50, 10.0)), timeout=30.0, overtime=100))
         task = asyncio.create_task(ex.run())
         while not started.is_set():
             await asyncio.sleep(0.01)

@@ -6,7 +6,7 @@ import asyncio
 import pytest
 
 from pusher_farm import Scenario, hire, inline
-from pusher_farm.core.offers import _offer
+from pusher_farm.core.offers import _offer, with_overtime, with_timeout, with_users
 from pusher_farm.core.recorder import Recorder
 from pusher_farm.core.tally import Tally
 from pusher_farm.core.window import OTHER_NAMES, NameRow, Window
@@ -137,7 +137,7 @@ async def _ten_ms(ctx):
 
 
 def test_closed_model_iterations_make_exactly_users_times_iterations_calls():
-    report = hire("w", _ten_ms, _offer(users=20, iterations=5)).work_sync()
+    report = hire("w", _ten_ms, with_users(20, iterations=5)).work_sync()
     assert report.counts.scheduled == report.counts.succeeded == 100
     (row,) = report.scenarios
     assert row.model == "closed" and row.counts.planned == 100
@@ -145,13 +145,12 @@ def test_closed_model_iterations_make_exactly_users_times_iterations_calls():
 
 
 def test_scenarios_refuse_bad_input_naming_the_scenario_and_the_key():
-    from pusher_farm.core.config import Config
-    from pusher_farm.core.scenario import scenario_configs, scenario_from_table
+    from pusher_farm.core.scenario import build_run, scenario_from_table
     from pusher_farm.errors import InvalidOption
 
     def refused(scenarios, duration=10.0):
         with pytest.raises(InvalidOption) as e:
-            scenario_configs(scenarios, duration=duration, base=Config())
+            build_run(scenarios, duration=duration)
         return e.value.reason
 
     assert "'a', key 'name'" in refused([Scenario("a", "noop", rps=1), Scenario("a", "noop", rps=2)])
@@ -160,6 +159,12 @@ def test_scenarios_refuse_bad_input_naming_the_scenario_and_the_key():
     assert "'d', key 'think'" in refused([Scenario("d", "noop", rps=1, think="90ms")])
     assert "'e', key 'iterations'" in refused([Scenario("e", "noop", rps=1, iterations=3)])
     assert "'f', key 'overtime'" in refused([Scenario("f", "noop", rps=1, overtime=-1)])
+    assert "'g', key 'parallel': is for drain mode" in refused([Scenario("g", "noop", rps=1, feed=[1], parallel=3)])
+    assert "'h', key 'drain': works on items" in refused([Scenario("h", "noop", drain=True)])
+    assert "'i', key 'stages': a drain takes a rate cap" in refused([Scenario("i", "noop", feed=[1], drain=True,
+                                                                             stages="1s:1")])  # fmt: skip
+    assert "'j', key 'parallel'" in refused([Scenario("j", "noop", feed=[1], drain=True, parallel=20, overtime=5)])
+    assert "'k', key 'users'" in refused([Scenario("k", "noop", users=3)], duration=None)  # users without an end
     with pytest.raises(InvalidOption, match="'g', key 'colour': unknown key"):
         scenario_from_table({"name": "g", "target": "noop", "colour": "red"}, 1)
     with pytest.raises(InvalidOption, match="'#2', key 'name'"):
@@ -199,13 +204,22 @@ def _hang(ctx):
 
 def test_a_closed_model_ends_with_its_run_whatever_its_users_are_doing():
     # users thinking for 5 s, or stuck in a call past its timeout, do not hold the run open
-    thinking = hire("w", _ten_ms, _offer(users=3, think=5.0, until=0.2)).work_sync()
+    thinking = hire("w", _ten_ms, with_users(3, think=5.0)).work_sync(None, 0.2)
     assert thinking.counts.scheduled == 3 and thinking.ran_s < 2.0
-    stuck = hire("w", _hang, _offer(users=2, timeout=0.2, until=0.3)).work_sync()
+    stuck = hire("w", _hang, with_users(2), with_timeout(0.2)).work_sync(None, 0.3)
     assert stuck.errors == {"Timeout": 2} and stuck.ran_s < 2.5
 
 
 def test_users_beyond_overtime_wait_for_room_and_cancel_nothing():
-    report = hire("w", _ten_ms, _offer(users=10, overtime=3, until=0.3)).work_sync()
+    in_flight = [0, 0]  # now, most
+
+    async def counted(ctx):
+        in_flight[0] += 1
+        in_flight[1] = max(in_flight[1], in_flight[0])
+        await asyncio.sleep(0.01)
+        in_flight[0] -= 1
+
+    report = hire("w", counted, with_users(10), with_overtime(3)).work_sync(None, 0.3)
     c = report.counts
-    assert c.canceled == 0 and c.scheduled == c.succeeded == c.planned > 0
+    assert c.canceled == 0 and c.scheduled == c.succeeded == c.planned > 30  # ~3 calls every 10 ms
+    assert in_flight[1] == 3  # ten users, never more than three calls in flight: the rest waited

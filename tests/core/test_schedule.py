@@ -5,13 +5,13 @@ import pytest
 
 from pusher_farm.core.schedule import (
     Constant,
-    Shard,
     Stage,
     Stages,
     parse_duration,
     parse_stages,
     slot_batches,
 )
+from pusher_farm.core.shard import Shard
 from pusher_farm.errors import InvalidOption, InvalidRPS
 
 
@@ -79,9 +79,36 @@ def test_ramp_spacing_follows_the_rate():
     assert 1 / gaps[i] == pytest.approx(90, rel=0.02)
 
 
-def test_until_cuts_a_profile_short():
-    ks, _ = all_slots(Constant(100), until=1.5)
+def test_a_cut_ends_a_profile_where_it_says():
+    ks, _ = all_slots(Constant(100).cut(1.5))
     assert len(ks) == 150
+    ramp = parse_stages("10s:0-100,10s:100")
+    cut = ramp.cut(5)
+    assert cut.duration == 5 and cut.stages[-1].end == pytest.approx(50) and cut.slot_count() == 125
+    assert ramp.cut(None) is ramp and ramp.cut(60) is ramp
+
+
+@pytest.mark.parametrize(
+    ("stages", "at", "rate", "before", "after"),
+    [
+        ("10s:100", 4.0, 300, 400, 1800),  # a higher rate from 4 s on: the first 400 slots unmoved
+        ("10s:0-100", 5.0, 0, 125, 0),  # rate 0 from 5 s: a pause (drain lanes, users)
+        ("2s:0,8s:50", 6.0, 10, 200, 40),  # a later start kept as it was
+    ],
+)
+def test_a_change_keeps_every_slot_before_it(stages, at, rate, before, after):
+    old = parse_stages(stages)
+    new = old.then(at, rate)
+    assert new.duration == old.duration and new.slots_until(at) == pytest.approx(before)
+    assert new.slot_count() == before + after
+    ks = np.arange(before)
+    assert np.allclose(new.times(ks), old.times(ks))  # same slots at the same times before the change
+
+
+def test_a_profile_scales_and_says_when_it_begins():
+    p = parse_stages("3s:0,2s:0-10,5s:10")
+    assert p.begins == 3 and p.peak == 10 and p.scaled(3).peak == 30
+    assert p.scaled(3).slot_count() == 3 * p.slot_count()
 
 
 @pytest.mark.parametrize(
@@ -143,8 +170,6 @@ def test_constant_rejects_bad_rates(rate):
 
 
 def test_tiny_and_huge_weights_still_give_every_shard_slots():
-    from pusher_farm.core.schedule import Shard
-
     for weights in [(1e-6, 1.0), (1e-6, 1e6), (0.0001, 0.0001, 1.0)]:
         counts = [Shard(i, weights).count(0, 100_000) for i in range(len(weights))]
         assert all(c > 0 for c in counts) and sum(counts) == 100_000

@@ -160,7 +160,9 @@ def test_gossips_before_equals_after_and_stop_called_once():
 def test_canceled_gossips_are_delivered():
     rec = Recorder()
     r = pf.work(100, 0.5, async_noop, with_overtime(0), with_gossips(rec))
-    assert [g.when for g in rec.seen] == [When.CANCELED] * r.counts.canceled
+    assert r.counts.canceled == r.counts.scheduled == 50  # overtime 0: every slot canceled
+    assert [g.when for g in rec.seen] == [When.CANCELED] * 50
+    assert sorted(g.seq for g in rec.seen) == list(range(50))  # each slot's own, once
 
 
 def test_slow_listener_never_slows_the_schedule_and_drops_are_counted():

@@ -96,12 +96,12 @@ def test_an_agent_killed_mid_drain_loses_no_item(tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["noop", "--rps", "10", "-d", "1s", "--drain"], "--drain works on items: give them with --feed FILE"),
+        (["noop", "--rps", "10", "-d", "1s", "--drain"], "--drain: works on items: give it a feed (--feed FILE)"),
         (["noop", "--feed", "{feed}", "--drain", "--max-retries", "-1"], "max_retries must lie in 0..1,000"),
         (["noop", "--feed", "missing.jsonl", "--rps", "10", "-d", "1s"], "feed 'missing.jsonl' does not exist"),
         (["noop", "--feed", "items.txt", "--rps", "10", "-d", "1s"], "give a .jsonl"),
-        (["noop", "--feed", "{feed}", "--rps", "10", "-d", "1s", "--parallel", "3"], "--parallel is for drain mode"),
-        (["noop", "--feed", "{feed}", "--drain", "--feed-cycle"], "--drain processes the feed once"),
+        (["noop", "--feed", "{feed}", "--rps", "10", "-d", "1s", "--parallel", "3"], "--parallel: is for drain mode"),
+        (["noop", "--feed", "{feed}", "--drain", "--feed-cycle"], "--feed-cycle: a drain (lanes on items) processes"),
         (["noop", "--feed", "{feed}", "--drain", "--failure-handler", "nope:fn"], "cannot be imported here"),
         (["noop", "--feed", "{feed}", "--drain", "--parallel", "20", "--overtime", "5"], "parallel 20 is more than"),
         (["noop", "--feed", "redis://127.0.0.1:notaport/0", "--drain"], "cannot read the Redis address"),

@@ -75,4 +75,4 @@ def test_placeholders_without_a_feed_are_refused_before_any_load():
         [*FARM, "run", "http", "--url", "http://127.0.0.1:9/users/{id}", "--rps", "1", "-d", "1s"],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
-    assert p.returncode == 2 and "placeholders: give a --feed" in p.stderr
+    assert p.returncode == 2 and "placeholders: give a feed" in p.stderr

@@ -7,6 +7,7 @@ import time
 import pytest
 
 import pusher_farm as pf
+from pusher_farm.core.load import Drain
 from pusher_farm.errors import InvalidOption
 
 
@@ -117,7 +118,7 @@ def test_bad_item_settings_are_refused_where_written(settings, message):
 
 def test_drain_needs_a_feed():
     with pytest.raises(InvalidOption, match="needs a feed"):
-        pf.hire("d", lambda ctx: None, lambda c: c.replace(parallel=2)).work_sync()
+        pf.hire("d", lambda ctx: None, lambda c: c.replace(load=Drain.lanes(2))).work_sync()
 
 
 def test_the_farms_dealer_pauses_while_a_handler_falls_behind():

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from pusher_farm.core.report import Report
+from pusher_farm.core.results import Report
 from pusher_farm.core.stats import Histogram
 from pusher_farm.core.tally import Tally
 from pusher_farm.core.window import Window

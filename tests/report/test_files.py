@@ -49,7 +49,7 @@ def test_the_manifest_says_what_ran_where_and_how(tmp_path):
     assert p.returncode == 0, p.stderr
     d = json.loads(out.read_text())
     m = d["manifest"]
-    assert m["protocol"] == 5 and m["python"] and m["dependencies"]["pyzmq"] and m["pusher_farm"]
+    assert m["protocol"] == 6 and m["python"] and m["dependencies"]["pyzmq"] and m["pusher_farm"]
     assert m["command"][:3] == ["farm", "run", "noop"] and "--overtime" in m["command"]
     plan = m["plan"][0]
     assert plan["overtime"] == 77 and plan["profile"] == [[1.0, 100.0, 100.0]] and plan["farm"]["on_agent_loss"]
