@@ -129,9 +129,10 @@ async def farm_async(rps: float | None, duration: float | None, workers: Sequenc
 
 
 def _on_processes(
-    run: Run, agents: int, *, on_window: Callable[[Window], None] | None, control: Any = None
+    run: Run, agents: int, *, on_window: Callable[[Window], None] | None, control: tuple[str | None, str | None]
 ) -> tuple[Report, Any]:
-    """Run ``run`` on ``agents`` local agent processes: the report and how the run finished."""
+    """Run ``run`` on ``agents`` local agent processes (``control``: the address and token of its
+    HTTP side, if any): the report and how the run finished."""
     from pusher_farm.cluster.spawn import run_local
 
     for c in run:
@@ -139,9 +140,17 @@ def _on_processes(
             raise InvalidOption(
                 f"scenario {c.name!r} has gossip listeners, which live in its own process: pass processes=False"
             )
+    address, token = control
+    if token and not address:
+        raise InvalidOption("control_token goes with control='HOST:PORT'")
+    server = None
+    if address is not None:
+        from pusher_farm.report.serving import serve_control
+
+        server = serve_control(address, token)
     coordinators: list[Any] = []
     report = run_local(run, agents, listeners=[on_window] if on_window else [], on_coordinator=coordinators.append,
-                       control=control)  # fmt: skip
+                       control=server)  # fmt: skip
     return report, coordinators[0].finish
 
 
@@ -179,6 +188,8 @@ def farm(
     on_window: Callable[[Window], None] | None = None,
     agents: int | None = None,
     settings: Config | None = None,
+    control: str | None = None,
+    control_token: str | None = None,
 ) -> Report:
     """Run ``workers`` in parallel, each at ``rps`` for ``duration`` seconds, one process each
     (``processes=False``: all in this process). ``on_window`` receives each merged window of
@@ -187,21 +198,27 @@ def farm(
     Given ``Scenario`` records instead of workers, run them all at once for ``duration``
     seconds (each has its own load: give no ``rps``) on ``agents`` local agent processes
     (default: one per core), every scenario sharded among them; ``settings`` holds the run's
-    own (window, thresholds, policies)."""
+    own (window, thresholds, policies).
+
+    ``control="HOST:PORT"`` serves the run's HTTP side while it runs (its state, metrics, the
+    live page, and ``PATCH /farm`` to change a scenario's rate, users, lanes or cap at runtime;
+    Gofherd's ``PATCH /herd``), as ``farm run --http`` does: beyond loopback it needs
+    ``control_token``."""
+    where = (control, control_token)
     if workers and all(isinstance(w, Scenario) for w in workers):
         if rps is not None:
             raise InvalidOption("scenarios carry their own load: give rps=None")
         run = build_run([_named(s) for s in workers], duration=duration, settings=settings)  # type: ignore[arg-type]
-        return _on_processes(run, _agents(agents), on_window=on_window)[0]
+        return _on_processes(run, _agents(agents), on_window=on_window, control=where)[0]
     if agents is not None or settings is not None:
         raise InvalidOption("agents= and settings= go with Scenario records (workers run one process each)")
     workers = _check_workers(workers)
     if not processes:
-        if on_window is not None:
-            raise InvalidOption("on_window needs processes=True (use Worker.work(on_window=...) in-process)")
+        if on_window is not None or control is not None:
+            raise InvalidOption("on_window and control need processes=True (in-process: Worker.work(on_window=...))")
         return _loop.run(farm_async(rps, duration, workers))
     run = _by_name(_run_of(workers, rps, duration, on_agent_loss="abort"), workers)
-    report, finish = _worked(run, workers, on_window)
+    report, finish = _worked(run, workers, on_window, where)
     _raise_first(finish)
     report.workers = [w.summary(row.counts, row.achieved_rps) for w, row in zip(workers, report.scenarios,
                                                                                   strict=True)]  # fmt: skip
@@ -219,12 +236,14 @@ def _by_name(run: Run, workers: Sequence[Worker]) -> Run:
     return Run(run.settings, tuple(scenarios))
 
 
-def _worked(run: Run, workers: Sequence[Worker], on_window: Callable[[Window], None] | None) -> tuple[Report, Any]:
+def _worked(
+    run: Run, workers: Sequence[Worker], on_window: Callable[[Window], None] | None, control: tuple[Any, Any]
+) -> tuple[Report, Any]:
     """``run`` on one local agent per worker, the workers busy meanwhile."""
     for w in workers:
         w._busy = True
     try:
-        return _on_processes(run, len(workers), on_window=on_window)
+        return _on_processes(run, len(workers), on_window=on_window, control=control)
     finally:
         for w in workers:
             w._busy = False
@@ -252,7 +271,7 @@ def force(
         config = one.scenario(rps, duration)
         assert config.load is not None
         scenario = config.replace(name="force", load=config.load.scaled(amount), on_agent_loss="abort")
-        report, finish = _worked(_by_name(Run.of([scenario]), [one]), workers, None)
+        report, finish = _worked(_by_name(Run.of([scenario]), [one]), workers, None, (None, None))
         _raise_first(finish)
         span = max(report.duration_s, report.send_duration_s)
         report.workers = [

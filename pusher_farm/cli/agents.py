@@ -62,9 +62,12 @@ def agent(
         from pusher_farm.cluster.control.snapshot import AgentMetrics
         from pusher_farm.report.metrics import render_metrics
 
-        host, port = parse_address(metrics_address, metrics_token)
-        http = ControlServer(host, port, metrics_token, render=render_metrics, changes=False)
-        bound = http.start()
+        try:
+            host, port = parse_address(metrics_address, metrics_token)
+            http = ControlServer(host, port, metrics_token, render=render_metrics, changes=False)
+            bound = http.start()
+        except PusherError as exc:
+            fail(f"--metrics {metrics_address}: {exc.reason}")
         click.echo(f"agent metrics on http://{host}:{bound}/metrics", err=True)
         metrics = AgentMetrics(http)
     server = Agent(connect, name=name, capacity=capacity, once=once, gossips=listeners, keys=keys, metrics=metrics)

@@ -172,14 +172,14 @@ def _control(opts: dict[str, Any]) -> Any:
         if opts["http_token"]:
             fail("--http-token goes with --http HOST:PORT")
         return None
-    from pusher_farm.cluster.control.server import ControlServer, parse_address
-    from pusher_farm.report.dashboard import page
-    from pusher_farm.report.metrics import render_metrics
+    from pusher_farm.errors import PusherError
+    from pusher_farm.report.serving import serve_control
 
-    host, port = parse_address(opts["http_address"], opts["http_token"])
-    server = ControlServer(host, port, opts["http_token"], render=render_metrics, page=page())
-    bound = server.start()
-    click.echo(f"live page on http://{host}:{bound}/ (state: /farm, /agents, /metrics)", err=True)
+    try:
+        server = serve_control(opts["http_address"], opts["http_token"])
+    except PusherError as exc:
+        fail(f"--http {opts['http_address']}: {exc.reason}")
+    click.echo(f"live page on http://{server.host}:{server.port}/ (state: /farm, /agents, /herd, /metrics)", err=True)
     return server
 
 

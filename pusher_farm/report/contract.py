@@ -97,7 +97,9 @@ def _scenario(s: ScenarioSummary) -> dict[str, Any]:
         "errors": dict(s.errors),
         "latency_ms": s.latency.summary_ms(),
         "service_time_ms": s.service.summary_ms(),
-        "latency_is_service_time": s.model != "open",
+        "latency_is_service_time": s.latency_is_service_time,
+        # a scenario with a feed of its own: its items (as the run's "items" has them)
+        "items": s.items,
     }
 
 

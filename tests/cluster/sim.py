@@ -9,10 +9,12 @@ network, the state machines and the executors. ``SimFarm.step(dt)`` runs the loo
 seconds (every executor fires what falls due), then steps every agent's driver and the
 coordinator once, as their control threads would.
 
-Targets are resolved here: ``noop`` records each call's slot (``SimRunner.fired``), ``sleep``
-awaits its ``ms`` on the virtual clock, ``concurrency`` counts its calls in flight (the most at
-once, ``SimFarm.in_flight``). So a test checks that every global slot fired exactly once, and
-where each went.
+Targets are resolved here: ``noop`` records each call's slot (``SimRunner.fired``); ``sleep``
+awaits its ``ms`` on the virtual clock and counts its calls in flight across the whole farm, as
+the target's own counter would (``SimFarm.in_flight``: now and the most at once, by scenario; and
+``SimFarm.starts``: each call's start time and the calls in flight then, its own included), and
+the items it worked on (``SimFarm.worked``). So a test checks that every global slot fired
+exactly once, where each went, and how many calls a runtime change let run at once.
 """
 
 from __future__ import annotations
@@ -214,8 +216,11 @@ class SimFarm:
                                  **coordinator)  # fmt: skip
         self.agents: dict[str, SimAgent] = {}
         self.coordinator_alive = True
-        #: calls in flight now and the most at once, by scenario (the ``concurrency`` target)
+        #: calls in flight now and the most at once, by scenario (the ``sleep`` target's counter)
         self.in_flight: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+        #: each call's (start, calls in flight then), and the ids of the items worked on, by scenario
+        self.starts: dict[str, list[tuple[float, int]]] = defaultdict(list)
+        self.worked: dict[str, list[str]] = defaultdict(list)
 
     def target(self, agent: SimAgent, name: str, params: dict) -> Any:
         """What a simulated agent resolves a target name to (see the module docstring)."""
@@ -233,7 +238,7 @@ class SimFarm:
                 fired[scenario_of(ctx)].append(ctx.seq)
 
             return noop
-        if name in ("sleep", "concurrency"):
+        if name == "sleep":
             seconds = float(params.get("ms", 10)) / 1000
 
             async def sleep(ctx):
@@ -242,6 +247,9 @@ class SimFarm:
                 count = self.in_flight[scenario]
                 count[0] += 1
                 count[1] = max(count[1], count[0])
+                self.starts[scenario].append((self.clock(), count[0]))
+                if ctx.item is not None:
+                    self.worked[scenario].append(ctx.item.id)
                 try:
                     await asyncio.sleep(seconds)
                 finally:

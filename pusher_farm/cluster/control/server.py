@@ -36,17 +36,21 @@ __all__ = ["ControlServer", "parse_address"]
 
 
 def parse_address(text: str, token: str | None) -> tuple[str, int]:
-    """``HOST:PORT`` to serve on; a non-loopback host without a token is refused."""
+    """``HOST:PORT`` to serve on; a non-loopback host without a token is refused (the farm
+    port needs keys for the same reason)."""
     host, sep, port = text.rpartition(":")
     host = host.strip("[]")
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise InvalidOption(f"--http {text!r}: give HOST:PORT, e.g. 127.0.0.1:8642")
+        raise InvalidOption(f"cannot read the address {text!r}: give HOST:PORT, e.g. 127.0.0.1:8642")
     try:
         loopback = ipaddress.ip_address(host).is_loopback
     except ValueError:
         loopback = host == "localhost"
     if not loopback and not token:
-        raise InvalidOption(f"--http {text}: serving beyond loopback needs --http-token (sent as a bearer token)")
+        raise InvalidOption(
+            f"serving HTTP on {text} (beyond loopback) needs a token, sent as a bearer token "
+            "(--http-token; control_token= from Python)"
+        )
     return host, int(port)
 
 
@@ -101,7 +105,7 @@ class ControlServer:
         self._thread.start()
         self._ready.wait(10)
         if self._error is not None:
-            raise InvalidOption(f"--http {self.host}:{self.port}: cannot serve there: {self._error}")
+            raise InvalidOption(f"cannot serve HTTP on {self.host}:{self.port}: {self._error}")
         return self.port
 
     def _serve(self) -> None:

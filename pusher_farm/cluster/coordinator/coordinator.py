@@ -146,6 +146,16 @@ class Coordinator:
             self._abort.set()
         self._stop.set()
 
+    def change(self, scenario: str | None = None, **changes: float) -> dict[str, Any]:
+        """Change one scenario of the running farm (``scenario``: its name; None in a run of
+        one): any of its load's knobs (``rps``, ``users``, ``parallel``) and ``overtime``, from
+        a new epoch at one announced instant on every agent. Returns the epoch (its instant,
+        its first slot and what changed); ``InvalidOption`` when the run cannot change so now.
+        Call on the coordinator's thread (the HTTP side hands its changes over in ``step``)."""
+        actions, info = self.state.change(self.clock(), scenario, **changes)
+        self._apply(actions)
+        return info
+
     def step(self, now: float, timeout: float = 0.0) -> Finish | None:
         """One wake-up: frames in (waiting up to ``timeout`` for the first), the stop the user
         asked for, and a tick when one is due. Returns the run's end once it has come."""
@@ -168,11 +178,10 @@ class Coordinator:
         if self.control is not None:
             for changes, answer in self.control.take():
                 try:
-                    actions, info = self.state.change(now, **changes)
+                    info = self.change(**changes)
                 except PusherError as exc:
                     answer(None, exc.reason)
                     continue
-                self._apply(actions)
                 answer(info, None)
         if self.control is not None and now - self._published_at >= _PUBLISH:
             self._published_at = now

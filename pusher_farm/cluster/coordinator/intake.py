@@ -94,6 +94,23 @@ class Intake:
         agent.done = done
         return self.ack(agent, force=True, now=now)
 
+    def verdict(self, used: list[AgentRecord], now: float) -> tuple[tuple[bool, str, int] | None, list[AgentRecord]]:
+        """The run's end once nothing more is waited for: (ok, reason, exit status); else, past
+        the deadline, the agents that have not finished (to lose; the lost ones that came back
+        are no longer waited for)."""
+        if all(self.settled(a) for a in used):
+            lost = [a for a in used if a.state is AgentState.LOST]
+            if self.aborted:
+                return (False, "aborted: calls in flight were canceled", 1), []
+            if lost:
+                return (False, f"{len(lost)} of {len(used)} agents lost", 1), []
+            return (True, "", 0), []
+        if now <= self.deadline:
+            return None, []
+        for a in used:
+            a.returned = False  # stop waiting for a lost agent's last windows
+        return None, [a for a in used if a.state not in (AgentState.DONE, AgentState.LEFT, AgentState.LOST)]
+
     @staticmethod
     def settled(a: AgentRecord) -> bool:
         """Nothing more to wait for from ``a``: done, or lost and not back with windows to hand in."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import math
+from collections.abc import Container
 from dataclasses import dataclass, field
 
 from pusher_farm.cluster.coordinator.actions import Action, Log, Send
@@ -18,7 +19,7 @@ from pusher_farm.cluster.protocol.records import Done, Hello
 from pusher_farm.cluster.timing import Timing
 from pusher_farm.core.shard import Shard
 
-__all__ = ["WATCHED", "AgentRecord", "AgentState", "Membership", "clock_sample"]
+__all__ = ["MAX_SPARES", "WATCHED", "AgentRecord", "AgentState", "Membership", "clock_sample"]
 
 
 class AgentState(enum.Enum):
@@ -39,6 +40,8 @@ GONE = frozenset({AgentState.LOST, AgentState.LEFT, AgentState.SPARE})
 
 #: round-trip samples kept per agent (the fastest wins; a flood of pongs cannot grow memory)
 _SAMPLES = 16
+#: the most agents kept spare (connected but not in the run); more are refused
+MAX_SPARES = 1_000
 
 
 def clock_sample(t0: float, t1: float, t2: float, now: float) -> tuple[float, float] | None:
@@ -117,6 +120,16 @@ class AgentRecord:
     def stopped_early(self) -> bool:
         return self.done is not None and self.done.stopped_early
 
+    def stopped_itself(self, stopped: Container[int], scenarios: int, *, cut: bool) -> bool:
+        """It stopped before its load's end where nobody told it to (its user, an error): in a
+        scenario not in ``stopped`` (those the coordinator stopped), of a run not ``cut``."""
+        done = self.done
+        if done is None or cut:
+            return False
+        if done.error is not None or len(done.scenarios) != scenarios:
+            return done.stopped_early
+        return any(s.stopped_early for i, s in enumerate(done.scenarios) if i not in stopped)
+
     @property
     def stopped_s(self) -> float | None:
         """When it said it stopped early (None: it did not, or has not said done)."""
@@ -129,12 +142,14 @@ class AgentRecord:
 class Membership:
     """The agents of one coordinator (see the module docstring)."""
 
-    def __init__(self, expect: int, timing: Timing, package: str) -> None:
+    def __init__(self, expect: int, timing: Timing, package: str, now: float = 0.0) -> None:
         self.expect = expect
         self.timing = timing
         self.package = package
         self.agents: dict[str, AgentRecord] = {}
         self._ping_id = 0
+        #: when the wait for agents began, and the wait for their prepared answers
+        self.created = self.preparing_since = now
 
     def used(self) -> list[AgentRecord]:
         """The agents of this run (lost ones included), in the order they joined."""
@@ -143,16 +158,40 @@ class Membership:
     def running(self) -> list[AgentRecord]:
         return [a for a in self.agents.values() if a.state is AgentState.RUNNING]
 
-    def spares(self) -> int:
-        return sum(1 for a in self.agents.values() if a.state is AgentState.SPARE)
+    def all_synced(self) -> bool:
+        """Every expected agent is here with its clock measured."""
+        used = self.used()
+        return len(used) >= self.expect and all(a.state is AgentState.SYNCED for a in used)
+
+    def preparing(self, now: float) -> None:
+        """The run's agents are asked to prepare: each gets its place in the run."""
+        self.preparing_since = now
+        for i, a in enumerate(self.used()):
+            a.index = i
+
+    def stalled(self, now: float, *, preparing: bool) -> str:
+        """Why the run cannot start (the wait for agents, or their answers, ran out), or ""."""
+        if not preparing and now - self.created > self.timing.wait_timeout:
+            synced = sum(1 for a in self.agents.values() if a.state is AgentState.SYNCED)
+            return (f"only {synced} of {self.expect} agents connected within {self.timing.wait_timeout:g}s (start "
+                    "them with: farm agent --connect ENDPOINT)")  # fmt: skip
+        if preparing and now - self.preparing_since > self.timing.wait_timeout:
+            waiting = [a.label() for a in self.used() if a.state is not AgentState.PREPARED]
+            return f"no answer to prepare from {', '.join(waiting)}"
+        return ""
 
     def welcome(self, agent_id: str) -> Send:
         fields = {"agent": agent_id, "package": self.package, "heartbeat": self.timing.heartbeat,
                   "lease": self.timing.lease}  # fmt: skip
         return Send(agent_id, "welcome", fields)
 
-    def add(self, agent_id: str, hello: Hello, now: float, *, spare: bool, joining: bool) -> list[Action]:
-        """A new agent said hello: in the run (its clock measured at once), joining it, or spare."""
+    def add(self, agent_id: str, hello: Hello, now: float, *, waiting: bool, joining: bool) -> list[Action] | None:
+        """A new agent said hello: in the run (its clock measured at once), ``joining`` it
+        (a running run takes late agents), or spare (beyond the expected number, or too late);
+        None when too many are spare already (it is refused)."""
+        spare = not joining and (not waiting or len(self.used()) >= self.expect)
+        if spare and sum(1 for a in self.agents.values() if a.state is AgentState.SPARE) >= MAX_SPARES:
+            return None
         agent = AgentRecord(id=agent_id, hello=hello, state=AgentState.SPARE if spare else AgentState.SYNCING,
                             joined=now, last_seen=now, last_sent=now, joining=joining)  # fmt: skip
         used = len(self.used())
@@ -181,6 +220,21 @@ class Membership:
             agent.returned = True  # the run now also waits for what it still has to send
             actions.append(Log("info", f"{agent.label()} is back: taking the windows it kept"))
         return actions
+
+    def lose(self, agent: AgentRecord, now: float, why: str, *, waiting: bool) -> tuple[bool, list[Action]]:
+        """``agent`` is gone: before the run (``waiting``) or kept spare it is dropped, a late
+        agent that never got a share goes back to spare; else it is lost: (whether it was
+        lost, the actions)."""
+        if waiting or agent.state is AgentState.SPARE:
+            del self.agents[agent.id]
+            return False, [Log("warning", f"{agent.label()} dropped before the run: {why}")]
+        if agent.joining and agent.shard is None:
+            agent.state = AgentState.SPARE
+            return False, [Log("warning", f"{agent.label()} gone before it joined: {why}")]
+        agent.state = AgentState.LOST
+        agent.lost_at = now
+        agent.returned = False
+        return True, [Log("warning", f"{agent.label()} lost: {why}")]
 
     def ping(self, agent: AgentRecord, now: float) -> Send:
         self._ping_id += 1

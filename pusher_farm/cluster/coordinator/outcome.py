@@ -38,11 +38,11 @@ def farm_outcome(
     done = [a.done for a in agents if a.done is not None]
     # a drain that did every item ended as it should: its stop was not a cut
     complete = {i for i, c in enumerate(run) if c.load is not None and c.load.needs_items and i in state.dealing.dry_s}
-    stopped_early = state.cut or any(
+    stopped_early = state.planner.cut or any(
         s.stopped_early for d in done for i, s in enumerate(d.scenarios) if i not in complete
     )
     sent = max((d.sent_s for d in done), default=0.0)
-    if not sent and (state.cut or math.isinf(run.length())):
+    if not sent and (state.planner.cut or math.isinf(run.length())):
         sent = min(state.planner.stops.values(), default=0.0)  # aborted before any done: the stop
     notes = [finish.reason] if not finish.ok and finish.reason else []
     notes += state.intake.rejected

@@ -136,6 +136,17 @@ class Planner:
         why = "lost" if gone.state is AgentState.LOST else "stopped"
         return self.reshard(live, at, f"{gone.name} {why}", now)
 
+    def lost(self, agent: AgentRecord, live: list[AgentRecord], now: float, *, items: bool) -> list[Action]:
+        """``agent`` is lost in the running run: by the run's policy its share moves to the
+        ``live`` agents ("rebalance") or stays with nobody ("continue"); if it can still hear us,
+        it stops where its share moved (with ``items``, which went to others: now)."""
+        actions: list[Action] = []
+        if self.run.settings.on_agent_loss == "rebalance":
+            actions += self.rebalance(agent, live, now)
+        if agent.share_ends_s is not None or items:
+            actions += self.stop_lost(agent, at_once=items)
+        return actions
+
     def join(self, agent: AgentRecord, running: list[AgentRecord], now: float) -> list[Action]:
         """A late agent, prepared: it takes a share of every scenario from the next epoch."""
         at = self.epoch_at([*running, agent], now)
@@ -168,9 +179,9 @@ class Planner:
         config = self.run.scenarios[index]
         assert config.load is not None
         knobs = {k: v for k, v in wanted.items() if k not in _CAPS}
-        load = config.load.changed(at, knobs) if knobs else None
         caps = {k: int(v) for k, v in wanted.items() if k in _CAPS}
         try:
+            load = config.load.changed(at, knobs) if knobs else None
             changed = config.replace(**({"load": load} if load is not None else {}), **caps)
         except PusherError as exc:
             raise InvalidOption(f"scenario {config.name!r}: {exc.reason}") from None
@@ -213,6 +224,17 @@ class Planner:
             a.last_sent = now
             actions.append(Send(a.id, "stop", fields))
         return actions
+
+    def dry(self, index: int, dry_s: float, agents: Sequence[AgentRecord], now: float) -> list[Action]:
+        """Scenario ``index``'s items were all done ``dry_s`` seconds into the run: it stops (a
+        drain: its work is done; rate mode: its feed ran dry), at one instant on every agent."""
+        if self.cut or index in self.stops:
+            return []
+        c = self.run.scenarios[index]
+        what = "every item is done" if c.load is not None and c.load.needs_items else "the feed ran dry"
+        used = [a for a in agents if a.state is not AgentState.SPARE]
+        log = Log("info", f"scenario {c.name!r}: {what} at {dry_s:.2f} s: stopping it")
+        return [log, *self.stop(agents, now, abort=False, at_s=self.stop_at(used, now), scenario=index)]
 
     def stop_lost(self, agent: AgentRecord, *, at_once: bool) -> list[Action]:
         """Tell a lost agent whose share moved to stop where the others took over: if it can
