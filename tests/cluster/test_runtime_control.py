@@ -19,8 +19,14 @@ def three(items=6000):
     return run_of(
         Config(name="browse", target="noop", load=Open(Constant(300, 20)), timeout=1.0),
         Config(name="users", target="sleep", params={"ms": 10}, load=Closed(Constant(6, 20)), timeout=1.0),
-        Config(name="work", target="sleep", params={"ms": 20}, load=Drain(Constant(10)), timeout=1.0,
-               feed=[{"id": i} for i in range(items)]),  # fmt: skip
+        Config(
+            name="work",
+            target="sleep",
+            params={"ms": 20},
+            load=Drain(Constant(10)),
+            timeout=1.0,
+            feed=[{"id": i} for i in range(items)],
+        ),
     )
 
 
