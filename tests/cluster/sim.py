@@ -9,7 +9,8 @@ network, the state machines and the executors. ``SimFarm.step(dt)`` runs the loo
 seconds (every executor fires what falls due), then steps every agent's driver and the
 coordinator once, as their control threads would.
 
-Targets are resolved here: ``noop`` records each call's slot (``SimRunner.fired``); ``sleep``
+Targets are resolved here: ``noop`` records each call's slot (``SimRunner.fired``) and start
+(``SimFarm.starts``); ``sleep``
 awaits its ``ms`` on the virtual clock and counts its calls in flight across the whole farm, as
 the target's own counter would (``SimFarm.in_flight``: now and the most at once, by scenario; and
 ``SimFarm.starts``: each call's start time and the calls in flight then, its own included), and
@@ -235,7 +236,9 @@ class SimFarm:
 
             @inline
             def noop(ctx):
-                fired[scenario_of(ctx)].append(ctx.seq)
+                scenario = scenario_of(ctx)
+                fired[scenario].append(ctx.seq)
+                self.starts[scenario].append((self.clock(), 1))
 
             return noop
         if name == "sleep":

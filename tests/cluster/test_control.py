@@ -320,3 +320,37 @@ def test_patch_changes_each_scenario_of_a_real_farm_at_one_instant_and_a_killed_
         if resumed_at + 1.0 < t < killed_at:
             grown[pid] = max(grown.get(pid, 0), n)
     assert sorted(grown.values()) == [6, 7, 7]  # 20 lanes dealt among three agents
+
+
+def test_the_python_api_serves_the_same_control(tmp_path):
+    """farm(..., control="HOST:PORT"): the HTTP side of a run from Python, with the same rules."""
+    import threading
+
+    import pusher_farm as pf
+
+    with pytest.raises(InvalidOption, match="needs a token"):
+        pf.farm(None, 1, [pf.Scenario("a", "noop", rps=10)], agents=1, control="0.0.0.0:0")
+    port = _free_port()
+    box = {}
+    def run():
+        box["r"] = pf.farm(None, 4, [pf.Scenario("a", "noop", rps=100)], agents=1, control=f"127.0.0.1:{port}")
+
+    runner = threading.Thread(target=run, daemon=True)
+    runner.start()
+    deadline = time.monotonic() + 30
+    status, answer = 0, None
+    while time.monotonic() < deadline:
+        try:
+            state = json.loads(_get(f"http://127.0.0.1:{port}/farm")[1])
+            if state.get("state") == "running" and state.get("elapsed_s", 0) > 0.5:
+                status, answer = _patch(f"http://127.0.0.1:{port}/farm", '{"rps": 300}')
+                break
+        except (urllib.error.URLError, ConnectionError):
+            pass
+        time.sleep(0.1)
+    runner.join(60)
+    assert status == 200, answer
+    r = box["r"]
+    assert [e.reason for e in r.epochs] == ["scenario 'a' changed: rps 100 -> 300"]
+    at = answer["epoch"]["at_s"]
+    assert r.counts.planned == r.counts.scheduled == pytest.approx(100 * at + 300 * (4 - at), abs=2)
