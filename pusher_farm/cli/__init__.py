@@ -15,7 +15,7 @@ from pusher_farm.cli.common import EXIT_USAGE, Usage
 from pusher_farm.cli.demos import demo
 from pusher_farm.cli.load import coordinator, run
 from pusher_farm.cli.plugin_names import plugins
-from pusher_farm.cli.reports import report
+from pusher_farm.cli.saved_reports import report
 from pusher_farm.errors import PusherError
 
 __all__ = ["cli", "main"]

@@ -17,11 +17,11 @@ import click
 
 from pusher_farm.cli.common import duration, fail, finish, setup_logging, stop_on_signals, watch
 from pusher_farm.cli.config_file import config_option
-from pusher_farm.cli.items import item_options
+from pusher_farm.cli.item_options import item_options
 from pusher_farm.cli.scenarios import command_run
 from pusher_farm.cluster.timing import Timing
-from pusher_farm.core.config import DEFAULT_BATCH, DEFAULT_OVERTIME, DEFAULT_TIMEOUT, DEFAULT_WINDOW, LOSS_POLICIES
-from pusher_farm.core.setting_checks import DEFAULT_MAX_NAMES, text
+from pusher_farm.core.config import DEFAULT_BATCH, DEFAULT_OVERTIME, DEFAULT_TIMEOUT, DEFAULT_WINDOW
+from pusher_farm.core.setting_checks import DEFAULT_MAX_NAMES, LOSS_POLICIES, text
 from pusher_farm.pusher import MAX_LOCAL_AGENTS
 
 __all__ = ["coordinator", "run"]

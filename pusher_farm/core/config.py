@@ -32,21 +32,11 @@ from typing import Any
 from pusher_farm.core import setting_checks as checks
 from pusher_farm.core.gossip import Gossiper
 from pusher_farm.core.load import Load, load_from_wire
-from pusher_farm.core.setting_checks import DEFAULT_MAX_NAMES, LOSS_POLICIES, MAX_OVERTIME
 from pusher_farm.core.thresholds import check_all as check_thresholds
 from pusher_farm.errors import InvalidOption, ProtocolError, PusherError
 from pusher_farm.items import settings as _items
 
-__all__ = [
-    "DEFAULT_BATCH",
-    "DEFAULT_MAX_NAMES",
-    "DEFAULT_OVERTIME",
-    "DEFAULT_TIMEOUT",
-    "DEFAULT_WINDOW",
-    "LOSS_POLICIES",
-    "MAX_OVERTIME",
-    "Config",
-]
+__all__ = ["DEFAULT_BATCH", "DEFAULT_OVERTIME", "DEFAULT_TIMEOUT", "DEFAULT_WINDOW", "Config"]
 
 #: Calls in flight allowed by default. pusher's workers are goroutines without a bound; a
 #: Python process holds far fewer calls usefully, and a thread per in-flight call for plain
@@ -114,7 +104,7 @@ class Config:
     #: names them (``ctx.name``)
     name: str = _setting("default", checks.name)
     #: distinct call names kept (per process, and merged); past them calls count under ``other``
-    max_names: int = _setting(DEFAULT_MAX_NAMES, checks.max_names)
+    max_names: int = _setting(checks.DEFAULT_MAX_NAMES, checks.max_names)
     #: what losing an agent mid-run does: move its share to the others from the next plan
     #: epoch ("rebalance"), stop the run ("abort"), or carry on without it ("continue")
     on_agent_loss: str = _setting("rebalance", checks.policy, "farm", run=True)

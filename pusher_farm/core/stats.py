@@ -5,8 +5,8 @@ digits), so every value lands in exactly the bucket ``HdrHistogram.record_value`
 percentiles read the same. Counts live in a numpy array instead of the package's ctypes array:
 ``record_value`` there costs about 1 µs per value in pure Python, and every call records three
 timings, so values are recorded here in batches (a vectorised bucket index and one ``bincount``),
-about 30 ns per value. ``to_hdr``/``from_hdr`` move a histogram to and from the package (and its
-standard V2 encoding) for anyone who wants to merge with other HDR tools.
+about 30 ns per value. ``histogram_codec`` moves a histogram to and from the wire and the
+package (and its standard V2 encoding, for anyone who wants to merge with other HDR tools).
 
 Merging is adding counts: exact, associative, never an average of percentiles. Exact sum, min
 and max of the raw values travel alongside, so the mean and the max are exact too.
@@ -14,16 +14,13 @@ and max of the raw values travel alongside, so the mean and the max are exact to
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Iterable, Sequence
-from typing import Any
 
 import numpy as np
-from hdrh.histogram import HdrHistogram
 
-from pusher_farm.core.buckets import HIGHEST_US, LAYOUT, LOWEST_US, PERCENTILES, SIGNIFICANT_FIGURES
+from pusher_farm.core.buckets import LAYOUT, PERCENTILES
 
-__all__ = ["Histogram", "LOWEST_US", "HIGHEST_US", "SIGNIFICANT_FIGURES", "PERCENTILES"]
+__all__ = ["Histogram"]
 
 _LAYOUT = LAYOUT
 #: a histogram kept as (bucket, count) pairs becomes dense past this many non-empty buckets
@@ -255,114 +252,45 @@ class Histogram:
         out["mean"] = round(self.mean / 1000, 6)
         return out
 
-    # -- compact form for the wire ---------------------------------------------------------
+    # -- runs (the wire's form: see ``histogram_codec``) --------------------------------------
 
-    def to_sparse(self) -> dict[str, Any]:
-        """The counts from the first to the last non-empty bucket (a latency histogram's
-        buckets are mostly one dense run), in the narrowest unsigned type that holds them,
-        byte-shuffled when wider than a byte (high bytes compress apart from low ones), zlib
-        level 1; plus the exact extras. Decoding is one decompress and one slice add: at 1,000
-        agent-seconds per second this was a quarter of the coordinator's CPU of index+count
-        pairs (see docs/architecture.md)."""
+    def run(self) -> tuple[int, np.ndarray]:
+        """(first non-empty bucket, the counts from it to the last non-empty one): a latency
+        histogram's buckets are mostly one dense run."""
         if self._dense is None:
             self._combine()
         if self._dense is None and self._pairs is not None:
-            index, pairs = self._pairs  # the run from the first to the last non-empty bucket
+            index, pairs = self._pairs
             base = int(index[0])
             counts = np.zeros(int(index[-1]) - base + 1, dtype=np.int64)
             counts[index - base] = pairs
         else:
             base, counts = 0, self.counts
         nz = np.flatnonzero(counts)
-        if nz.size:
-            run = counts[nz[0] : nz[-1] + 1]
-            offset, top = base + int(nz[0]), int(run.max())
-        else:
-            offset, run, top = 0, np.zeros(0, dtype=np.int64), 0
-        width = 1 if top < 1 << 8 else 2 if top < 1 << 16 else 4 if top < 1 << 32 else 8
-        packed = run.astype(f"<u{width}")
-        if width > 1:
-            packed = packed.view(np.uint8).reshape(-1, width).T  # byte j of every count together
-        return {
-            "z": zlib.compress(packed.tobytes(), 1),
-            "o": offset,
-            "k": int(run.size),
-            "b": width,
-            "n": self.total,
-            "s": self.sum,
-            "lo": self.min,
-            "hi": self.max,
-            "x": self.clamped,
-        }
+        if not nz.size:
+            return 0, np.zeros(0, dtype=np.int64)
+        return base + int(nz[0]), counts[nz[0] : nz[-1] + 1]
 
     @classmethod
-    def from_sparse(cls, data: Any) -> Histogram:
-        """The histogram ``to_sparse`` encoded; ``ValueError`` for anything malformed or
-        inconsistent (it may come from a peer: every field is checked)."""
-        if not isinstance(data, dict):
-            raise ValueError("a histogram must be a map")
-        offset, k, width = _whole(data, "o"), _whole(data, "k"), _whole(data, "b")
-        if width not in (1, 2, 4, 8) or offset + k > _LAYOUT.counts_len:
-            raise ValueError("histogram encoding out of range")
-        payload = data.get("z")
-        if not isinstance(payload, bytes):
-            raise ValueError("histogram payload must be bytes")
-        d = zlib.decompressobj()
-        try:
-            raw = d.decompress(payload, width * k + 1)
-        except zlib.error:
-            raise ValueError("histogram payload is not zlib data") from None
-        if len(raw) != width * k or d.unconsumed_tail:
-            raise ValueError("histogram payload has the wrong size")
-        # Counts stay in their unsigned wire type: adding them to int64 counts upcasts anyway.
-        if width == 1:
-            run = np.frombuffer(raw, dtype=np.uint8)
-        else:
-            shuffled = np.frombuffer(raw, dtype=np.uint8).reshape(width, k)
-            run = np.ascontiguousarray(shuffled.T).view(f"<u{width}").reshape(k)
-            if width == 8:  # int64 += uint64 is not a safe cast; and counts must not wrap
-                if k and int(run.max()) >= 1 << 62:
-                    raise ValueError("histogram counts out of range")
-                run = run.astype(np.int64)
-        h = cls()
-        h.total, h.sum = _whole(data, "n"), _whole(data, "s")
-        h.min, h.max, h.clamped = _whole(data, "lo"), _whole(data, "hi"), _whole(data, "x", 0)
-        if h.total != int(run.sum()):
+    def of_run(
+        cls, offset: int, run: np.ndarray, *, total: int, sum_: int, low: int, high: int, clamped: int = 0
+    ) -> Histogram:
+        """A histogram of ``run`` counts from bucket ``offset`` on, with the given exact extras;
+        ``ValueError`` when they do not fit its counts (a run may come from a peer). It keeps
+        the run as it is until read: merged into a dense histogram, it is one slice add (a
+        farm's coordinator merges a thousand a second)."""
+        if offset < 0 or offset + run.size > _LAYOUT.counts_len:
+            raise ValueError("histogram buckets out of range")
+        if total != int(run.sum()):
             raise ValueError("histogram total does not match its counts")
-        if h.total and not (h.min <= h.max <= _LAYOUT.highest and h.min * h.total <= h.sum <= h.max * h.total):
+        if total and not (low <= high <= _LAYOUT.highest and low * total <= sum_ <= high * total):
             raise ValueError("histogram min, max and sum do not fit its counts")
-        if h.clamped > h.total:
+        if clamped > total:
             raise ValueError("histogram clamped count over its total")
-        if k:
-            h._run = (offset, run)
-        return h
-
-    # -- the hdrhistogram package ----------------------------------------------------------
-
-    def to_hdr(self) -> HdrHistogram:
-        """An ``hdrh.histogram.HdrHistogram`` with the same counts (for ``encode()`` etc.)."""
-        hdr = HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_FIGURES)
-        nz, values = self.nonzero()
-        for i, c in zip(nz.tolist(), values.tolist(), strict=True):
-            hdr.counts[i] = c
-        if nz.size:
-            hdr.set_internal_tacking_values(int(nz[0]), int(nz[-1]), self.total)
-        return hdr
-
-    @classmethod
-    def from_hdr(cls, hdr: HdrHistogram) -> Histogram:
-        """Counts from an HdrHistogram with the same layout; sum and extremes from buckets."""
-        if hdr.counts_len != _LAYOUT.counts_len or hdr.unit_magnitude != _LAYOUT.unit_magnitude:
-            raise ValueError("HdrHistogram layout differs (need 1 us .. 1 h, 3 figures)")
         h = cls()
-        h.counts[:] = np.ctypeslib.as_array(hdr.counts)[: _LAYOUT.counts_len]
-        h.total = int(h.counts.sum())
-        nz = np.flatnonzero(h.counts)
-        if nz.size:
-            h.min = int(_LAYOUT.lowest_values[nz[0]])
-            h.max = int(_LAYOUT.highest_values[nz[-1]])
-            mids = (_LAYOUT.lowest_values[nz] + _LAYOUT.highest_values[nz]) // 2
-            h.sum = int((mids * h.counts[nz]).sum())
+        h.total, h.sum, h.min, h.max, h.clamped = total, sum_, low, high, clamped
+        if run.size:
+            h._run = (offset, run)
         return h
 
     def __eq__(self, other: object) -> bool:
@@ -378,14 +306,6 @@ class Histogram:
 
     def __repr__(self) -> str:
         return f"Histogram(total={self.total}, p50={self.percentile(50)}us, max={self.max}us)"
-
-
-def _whole(data: dict[str, Any], key: str, default: int | None = None) -> int:
-    """``data[key]`` as a whole number from 0 to 2**62 (``ValueError`` otherwise)."""
-    value = data.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 1 << 62:
-        raise ValueError(f"histogram field {key!r} must be a whole number >= 0, got {value!r}")
-    return value
 
 
 def _pname(p: float) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pusher_farm.core.histogram_codec import decode, encode
 from pusher_farm.core.stats import Histogram
 from pusher_farm.core.window import MAX_NAMES, NameRow, Window, merge_names
 
@@ -24,7 +25,7 @@ class _Row:
 
     def histogram(self) -> Histogram:
         if isinstance(self.latency, dict):
-            self.latency = Histogram.from_sparse(self.latency)
+            self.latency = decode(self.latency)
         return self.latency
 
 
@@ -145,7 +146,7 @@ class Tally:
         for i in [i for i in self._dense if i < index]:
             row = self._rows[i]
             if isinstance(row.latency, Histogram):
-                row.latency = row.latency.to_sparse()
+                row.latency = encode(row.latency)
             self._dense.discard(i)
 
     def latency_windows(self) -> list[tuple[int, float, Histogram]]:
@@ -153,7 +154,7 @@ class Tally:
         out = []
         for index in sorted(self._rows):
             row = self._rows[index]
-            lat = row.latency if isinstance(row.latency, Histogram) else Histogram.from_sparse(row.latency)
+            lat = row.latency if isinstance(row.latency, Histogram) else decode(row.latency)
             out.append((index, row.start, lat))
         return out
 
@@ -162,6 +163,6 @@ class Tally:
         rows = []
         for index in sorted(self._rows):
             row = self._rows[index]
-            lat = row.latency if isinstance(row.latency, Histogram) else Histogram.from_sparse(row.latency)
+            lat = row.latency if isinstance(row.latency, Histogram) else decode(row.latency)
             rows.append(series_row(row.start, self.length, row.started, row.succeeded, row.failed, row.canceled, lat))
         return rows

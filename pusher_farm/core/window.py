@@ -14,6 +14,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from pusher_farm.core.histogram_codec import decode, encode
 from pusher_farm.core.stats import Histogram
 
 __all__ = [
@@ -80,8 +81,8 @@ class NameRow:
             "ok": self.succeeded,
             "ko": self.failed,
             "err": dict(self.errors),
-            "lat": self.latency.to_sparse(),
-            "svc": self.service.to_sparse(),
+            "lat": encode(self.latency),
+            "svc": encode(self.service),
         }
 
     @classmethod
@@ -92,8 +93,8 @@ class NameRow:
         if not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v < _MOST for v in (ok, ko)):
             raise ValueError("a name's counts must be whole numbers >= 0")
         row = cls(ok, ko, _counts(data.get("err"), MAX_ERROR_KINDS, 256, "errors"))
-        row.latency = Histogram.from_sparse(data.get("lat"))
-        row.service = Histogram.from_sparse(data.get("svc"))
+        row.latency = decode(data.get("lat"))
+        row.service = decode(data.get("svc"))
         if sum(row.errors.values()) != ko or not row.latency.total == row.service.total == ok + ko:
             raise ValueError("a name's errors and histograms do not add up to its counts")
         return row
@@ -169,10 +170,10 @@ class Window:
             "ko": self.failed,
             "cx": self.canceled,
             "err": dict(self.errors),
-            "lat": self.latency.to_sparse(),
-            "svc": self.service.to_sparse(),
-            "lag": self.lag.to_sparse(),
-            **({"ph": {k: h.to_sparse() for k, h in self.phases.items()}} if self.phases else {}),
+            "lat": encode(self.latency),
+            "svc": encode(self.service),
+            "lag": encode(self.lag),
+            **({"ph": {k: encode(h) for k, h in self.phases.items()}} if self.phases else {}),
             **({"ct": dict(self.counters)} if self.counters else {}),
             **({"sc": self.scenario} if self.scenario else {}),
             **({"nm": {k: r.to_wire() for k, r in self.names.items()}} if self.names else {}),
@@ -202,14 +203,14 @@ class Window:
             failed=counts[3],
             canceled=counts[4],
             errors=errors,
-            latency=Histogram.from_sparse(data.get("lat")),
-            service=Histogram.from_sparse(data.get("svc")),
-            lag=Histogram.from_sparse(data.get("lag")),
+            latency=decode(data.get("lat")),
+            service=decode(data.get("svc")),
+            lag=decode(data.get("lag")),
         )
         phases = data.get("ph", {})
         if not isinstance(phases, dict) or len(phases) > MAX_PHASES or not all(_short(k, 64) for k in phases):
             raise ValueError(f"window phases must map at most {MAX_PHASES} short names to histograms")
-        window.phases = {name: Histogram.from_sparse(h) for name, h in phases.items()}
+        window.phases = {name: decode(h) for name, h in phases.items()}
         window.counters = _counts(data.get("ct", {}), MAX_COUNTERS, 64, "counters")
         scenario = data.get("sc", "")
         if not _short(scenario, MAX_NAME):

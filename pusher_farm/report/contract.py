@@ -10,6 +10,7 @@ import base64
 from dataclasses import asdict
 from typing import Any
 
+from pusher_farm.core.histogram_codec import to_hdr
 from pusher_farm.core.results import AgentSummary, NameSummary, Report, ScenarioSummary
 from pusher_farm.core.stats import Histogram
 from pusher_farm.report.advice import warnings
@@ -157,5 +158,5 @@ def _phases(report: Report) -> list[tuple[str, Histogram]]:
 
 
 def _encode(h: Histogram) -> str:
-    raw = h.to_hdr().encode()
+    raw = to_hdr(h).encode()
     return raw.decode("ascii") if isinstance(raw, bytes) else base64.b64encode(raw).decode("ascii")

@@ -8,6 +8,7 @@ import csv
 import time
 from pathlib import Path
 
+from pusher_farm.core.histogram_codec import to_hdr
 from pusher_farm.core.results import Report
 
 __all__ = ["CSV_COLUMNS", "write_csv", "write_hdr_log"]
@@ -44,4 +45,4 @@ def write_hdr_log(report: Report, path: str) -> None:
         writer.output_legend()
         for _, start, histogram in windows:
             if histogram.total:
-                writer.output_interval_histogram(histogram.to_hdr(), start, start + length, max_value_unit_ratio=1000.0)
+                writer.output_interval_histogram(to_hdr(histogram), start, start + length, max_value_unit_ratio=1000.0)

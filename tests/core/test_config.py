@@ -5,9 +5,10 @@ import math
 import pytest
 
 import pusher_farm as pf
-from pusher_farm.core.config import MAX_OVERTIME, Config
+from pusher_farm.core.config import Config
 from pusher_farm.core.load import Closed, Drain, Open
 from pusher_farm.core.schedule import Constant, parse_stages
+from pusher_farm.core.setting_checks import MAX_OVERTIME
 from pusher_farm.errors import InvalidOption, InvalidOvertime, ProtocolError
 
 
