@@ -28,7 +28,7 @@ from pusher_farm.core.reporting import Outcome, build_report, finish_report
 from pusher_farm.core.results import Report
 from pusher_farm.core.run import Run
 from pusher_farm.core.scenario import Scenario, build_run
-from pusher_farm.core.scenario_run import first_error
+from pusher_farm.core.scenario_run import ProcessResult, first_error
 from pusher_farm.core.tally import Tally
 from pusher_farm.core.window import Window
 from pusher_farm.core.worker import Worker, hire, target_name
@@ -107,23 +107,24 @@ async def farm_async(rps: float | None, duration: float | None, workers: Sequenc
             if aclose is not None:
                 await aclose()
     done = [t.result() for t in tasks]
-    results = [r for r, _, _ in done]
+    together = ProcessResult.of([r for r, _, _ in done])
     outcome = Outcome(
         run=run,
         tally=tally,
-        planned={r.name: r.planned for r in results},
+        planned={r.name: r.planned for r in together.results},
         elapsed_s=time.monotonic() - started,
-        sent_s=max(r.sent_s for r in results),
-        ran_s=max(r.ran_s for r in results),
-        stopped_early=any(r.stopped_early for r in results),
+        sent_s=together.sent_s,
+        ran_s=together.ran_s,
+        stopped_early=together.stopped_early,
         target=", ".join(dict.fromkeys(target_name(w.target) for w in workers)),
-        gossip_dropped=sum(r.gossip_dropped for r in results),
-        notes=[n for r in results for n in r.notes],
+        gossip_dropped=together.gossip_dropped,
+        notes=list(together.notes),
         items={r.name: local.summary() for r, local, _ in done if local is not None},
     )
     report = build_report(outcome)
     report.workers = [
-        w.summary(row.counts, row.achieved_rps, r) for w, r, row in zip(workers, results, report.scenarios, strict=True)
+        w.summary(row.counts, row.achieved_rps, r)
+        for w, r, row in zip(workers, together.results, report.scenarios, strict=True)
     ]
     return finish_report(report, run)
 
@@ -281,4 +282,3 @@ def force(
         return report
 
     return run
-

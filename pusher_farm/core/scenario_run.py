@@ -35,7 +35,7 @@ from pusher_farm.items.desk import Desk
 if TYPE_CHECKING:
     from pusher_farm.core.worker import Worker
 
-__all__ = ["Part", "ScenarioResult", "ScenarioRun", "run_together"]
+__all__ = ["Part", "ProcessResult", "ScenarioResult", "ScenarioRun", "run_together"]
 
 
 @dataclass(frozen=True)
@@ -70,6 +70,30 @@ class ScenarioResult:
     starved: int = 0
     notes: tuple[str, ...] = ()
     tally: Tally | None = field(default=None, repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class ProcessResult:
+    """What one process's scenarios did together (``of``): the longest sent and ran, whether any
+    stopped early, the gossips dropped and the notes of all of them."""
+
+    results: tuple[ScenarioResult, ...]
+    sent_s: float
+    ran_s: float
+    stopped_early: bool
+    gossip_dropped: int
+    notes: tuple[str, ...]
+
+    @classmethod
+    def of(cls, results: Sequence[ScenarioResult]) -> ProcessResult:
+        return cls(
+            tuple(results),
+            sent_s=max((r.sent_s for r in results), default=0.0),
+            ran_s=max((r.ran_s for r in results), default=0.0),
+            stopped_early=any(r.stopped_early for r in results),
+            gossip_dropped=sum(r.gossip_dropped for r in results),
+            notes=tuple(n for r in results for n in r.notes),
+        )
 
 
 class ScenarioRun:
@@ -154,7 +178,7 @@ class ScenarioRun:
         self.handover.lease(until)
 
 
-async def run_together(runs: Sequence[ScenarioRun]) -> list[ScenarioResult]:
+async def run_together(runs: Sequence[ScenarioRun]) -> ProcessResult:
     """Run every scenario side by side on this loop, owned by one task group: the first failure
     cancels the others and is raised as itself."""
     try:
@@ -162,7 +186,7 @@ async def run_together(runs: Sequence[ScenarioRun]) -> list[ScenarioResult]:
             tasks = [group.create_task(r.run()) for r in runs]
     except BaseExceptionGroup as failed:
         raise first_error(failed) from None
-    return [t.result() for t in tasks]
+    return ProcessResult.of([t.result() for t in tasks])
 
 
 def first_error(group: BaseException) -> BaseException:

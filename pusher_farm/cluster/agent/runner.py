@@ -26,7 +26,7 @@ from pusher_farm.cluster.protocol.plan import AgentPlan
 from pusher_farm.cluster.protocol.records import Done, ScenarioDone
 from pusher_farm.core import loop as _loop
 from pusher_farm.core.gossip import Gossiper
-from pusher_farm.core.scenario_run import ScenarioRun, run_together
+from pusher_farm.core.scenario_run import ProcessResult, ScenarioRun, run_together
 from pusher_farm.core.shard import Shard
 from pusher_farm.core.window import Window
 from pusher_farm.core.worker import Worker
@@ -90,8 +90,9 @@ class AgentRun:
             worker = Worker(ident, target, config.replace(listeners=tuple(gossips)))
             port = self.ports.get(i)
             desk = port.desk if port is not None else None
-            run = ScenarioRun(worker, worker.config(), part=plan.part(i), desk=desk, on_window=self._window,
-                              clock=clock)
+            run = ScenarioRun(
+                worker, worker.config(), part=plan.part(i), desk=desk, on_window=self._window, clock=clock
+            )
             self.runs.append(run)
 
     def _window(self, w: Window) -> None:
@@ -109,9 +110,9 @@ class AgentRun:
         """Run every scenario to its end; the done record (with the error that stopped it)."""
         cpu0, started = time.process_time(), time.monotonic()
         error: str | None = None
-        results = []
+        done_all = ProcessResult.of([])
         try:
-            results = await run_together(self.runs)
+            done_all = await run_together(self.runs)
         except PusherError as exc:  # a plan this agent cannot follow: say so
             log.error("run %s: %s", self.plan.run, exc)
             error = str(exc)
@@ -128,17 +129,19 @@ class AgentRun:
                         log.exception("closing a target failed")
         elapsed = time.monotonic() - started
         cpu = round(100 * (time.process_time() - cpu0) / max(elapsed, 1e-9), 1)
+        results = done_all.results
+        parts = tuple(ScenarioDone(r.planned, r.stopped_early, r.reach, r.stopped_s, r.starved) for r in results)
         done = Done(
             run=self.plan.run,
             windows=self.windows,
-            stopped_early=any(r.stopped_early for r in results) if results else True,
-            sent_s=max((r.sent_s for r in results), default=0.0),
-            ran_s=max((r.ran_s for r in results), default=0.0),
+            stopped_early=done_all.stopped_early or error is not None,
+            sent_s=done_all.sent_s,
+            ran_s=done_all.ran_s,
             elapsed_s=elapsed,
             cpu=min(cpu, 1e5),
-            gossip_dropped=sum(r.gossip_dropped for r in results),
+            gossip_dropped=done_all.gossip_dropped,
             error=error,
-            scenarios=tuple(ScenarioDone(r.planned, r.stopped_early, r.reach, r.stopped_s, r.starved) for r in results),
+            scenarios=parts,
         )
         self.report("done", self.plan.run, done)
         log.info("run %s done: %d windows", self.plan.run, self.windows)
