@@ -7,6 +7,7 @@ from pusher_farm._version import __version__ as __version__
 from pusher_farm.core.calls import Context, inline
 from pusher_farm.core.config import Config
 from pusher_farm.core.gossip import Gossip, Gossiper, GossipStream, When
+from pusher_farm.core.load import Closed, Drain, Open
 from pusher_farm.core.offers import (
     Offer,
     with_batch,
@@ -16,6 +17,7 @@ from pusher_farm.core.offers import (
     with_profile,
     with_spin,
     with_timeout,
+    with_users,
     with_window,
 )
 from pusher_farm.core.results import (
@@ -47,10 +49,12 @@ from pusher_farm.pusher import farm, farm_async, force, work
 
 __all__ = [
     "AgentSummary",
+    "Closed",
     "Config",
     "Constant",
     "Context",
     "Counts",
+    "Drain",
     "EpochSummary",
     "FarmError",
     "Gossip",
@@ -63,6 +67,7 @@ __all__ = [
     "MissingTarget",
     "NameSummary",
     "Offer",
+    "Open",
     "ProtocolError",
     "PusherError",
     "Report",
@@ -92,6 +97,7 @@ __all__ = [
     "with_profile",
     "with_spin",
     "with_timeout",
+    "with_users",
     "with_window",
     "work",
 ]

@@ -139,9 +139,7 @@ class Config:
     #: stop the run once a threshold fails (checked after every window)
     abort_on_fail: bool = _setting(False, checks.flag("abort_on_fail"), "farm", run=True)
     #: stop a run that measures the generator itself (two windows in a row over the limits)
-    abort_when_generator_limited: bool = _setting(
-        False, checks.flag("abort_when_generator_limited"), "farm", run=True
-    )
+    abort_when_generator_limited: bool = _setting(False, checks.flag("abort_when_generator_limited"), "farm", run=True)
 
     def __post_init__(self) -> None:
         for f in fields(self):

@@ -9,6 +9,11 @@ from pusher_farm.core.window import Window
 from pusher_farm.report.contract import to_dict
 
 
+def _model(s: dict[str, Any]) -> str:
+    """A scenario's model in words: ``closed model (5 users)``, ``drain, 4 parallel``."""
+    return s["load"] if s["load"].startswith(s["model"]) else f"{s['model']} model ({s['load']})"
+
+
 def _ms(v: float) -> str:
     return f"{v:.3f}" if v < 10 else f"{v:.1f}"
 
@@ -16,11 +21,11 @@ def _ms(v: float) -> str:
 def render_summary(report: Report) -> str:
     d = to_dict(report)
     c = d["counts"]
-    closed = bool(d["scenarios"]) and all(s["model"] == "closed" for s in d["scenarios"])
-    if closed:  # no rate was asked for: the users' throughput is the output
+    closed = bool(d["scenarios"]) and all(s["latency_is_service_time"] for s in d["scenarios"])
+    if closed:  # no rate was asked for: the users' (or lanes') throughput is the output
         rate = (
-            f"load        closed model ({d['profile']}), throughput {d['throughput_rps']:g}/s "
-            f"over {d['duration_s']:.2f}s"
+            f"load        {_model(d['scenarios'][0]) if len(d['scenarios']) == 1 else d['profile']}, throughput "
+            f"{d['throughput_rps']:g}/s over {d['duration_s']:.2f}s"
         )
     else:
         rate = (
@@ -90,25 +95,25 @@ def _rows(d: dict[str, Any]) -> list[str]:
     scenarios, a closed model, or several names apart from the scenarios' (one name is the
     totals' own row: it is in the JSON and HTML reports)."""
     scenarios, names = d["scenarios"], d["names"]
-    plain = len(scenarios) <= 1 and all(s["model"] == "open" for s in scenarios)
+    plain = len(scenarios) <= 1 and not any(s["latency_is_service_time"] for s in scenarios)
     if plain and {n["name"] for n in names} <= {s["name"] for s in scenarios}:
         return []
     lines: list[str] = []
-    if scenarios and not (len(scenarios) == 1 and scenarios[0]["model"] == "open"):
+    if scenarios and not plain:
         lines += ["", f"{'scenario':16}{'model':>8}{'rps':>9}{'scheduled':>11}{'ok':>9}{'failed':>8}{'canceled':>9}"
                   f"{'p50':>9}{'p99':>9}{'max':>9}   (ms)"]  # fmt: skip
         for s in scenarios:
             c, lat = s["counts"], s["latency_ms"]
-            rate = s["requested_rps"] if s["model"] == "open" else s["throughput_rps"]
+            rate = s["throughput_rps"] if s["latency_is_service_time"] else s["requested_rps"]
             lines.append(
                 f"{s['name'][:16]:16}{s['model']:>8}{rate:>9.1f}{c['scheduled']:>11}{c['succeeded']:>9}{c['failed']:>8}"
                 f"{c['canceled']:>9}" + "".join(f"{_ms(lat[k]):>9}" for k in ("p50", "p99", "max"))
             )
         for s in scenarios:
-            if s["model"] != "open":
+            if s["latency_is_service_time"]:
                 lines.append(
-                    f"  {s['name']}: {s['model']} model ({s['load']}): latency is service time, "
-                    f"the output is throughput {s['throughput_rps']:.1f}/s"
+                    f"  {s['name']}: {_model(s)}: latency is service time, the output is throughput "
+                    f"{s['throughput_rps']:.1f}/s"
                 )
     if len(names) > 1 and {n["name"] for n in names} != {s["name"] for s in scenarios}:
         lines += ["", f"{'name':40}{'calls':>10}{'failed':>8}{'p50':>9}{'p90':>9}{'p99':>9}{'max':>9}   (ms)"]

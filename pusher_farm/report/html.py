@@ -148,13 +148,13 @@ def _by_name(d: dict[str, Any], name: str) -> str:
         rows = []
         for s in scenarios:
             c, lat, svc = s["counts"], s["latency_ms"], s["service_time_ms"]
-            rate = _fmt(s["requested_rps"]) if s["model"] == "open" else "—"
+            rate = "—" if s["latency_is_service_time"] else _fmt(s["requested_rps"])
             rows.append([s["name"], s["model"], s["load"], rate, _fmt(s["throughput_rps"]), c["planned"],
                          c["scheduled"], c["succeeded"], c["failed"], c["canceled"], _fmt(lat["p50"]), _fmt(lat["p99"]),
                          _fmt(svc["p99"]), _errors(s["errors"])])  # fmt: skip
         headers = ["scenario", "model", "load", "requested/s", "throughput/s", "planned", "scheduled", "ok", "failed",
                    "canceled", "latency p50 ms", "latency p99 ms", "service p99 ms", "errors"]  # fmt: skip
-        closed = [s["name"] for s in scenarios if s["model"] != "open"]
+        closed = [s["name"] for s in scenarios if s["latency_is_service_time"]]
         note = (
             f"<p>{html.escape(', '.join(closed))}: closed model (users or lanes): a closed loop cannot see "
             "coordinated omission, so its latency is service time; its output is the throughput.</p>"

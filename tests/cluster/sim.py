@@ -138,8 +138,9 @@ class SimRunner:
     def launch(self, plan, targets, report) -> None:
         def reported(kind, run, payload):
             if kind == "done":  # (the run stays current: its ports hand in their last records)
-                self.done = payload = dataclasses.replace(payload, gossip_dropped=self.gossip_dropped) \
-                    if self.gossip_dropped else payload
+                self.done = payload = (
+                    dataclasses.replace(payload, gossip_dropped=self.gossip_dropped) if self.gossip_dropped else payload
+                )
             report(kind, run, payload)
 
         self.current = AgentRun(self.name, plan, targets, reported, clock=self.farm.clock)

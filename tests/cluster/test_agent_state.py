@@ -130,6 +130,7 @@ def test_epochs_stops_and_aborts_reach_the_current_run_only():
     m = machine()
     welcome(m)
     started(m)
+
     def epoch(run="r1", firsts=(40, 0), index=0, **kw):
         frame = encode("epoch", run=run, at_s=0.4, weights=[1.0], index=index, firsts=list(firsts), **kw)
         return m.on_frame(frame, 1.0)

@@ -332,6 +332,7 @@ def test_the_python_api_serves_the_same_control(tmp_path):
         pf.farm(None, 1, [pf.Scenario("a", "noop", rps=10)], agents=1, control="0.0.0.0:0")
     port = _free_port()
     box = {}
+
     def run():
         box["r"] = pf.farm(None, 4, [pf.Scenario("a", "noop", rps=100)], agents=1, control=f"127.0.0.1:{port}")
 

@@ -234,7 +234,7 @@ class ControlServer:
             return drains[0], ""
         if not drains:
             return None, "the run has no drain (a scenario with --drain and a feed): it has no herd"
-        return None, "the run has several drains: change one with PATCH /farm {\"scenario\": NAME, \"parallel\": N}"
+        return None, 'the run has several drains: change one with PATCH /farm {"scenario": NAME, "parallel": N}'
 
     async def _herd(self, request: Any) -> Any:
         from aiohttp import web

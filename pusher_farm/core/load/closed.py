@@ -156,9 +156,7 @@ async def _users(executor: Executor) -> None:
 
     def over(now: float) -> bool:
         """No user may start a call at ``now``: the scenario's end, a stop, a lapsed lease."""
-        return (
-            now >= t0 + executor.load.length() or now - t0 >= plan.halt_s() or now > executor.lease_until
-        )
+        return now >= t0 + executor.load.length() or now - t0 >= plan.halt_s() or now > executor.lease_until
 
     room = asyncio.Event()
     calls.on_free = room.set
