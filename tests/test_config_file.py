@@ -1,23 +1,15 @@
 """farm run -c FILE: a TOML file says what flags say; flags and FARM_* variables override it."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
-
-FARM = [sys.executable, "-m", "pusher_farm"]
-
-
-def farm(*args, env=None, cwd=None):
-    return subprocess.run([*FARM, *args], capture_output=True, text=True, timeout=60, env=env, cwd=cwd)
+from farm_cli import env, farm, farm_here, usage_error
 
 
-def settings(*args, **kw):
-    p = farm("run", *args, "--show-config", **kw)
-    assert p.returncode == 0, p.stderr
-    return json.loads(p.stdout)
+def settings(*args):
+    said = farm_here("run", *args, "--show-config")
+    assert said.status == 0, said.stderr
+    return json.loads(said.stdout)
 
 
 def test_the_same_run_from_a_file_and_from_flags_gives_the_same_plan(tmp_path):
@@ -60,12 +52,20 @@ verify = false
     )
 
 
-def test_flags_and_environment_override_the_file(tmp_path):
+def test_flags_and_environment_override_the_file(tmp_path, monkeypatch):
     (tmp_path / "farm.toml").write_text('target = "noop"\nrps = 100\nduration = "2s"\n')
     assert settings("-c", str(tmp_path / "farm.toml"), "--rps", "250")["profile"] == [[2.0, 250.0, 250.0]]
-    env = {**os.environ, "FARM_RUN_RPS": "300"}
-    assert settings("-c", str(tmp_path / "farm.toml"), env=env)["profile"] == [[2.0, 300.0, 300.0]]
-    assert settings("noop", "-d", "1s", env=env)["profile"] == [[1.0, 300.0, 300.0]]
+    monkeypatch.setenv("FARM_RUN_RPS", "300")
+    assert settings("-c", str(tmp_path / "farm.toml"))["profile"] == [[2.0, 300.0, 300.0]]
+    assert settings("noop", "-d", "1s")["profile"] == [[1.0, 300.0, 300.0]]
+
+
+@pytest.mark.slow
+def test_a_real_process_reads_the_file_and_the_environment(tmp_path):
+    (tmp_path / "farm.toml").write_text('target = "noop"\nrps = 100\nduration = "2s"\n')
+    p = farm("run", "-c", str(tmp_path / "farm.toml"), "--show-config", env=env(FARM_RUN_RPS="300"))
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["profile"] == [[2.0, 300.0, 300.0]]
 
 
 @pytest.mark.parametrize(
@@ -81,6 +81,4 @@ def test_flags_and_environment_override_the_file(tmp_path):
 )
 def test_a_bad_file_is_refused_with_the_key_and_its_line(tmp_path, text, message):
     (tmp_path / "farm.toml").write_bytes(text if isinstance(text, bytes) else text.encode())
-    p = farm("run", "-c", str(tmp_path / "farm.toml"), "-d", "1s")
-    assert p.returncode == 2 and message in p.stderr, p.stderr
-    assert len(p.stderr.strip().splitlines()) == 1
+    assert message in usage_error("run", "-c", str(tmp_path / "farm.toml"), "-d", "1s")

@@ -1,16 +1,20 @@
-"""Farm behaviour on the in-process transport with a fake clock: the real coordinator and agent
-code (drivers, state machines, protocol), simulated executors. No sockets, no sleeping: each
-test runs a farm of 10-30 simulated seconds in well under a second."""
+"""Farm behaviour on the simulator: the real coordinator and agent code (drivers, state machines,
+protocol, executors) on the in-process transport and a virtual clock. No sockets, no sleeping:
+each test runs a farm of 10-30 simulated seconds in well under a second."""
 
 import math
 
 import msgpack
 import pytest
-from sim import TIMING, SimFarm, spec
+from sim import TIMING, SimFarm, run_of, spec
 
 from pusher_farm.cluster.agent.agent_state import AgentMachine, AgentTiming, Exit
 from pusher_farm.cluster.coordinator.router import Timing
 from pusher_farm.cluster.protocol.messages import PROTOCOL_VERSION, decode, encode, refusal
+from pusher_farm.core.config import Config
+from pusher_farm.core.load import Open
+from pusher_farm.core.schedule import Constant
+from pusher_farm.core.thresholds import EXIT_THRESHOLDS
 from pusher_farm.report import to_dict, warnings
 
 HELLO = {"name": "evil", "host": "h", "pid": 1, "capacity": 1.0, "cpus": 1, "package": "0.2.0"}
@@ -427,3 +431,30 @@ def test_an_agent_its_user_stops_hands_its_share_to_the_others():
     stopped = by_name(r)["b"]
     assert stopped.stopped_early and stopped.counts.unfired == r.counts.unfired > 0
     assert stopped.unfired_to_s == pytest.approx(epoch.at_s)
+
+
+def farm_on_sim(target, load, *thresholds, params=None):
+    """A farm of two agents on the simulator (virtual clock) with ``--abort-on-fail``."""
+    run = run_of(Config(name="w", target=target, params=params or {}, load=load, timeout=1.0),
+                 thresholds=thresholds, abort_on_fail=True)  # fmt: skip
+    farm = SimFarm(run, expect=2)
+    farm.agent("a"), farm.agent("b")
+    return farm.finish()
+
+
+def test_abort_on_fail_stops_the_run_within_two_windows():
+    r = farm_on_sim("sleep", Open(Constant(100, 30)), "p99<1ms", params={"ms": 5})
+    assert r.status == EXIT_THRESHOLDS and r.stopped_early
+    # the first window judged (the second: the first is the start) fails it; it is merged once
+    # every agent has reported the next, and the run stops then (30 s were planned)
+    assert 3.0 < r.duration_s < 3.5 and len(r.series) == 4
+    assert r.counts.planned == r.counts.scheduled + r.counts.unfired < 400
+    assert any("threshold p99<1ms failed (--abort-on-fail)" in n for n in r.notes)
+
+
+def test_abort_on_fail_leaves_counts_and_rates_to_the_end():
+    """A count can only grow: 'succeeded>=800' is not failed by the first windows of a run that
+    will get there."""
+    r = farm_on_sim("noop", Open(Constant(300, 3)), "succeeded>=800", "achieved_rps>=0.9*requested")
+    assert r.status == 0 and not r.stopped_early and r.counts.succeeded == 900
+    assert [t["ok"] for t in r.thresholds] == [True, True]

@@ -1,4 +1,5 @@
-"""The farm with real processes and real ZeroMQ sockets on 127.0.0.1."""
+"""The farm with real processes and real ZeroMQ sockets on 127.0.0.1 (and hosts in network
+namespaces): the end-to-end proof of what the simulator checks closely (``test_farm.py``)."""
 
 import json
 import os
@@ -18,6 +19,8 @@ import pusher_farm as pf
 from pusher_farm.cluster.protocol.messages import PROTOCOL_VERSION
 from pusher_farm.core.histogram_codec import from_hdr
 from pusher_farm.core.stats import Histogram
+
+pytestmark = pytest.mark.slow
 
 HERE = Path(__file__).resolve().parent
 FARM = [sys.executable, "-m", "pusher_farm"]
@@ -63,7 +66,7 @@ def agent(endpoint, name, *extra, environ=None):
 def test_farm_run_two_processes_holds_the_rate(tmp_path):
     out = tmp_path / "r.json"
     p = subprocess.run(
-        [*FARM, "run", "noop", "--rps", "2000", "--duration", "5s", "-p", "2", "--json", str(out), "-q"],
+        [*FARM, "run", "noop", "--rps", "2000", "--duration", "2s", "-p", "2", "--json", str(out), "-q"],
         capture_output=True,
         text=True,
         timeout=120,
@@ -71,10 +74,10 @@ def test_farm_run_two_processes_holds_the_rate(tmp_path):
     assert p.returncode == 0, p.stderr
     d = json.loads(out.read_text())
     assert d["achieved_rps"] == pytest.approx(2000, rel=0.01)
-    assert d["counts"]["scheduled"] == 10_000 and balanced(d["counts"])
+    assert d["counts"]["scheduled"] == 4000 and balanced(d["counts"])
     assert len(d["agents"]) == 2
     for a in d["agents"]:
-        assert balanced(a["counts"]) and a["counts"]["scheduled"] == 5000
+        assert balanced(a["counts"]) and a["counts"]["scheduled"] == 2000
         assert a["share"] == 0.5 and a["lost"] is False and abs(a["clock_offset_ms"]) < 50
     assert sum(a["counts"]["succeeded"] for a in d["agents"]) == d["counts"]["succeeded"]
 
@@ -83,7 +86,7 @@ def test_coordinator_and_two_agent_processes(tmp_path):
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     out = tmp_path / "r.json"
     coord = coordinator(
-        "noop", "--rps", "1000", "--duration", "3s", "--bind", endpoint, "--expect-agents", "2", out=str(out)
+        "noop", "--rps", "1000", "--duration", "1s", "--bind", endpoint, "--expect-agents", "2", out=str(out)
     )
     agents = [agent(endpoint, f"a{i}") for i in range(2)]
     _, err = coord.communicate(timeout=120)
@@ -91,10 +94,10 @@ def test_coordinator_and_two_agent_processes(tmp_path):
     for a in agents:
         a.wait(30)
     d = json.loads(out.read_text())
-    assert d["counts"]["scheduled"] == 3000 and balanced(d["counts"])
+    assert d["counts"]["scheduled"] == 1000 and balanced(d["counts"])
     assert d["achieved_rps"] == pytest.approx(1000, rel=0.01)
     assert sorted(a["name"] for a in d["agents"]) == ["a0", "a1"]
-    assert [a["counts"]["scheduled"] for a in d["agents"]] == [1500, 1500]
+    assert [a["counts"]["scheduled"] for a in d["agents"]] == [500, 500]
 
 
 def test_three_agents_interleave_evenly_and_histograms_merge_exactly(tmp_path):
@@ -103,7 +106,7 @@ def test_three_agents_interleave_evenly_and_histograms_merge_exactly(tmp_path):
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     out = tmp_path / "r.json"
     coord = coordinator(
-        "recorder:hit", "--rps", "30", "--duration", "3s", "--bind", endpoint, "--expect-agents", "3", out=str(out)
+        "recorder:hit", "--rps", "60", "--duration", "1.5s", "--bind", endpoint, "--expect-agents", "3", out=str(out)
     )
     agents = [
         agent(endpoint, f"a{i}", "--gossip", "recorder:Recorder", environ=env(PUSHER_TEST_RECORD=str(record)))
@@ -134,7 +137,7 @@ def test_three_agents_interleave_evenly_and_histograms_merge_exactly(tmp_path):
     assert [pid for _, _, pid in befores[:6]] == [pid for _, _, pid in befores[3:9]]
     assert len({pid for _, _, pid in befores[:3]}) == 3
     gaps = np.diff([t for _, t, _ in befores])
-    assert np.allclose(gaps, 1 / 30, atol=0.002)
+    assert np.allclose(gaps, 1 / 60, atol=0.002)
     # The merged histogram equals one histogram of all the values the agents recorded.
     one = Histogram()
     one.record_many(np.array(latencies))
@@ -162,9 +165,8 @@ def test_a_silent_coordinator_stops_the_agents_load(tmp_path):
     record = tmp_path / "rec"
     record.mkdir()
     endpoint = f"tcp://127.0.0.1:{free_port()}"
-    coord = coordinator(
-        "recorder:hit", "--rps", "100", "--duration", "60s", "--bind", endpoint, "--expect-agents", "1", quiet=True
-    )
+    coord = coordinator("recorder:hit", "--rps", "100", "--duration", "60s", "--bind", endpoint, "--expect-agents", "1",
+                        "--agent-timeout", "1s", quiet=True)  # fmt: skip
     a = agent(endpoint, "orphan", "--gossip", "recorder:Recorder", environ=env(PUSHER_TEST_RECORD=str(record)))
     from recorder import read
 
@@ -174,18 +176,22 @@ def test_a_silent_coordinator_stops_the_agents_load(tmp_path):
     coord.send_signal(signal.SIGKILL)
     killed = time.monotonic()
     coord.wait(10)
-    a.wait(30)
-    assert time.monotonic() - killed < 15
+    # Past its lease the agent starts nothing more. (It would keep offering its windows for a
+    # while, then leave: the simulator checks that; here its user stops it after 3 s.)
+    time.sleep(3.0)
+    a.send_signal(signal.SIGINT)
+    a.wait(15)
     events = next(iter(read(record).values()))
     last_start = max(e[3] for e in events if e[0] == "before-target")
-    # time.monotonic is one clock for every process on this host
-    assert last_start - killed < 3.0 + 1.0
+    # time.monotonic is one clock for every process on this host; the lease is the agent
+    # timeout (1 s) and half the start lead after the last word from the coordinator
+    assert last_start - killed < 1.25 + 0.5
 
 
 def test_python_force_runs_on_processes(tmp_path):
     from recorder import hit
 
-    r = pf.force(100, 2, hit)(2)
+    r = pf.force(200, 1, hit)(2)
     assert r.counts.scheduled == 400 and r.counts.succeeded == 400
     assert len(r.agents) == 2 and {a.pid for a in r.agents} != {os.getpid()}
     assert [w.counts.scheduled for w in r.workers] == [200, 200]
@@ -213,11 +219,6 @@ def test_python_force_stops_at_the_first_agent_that_dies():
     assert re.fullmatch(r"farm error: agent 'local-[01]' \(host .+, pid \d+\) lost \(silent for 3\.\ds\): run aborted",
                         str(info.value)), str(info.value)  # fmt: skip
     assert time.monotonic() - started < 12  # not the 30 s the run would have lasted
-
-
-def test_python_farm_refuses_a_lambda_clearly():
-    with pytest.raises(pf.MissingTarget, match="lambda"):
-        pf.farm(10, 1, [pf.hire("x", lambda ctx: None)])
 
 
 def test_python_farm_on_window_sees_the_merged_farm():
@@ -428,29 +429,7 @@ def test_a_second_ctrl_c_aborts_calls_in_flight_and_still_reports(tmp_path):
     assert c["failed"] >= 1 and set(d["errors"]) == {"Interrupted"} and d["stopped_early"]
 
 
-def test_binding_all_interfaces_without_keys_is_refused():
-    p = subprocess.run(
-        [
-            *FARM,
-            "coordinator",
-            "noop",
-            "--rps",
-            "1",
-            "-d",
-            "1s",
-            "--bind",
-            "tcp://0.0.0.0:5599",
-            "--expect-agents",
-            "1",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert p.returncode == 2 and "--keys" in p.stderr and len(p.stderr.strip().splitlines()) == 1
-
-
-def test_hosts_in_namespaces_survive_a_5s_link_cut(tmp_path):
+def test_hosts_in_namespaces_survive_a_4s_link_cut(tmp_path):
     from netns import Lab
     from recorder import read
 
@@ -482,14 +461,14 @@ def test_hosts_in_namespaces_survive_a_5s_link_cut(tmp_path):
                 "--rps",
                 "200",
                 "--duration",
-                "14s",
+                "10s",
                 "--bind",
                 f"tcp://{c}:5555",
                 "--insecure",
                 "--expect-agents",
                 "2",
                 "--agent-timeout",
-                "3s",
+                "2s",
                 out=str(out),
                 lab=(lab, "c"),
             )
@@ -515,9 +494,9 @@ def test_hosts_in_namespaces_survive_a_5s_link_cut(tmp_path):
                 )
                 for h in ("a1", "a2")
             ]
-            time.sleep(5)
+            time.sleep(3)
             lab.link("a1", up=False)
-            time.sleep(5)
+            time.sleep(4)
             lab.link("a1", up=True)
             _, err = coord.communicate(timeout=120)
             for a in agents:
@@ -536,13 +515,14 @@ def test_hosts_in_namespaces_survive_a_5s_link_cut(tmp_path):
     # Every planned slot is accounted for: the cut agent's share between its stop (its lease
     # ran out) and the new epoch was fired by nobody, and the report says so.
     c = d["counts"]
-    assert c["planned"] == 200 * 14 == c["scheduled"] + c["unfired"]
+    assert c["planned"] == 200 * 10 == c["scheduled"] + c["unfired"]
     cut = by_name["a1"]
     assert c["unfired"] == cut["counts"]["unfired"] > 0
     assert cut["unfired_to_s"] == pytest.approx(d["epochs"][0]["at_s"], abs=0.01)
     assert any("never fired" in w and "a1:" in w for w in d["warnings"])
-    assert [w["t"] for w in d["series"]][:14] == [float(i) for i in range(14)]
-    after = [w for w in d["series"] if w["t"] >= d["epochs"][0]["at_s"] + 1 and w["t"] + 1 <= 14]
+    assert [w["t"] for w in d["series"]][:10] == [float(i) for i in range(10)]
+    after = [w for w in d["series"] if w["t"] >= d["epochs"][0]["at_s"] + 1 and w["t"] + 1 <= 10]
+    assert len(after) >= 3
     assert after and all(w["rps"] == pytest.approx(200, rel=0.02) for w in after), d["series"]
     # Only the cut agent could not reach the target while its cable was out.
     unreachable = sum(n for kind, n in d["errors"].items() if kind != "HTTP 503")

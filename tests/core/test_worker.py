@@ -257,6 +257,11 @@ def test_farm_runs_workers_in_parallel_and_merges():
     assert [w.counts.succeeded for w in r.workers] == [50, 50, 50]
 
 
+def test_python_farm_refuses_a_lambda_clearly():
+    with pytest.raises(pf.MissingTarget, match="lambda"):
+        pf.farm(10, 1, [pf.hire("x", lambda ctx: None)])
+
+
 def test_farm_first_error_cancels_all_and_is_raised_as_itself():
     calls = []
 

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from helpers import FARM
 
+pytestmark = pytest.mark.slow
+
 PACKAGE = Path(__file__).resolve().parent.parent / "plugin_pkg"
 
 

@@ -108,7 +108,7 @@ class AgentRun:
 
     async def run(self) -> Done:
         """Run every scenario to its end; the done record (with the error that stopped it)."""
-        cpu0, started = time.process_time(), time.monotonic()
+        cpu0, started = time.process_time(), self.clock()
         error: str | None = None
         done_all = ProcessResult.of([])
         try:
@@ -127,7 +127,7 @@ class AgentRun:
                         await aclose()  # e.g. the http target's connection pool
                     except Exception:  # closing must not hide how the run went
                         log.exception("closing a target failed")
-        elapsed = time.monotonic() - started
+        elapsed = self.clock() - started  # the run's clock, as its executors keep time
         cpu = round(100 * (time.process_time() - cpu0) / max(elapsed, 1e-9), 1)
         results = done_all.results
         parts = tuple(ScenarioDone(r.planned, r.stopped_early, r.reach, r.stopped_s, r.starved) for r in results)

@@ -202,13 +202,18 @@ class Coordinator:
                 pass
         finally:
             self.cpu_seconds = time.process_time() - cpu0
-            self.aggregator.release([], final=True)
-            if self.control is not None:
-                self.control.published = snapshot(self)  # the end: counters equal the report's
+            self.settle()
             for items in self.items.values():
                 items.close()
         assert self.finish is not None
         return self.report(time.monotonic() - started)
+
+    def settle(self) -> None:
+        """The run's end: every merged window goes to the listeners, and the last snapshot is
+        published (its counters equal the report's)."""
+        self.aggregator.release([], final=True)
+        if self.control is not None:
+            self.control.published = snapshot(self)
 
     def report(self, elapsed: float) -> Report:
         """The report of what has arrived (the run's end, once it has come)."""

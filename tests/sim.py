@@ -14,7 +14,8 @@ Targets are resolved here: ``noop`` records each call's slot (``SimRunner.fired`
 awaits its ``ms`` on the virtual clock and counts its calls in flight across the whole farm, as
 the target's own counter would (``SimFarm.in_flight``: now and the most at once, by scenario; and
 ``SimFarm.starts``: each call's start time and the calls in flight then, its own included), and
-the items it worked on (``SimFarm.worked``). So a test checks that every global slot fired
+the items it worked on (``SimFarm.worked``); ``busy`` holds its agent's loop for its ``ms`` of
+virtual time, as a CPU-bound call would. So a test checks that every global slot fired
 exactly once, where each went, and how many calls a runtime change let run at once.
 """
 
@@ -197,6 +198,10 @@ class SimAgent:
         self.runner.kill()
         self.farm.net.cut(self.identity)
 
+    def stop(self) -> None:
+        """Its user stops it (Ctrl-C, SIGTERM): its run stops scheduling and reports, then it leaves."""
+        self.driver.report("stop", "", {})
+
     def step(self) -> None:
         if self.alive and self.driver.status is None:
             self.driver.step(self.farm.clock())
@@ -260,6 +265,15 @@ class SimFarm:
                     count[0] -= 1
 
             return sleep
+        if name == "busy":
+            held = float(params.get("ms", 20)) / 1000
+
+            @inline
+            def busy(ctx):
+                fired[scenario_of(ctx)].append(ctx.seq)
+                self.clock.now += held  # the loop is held this long: a CPU-bound call
+
+            return busy
         from pusher_farm.targets import resolve
 
         return resolve(name, params)
@@ -286,7 +300,7 @@ class SimFarm:
                 break
             self.step(dt)
         assert self.coord.finish is not None, "the run did not finish"
-        self.coord.aggregator.release([], final=True)
+        self.coord.settle()
         report = self.coord.report(0.0)
         for _ in range(200):  # the agents' last steps: every task ends
             if all(a.runner.task is None or a.runner.task.done() for a in self.agents.values()):
