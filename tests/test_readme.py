@@ -39,6 +39,7 @@ def test_readme_has_examples():
     assert sum(len(b) for b in BLOCKS) >= 7
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("block", BLOCKS, ids=[b[0][0] for b in BLOCKS])
 def test_readme_console_block(block):
     """Commands with output shown must print exactly that; the rest run as one shell script."""
@@ -61,6 +62,7 @@ def test_readme_console_block(block):
     assert p.returncode == 0, p.stderr
 
 
+@pytest.mark.slow
 def test_readme_python_example():
     code = re.findall(r"```python\n(.*?)```", README, re.S)[0]
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
@@ -68,6 +70,7 @@ def test_readme_python_example():
     assert "succeeded=200" in p.stdout
 
 
+@pytest.mark.slow
 def test_quickstart_example():
     p = subprocess.run([sys.executable, "examples/quickstart.py"], capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert p.returncode == 0, p.stderr

@@ -27,12 +27,12 @@ def balanced(report):
     return c.scheduled == c.succeeded + c.failed + c.canceled
 
 
-def test_rps_200_for_2s_schedules_400_slots():
-    report = pf.work(200, 2, noop)
+def test_rps_400_for_1s_schedules_400_slots():
+    report = pf.work(400, 1, noop, pf.with_window(0.5))
     assert abs(report.counts.scheduled - 400) <= 1
     assert report.counts.succeeded == report.counts.scheduled
     assert balanced(report)
-    assert report.achieved_rps == pytest.approx(200, rel=0.01)
+    assert report.achieved_rps == pytest.approx(400, rel=0.01)
     assert len(report.series) >= 2
 
 
@@ -42,8 +42,8 @@ def test_throughput_counts_from_the_first_slot_not_from_start_up():
     assert 80 < r.throughput_rps <= 100 and r.ran_s >= 0.99
 
 
-def test_half_rps_for_4s_gives_2():
-    report = pf.work(0.5, 4, async_noop)
+def test_a_fractional_rate_gives_its_exact_count():
+    report = pf.work(2.5, 0.8, async_noop)  # slots at 0 and 0.4 s
     assert report.counts.scheduled == 2 and report.counts.succeeded == 2
 
 
@@ -96,10 +96,10 @@ def test_exceptions_are_counted_by_type_and_never_escape():
         if ctx.seq % 5 == 0:
             raise GeneratorExit  # a BaseException that is not fatal to the process
 
-    r = pf.work(90, 1, flaky)
+    r = pf.work(180, 0.5, flaky)
     assert r.errors == {"ValueError": 30, "HTTP 503": 30}
     assert r.counts.succeeded == 30 and r.counts.failed == 60 and balanced(r)
-    r = pf.work(100, 1, aflaky)
+    r = pf.work(200, 0.5, aflaky)
     assert r.errors["KeyError"] == 50 and r.errors["GeneratorExit"] == 10 and balanced(r)
 
 
@@ -211,11 +211,11 @@ def test_stop_ends_an_open_ended_run_and_still_reports():
 
 
 def test_stage_profile_slot_count_matches_its_integral():
-    profile = pf.parse_stages("1s:0-200,1s:200,0.5s:200-0")
+    profile = pf.parse_stages("0.5s:0-400,0.5s:400,0.25s:400-0")
     expected = 100 + 200 + 50
     r = hire("stages", async_noop, with_profile(profile)).work_sync()
     assert abs(r.counts.scheduled - expected) <= 1 and balanced(r)
-    assert r.requested_rps == pytest.approx(expected / 2.5, rel=0.01)
+    assert r.requested_rps == pytest.approx(expected / 1.25, rel=0.01)
 
 
 def test_hire_and_work_validate_their_input():

@@ -147,7 +147,7 @@ def test_build_request_is_made_once_with_host_length_and_headers():
 def test_keep_alive_reuses_at_most_pool_size_connections_over_1000_requests(fd_baseline):
     with RawServer(serve_each(OK)) as server:
         target = resolve("http", {"url": server.url})
-        r = pf.work(1000, 1.0, target, pf.with_overtime(8), pf.with_timeout(5))
+        r = pf.work(2000, 0.5, target, pf.with_overtime(8), pf.with_timeout(5))
         # A loaded machine may find all 8 slots busy now and then: those slots are canceled
         # (counted, never sent); every other one went over one of at most 8 connections.
         c = r.counts
@@ -183,11 +183,11 @@ def test_chunked_and_large_bodies_are_read_whole(fd_baseline):
 
     big = b"x" * (4 << 20)
     large = serve_each(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(big) + big)
-    for handler, rps in ((chunked, 200), (large, 20)):
+    for handler, rps in ((chunked, 400), (large, 40)):
         with RawServer(handler) as server:
             target = resolve("http", {"url": server.url})
-            r = pf.work(rps, 1.0, target, pf.with_timeout(10))
-            assert r.counts.succeeded == rps and not r.errors, (r.counts, r.errors)
+            r = pf.work(rps, 0.5, target, pf.with_timeout(10))
+            assert r.counts.succeeded == rps / 2 and not r.errors, (r.counts, r.errors)
             assert server.accepted <= r.counts.succeeded
     assert fds_back_to(fd_baseline) <= fd_baseline
 
@@ -195,11 +195,11 @@ def test_chunked_and_large_bodies_are_read_whole(fd_baseline):
 def test_a_body_that_ends_with_the_connection_and_head_requests():
     eof = serve_each(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end", close=True)
     with RawServer(eof) as server:
-        r = pf.work(100, 0.5, resolve("http", {"url": server.url}), pf.with_timeout(5))
+        r = pf.work(200, 0.25, resolve("http", {"url": server.url}), pf.with_timeout(5))
         assert r.counts.succeeded == 50 and server.accepted == 50, (r.counts, r.errors)
     head = serve_each(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")  # HEAD: no body follows
     with RawServer(head) as server:
-        r = pf.work(100, 0.5, resolve("http", {"url": server.url, "method": "HEAD"}), pf.with_timeout(5))
+        r = pf.work(200, 0.25, resolve("http", {"url": server.url, "method": "HEAD"}), pf.with_timeout(5))
         assert r.counts.succeeded == 50 and server.accepted <= 2, (r.counts, r.errors, server.accepted)
 
 
@@ -210,7 +210,7 @@ def test_server_closing_after_each_response_is_reconnected(fd_baseline):
     rude = serve_each(OK, close=True)
     for handler in (polite, rude):
         with RawServer(handler) as server:
-            r = pf.work(200, 1.0, resolve("http", {"url": server.url}), pf.with_timeout(5))
+            r = pf.work(400, 0.5, resolve("http", {"url": server.url}), pf.with_timeout(5))
             assert r.counts.succeeded == 200 and not r.errors, (r.counts, r.errors)
             assert server.requests == 200 and server.accepted == 200
     assert fds_back_to(fd_baseline) <= fd_baseline
@@ -225,7 +225,7 @@ def test_reset_mid_response_is_counted_as_reset(fd_baseline):
             conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close = RST
 
     with RawServer(reset) as server:
-        r = pf.work(100, 0.5, resolve("http", {"url": server.url}), pf.with_timeout(5))
+        r = pf.work(200, 0.25, resolve("http", {"url": server.url}), pf.with_timeout(5))
     assert r.counts.scheduled == 50 and r.errors == {"ConnectionReset": 50}, (r.counts, r.errors)
     assert fds_back_to(fd_baseline) <= fd_baseline
 
@@ -241,7 +241,7 @@ def test_slow_server_past_the_timeout_is_timeout_and_its_connections_closed(fd_b
 
     with RawServer(slow) as server:
         t0 = time.monotonic()
-        r = pf.work(40, 0.5, resolve("http", {"url": server.url}), pf.with_timeout(0.3))
+        r = pf.work(80, 0.25, resolve("http", {"url": server.url}), pf.with_timeout(0.3))
         took = time.monotonic() - t0
         release.set()
     assert r.counts.scheduled == 20 and r.errors == {"Timeout": 20}, (r.counts, r.errors)
@@ -256,7 +256,7 @@ def test_malformed_responses_are_bad_response(fd_baseline):
         b"HTTP/1.1 200 OK\r\nContent-Length: nope\r\n\r\nok",
     ):
         with RawServer(serve_each(response)) as server:
-            r = pf.work(40, 0.5, resolve("http", {"url": server.url}), pf.with_timeout(5))
+            r = pf.work(80, 0.25, resolve("http", {"url": server.url}), pf.with_timeout(5))
         assert r.counts.scheduled == 20 and r.errors == {"BadResponse": 20}, (response, r.counts, r.errors)
     assert fds_back_to(fd_baseline) <= fd_baseline
 
@@ -264,11 +264,11 @@ def test_malformed_responses_are_bad_response(fd_baseline):
 @pytest.mark.parametrize("engine", ["lean", "aiohttp"])
 def test_both_engines_count_status_and_refused_connections_alike(engine):
     with RawServer(serve_each(b"HTTP/1.1 503 Busy\r\nContent-Length: 4\r\n\r\nbusy")) as server:
-        r = pf.work(40, 0.5, resolve("http", {"url": server.url, "engine": engine}), pf.with_timeout(5))
+        r = pf.work(80, 0.25, resolve("http", {"url": server.url, "engine": engine}), pf.with_timeout(5))
         assert r.errors == {"HTTP 503": 20}
     with RawServer(serve_each(OK)) as gone:
         url = gone.url
-    r = pf.work(40, 0.5, resolve("http", {"url": url, "engine": engine}), pf.with_timeout(5))
+    r = pf.work(80, 0.25, resolve("http", {"url": url, "engine": engine}), pf.with_timeout(5))
     assert r.errors == {"ConnectRefused": 20}, r.errors
 
 
@@ -286,7 +286,7 @@ def test_connect_timeout_is_its_own_kind():
             fillers.append(s)
         url = f"http://127.0.0.1:{listener.getsockname()[1]}/"
         target = resolve("http", {"url": url, "connect_timeout": "0.2"})
-        r = pf.work(20, 0.5, target, pf.with_timeout(5))
+        r = pf.work(40, 0.25, target, pf.with_timeout(5))
     finally:
         for s in fillers:
             s.close()
@@ -305,7 +305,7 @@ def test_a_reused_connection_closed_before_answering_is_retried_once_on_a_new_on
             dropped.append(1)  # read the next request, then close without a word
 
     with RawServer(one_then_drop) as server:
-        r = pf.work(20, 1.0, resolve("http", {"url": server.url}), pf.with_timeout(5))
+        r = pf.work(40, 0.5, resolve("http", {"url": server.url}), pf.with_timeout(5))
         assert r.counts.succeeded == 20 and not r.errors, (r.counts, r.errors)
         assert len(dropped) >= 10  # the retry path really ran
         assert server.accepted == 1 + len(dropped)  # each retry on a connection of its own
@@ -314,7 +314,7 @@ def test_a_reused_connection_closed_before_answering_is_retried_once_on_a_new_on
         server.read_request(conn, bytearray())
 
     with RawServer(never_answer) as server:  # a fresh connection is not retried
-        r = pf.work(20, 0.5, resolve("http", {"url": server.url}), pf.with_timeout(5))
+        r = pf.work(40, 0.25, resolve("http", {"url": server.url}), pf.with_timeout(5))
     assert r.errors == {"ConnectionClosed": 10}, r.errors
 
 
@@ -328,7 +328,7 @@ def test_tls_with_keep_alive_and_certificate_checks(self_signed, fd_baseline):
         assert r.counts.succeeded == 100 and not r.errors, (r.counts, r.errors)
         assert server.accepted <= 20
         # Verified by default: a self-signed certificate is refused.
-        r = pf.work(20, 0.5, resolve("http", {"url": server.url}), pf.with_timeout(5))
+        r = pf.work(40, 0.25, resolve("http", {"url": server.url}), pf.with_timeout(5))
         assert r.errors == {"TLSError": 10}, r.errors
     assert fds_back_to(fd_baseline) <= fd_baseline
 
@@ -389,7 +389,7 @@ def test_the_connecting_bound_is_never_exceeded():
 def test_warm_opens_connections_before_the_run_and_they_serve_it(self_signed):
     with RawServer(serve_each(OK), tls=tls_server(self_signed)) as server:
         target = resolve("http", {"url": server.url, "verify": "false", "warm": "6"})
-        r = pf.work(100, 1.0, target, pf.with_overtime(6), pf.with_timeout(5))
+        r = pf.work(200, 0.5, target, pf.with_overtime(6), pf.with_timeout(5))
         assert r.counts.succeeded + r.counts.canceled == 100 and not r.errors, (r.counts, r.errors)
         assert server.accepted == 6
     assert r.target_counters["connections_warmed"] == r.target_counters["connections_opened"] == 6
@@ -438,7 +438,7 @@ def test_tls_sessions_are_resumed_on_reconnects(self_signed, resume):
         # One call at a time, so each new connection follows the last (TLS 1.3 tickets are
         # each good once: a connection resumes with the ticket its predecessor got).
         params = {"url": server.url, "verify": "false", "resume": str(resume).lower()}
-        r = pf.work(20, 1.5, resolve("http", params), pf.with_overtime(1), pf.with_timeout(5))
+        r = pf.work(40, 0.75, resolve("http", params), pf.with_overtime(1), pf.with_timeout(5))
         assert r.counts.succeeded + r.counts.canceled == 30 and not r.errors, (r.counts, r.errors)
     c = r.target_counters
     opened = c["connections_opened"]
@@ -453,11 +453,11 @@ def test_checks_fail_calls_by_what_they_found():
     body_204 = b"HTTP/1.1 204 No Content\r\n\r\n"
     wrong = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 5\r\n\r\noops!"
     with RawServer(serve_each(wrong)) as server:
-        r = pf.work(40, 0.5, resolve("http", {"url": server.url, "expect_body": "ok"}))
+        r = pf.work(80, 0.25, resolve("http", {"url": server.url, "expect_body": "ok"}))
         assert r.errors == {"Check body": 20}, r.errors
-        r = pf.work(40, 0.5, resolve("http", {"url": server.url, "expect_header": ["Content-Type: text/plain"]}))
+        r = pf.work(80, 0.25, resolve("http", {"url": server.url, "expect_header": ["Content-Type: text/plain"]}))
         assert r.errors == {"Check header Content-Type": 20}, r.errors
-        r = pf.work(40, 0.5, resolve("http", {"url": server.url, "expect_status": "201"}))
+        r = pf.work(80, 0.25, resolve("http", {"url": server.url, "expect_status": "201"}))
         assert r.errors == {"Check status 200": 20}, r.errors
         seen = []
 
@@ -465,8 +465,8 @@ def test_checks_fail_calls_by_what_they_found():
             seen.append(response)
             return response.header("content-type") == "text/html" and response.body == b"oops!"
 
-        r = pf.work(40, 0.5, resolve("http", {"url": server.url, "check": custom}))
+        r = pf.work(80, 0.25, resolve("http", {"url": server.url, "check": custom}))
         assert r.counts.succeeded == 20 and seen[0].status == 200
     with RawServer(serve_each(body_204)) as server:
-        r = pf.work(40, 0.5, resolve("http", {"url": server.url, "expect_status": "204"}))
+        r = pf.work(80, 0.25, resolve("http", {"url": server.url, "expect_status": "204"}))
         assert r.counts.succeeded == 20 and not r.errors, r.errors

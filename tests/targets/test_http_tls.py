@@ -1,6 +1,6 @@
 """HTTPS at rate through `farm run`, as a new user would: a cold start no longer storms.
 
-A TLS server made here (aiohttp, a self-signed certificate) takes 2,000 calls/s for 5 s from
+A TLS server made here (aiohttp, a self-signed certificate) takes 1,000 calls/s for 2 s from
 `farm run http -p 1` with default settings. Before the connect bound, every due slot opened a
 connection of its own: handshakes took the generator's CPU, calls piled up, windows fired in
 bursts and thousands of connections were opened. What is checked is that behaviour, not
@@ -8,16 +8,14 @@ timing (the figures are in scripts/bench_http.py's TLS rungs).
 """
 
 import json
-import os
 import ssl
-import subprocess
-import sys
 
 import pytest
+from farm_cli import farm
 
 from pusher_farm.demo import DemoServer
 
-FARM = [sys.executable, "-m", "pusher_farm"]
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -30,36 +28,33 @@ def tls_server(self_signed):
 
 def run(url, tmp_path, *extra):
     out = tmp_path / "r.json"
-    p = subprocess.run(
-        [*FARM, "run", "http", "--url", url, "--param", "verify=false", "--rps", "2000", "-d", "5s", "-p", "1",
-         "--json", str(out), "-q", *extra],
-        capture_output=True, text=True, timeout=120, env={**os.environ},
-    )  # fmt: skip
+    p = farm("run", "http", "--url", url, "--param", "verify=false", "--rps", "1000", "-d", "2s", "-p", "1", "--json",
+             str(out), "-q", *extra, timeout=120)  # fmt: skip
     assert p.returncode == 0, p.stderr
     return json.loads(out.read_text()), p.stdout
 
 
 @pytest.mark.parametrize("engine", ["lean", "aiohttp"])
-def test_a_cold_start_over_tls_at_2000_per_second_fires_every_window(tls_server, tmp_path, engine):
+def test_a_cold_start_over_tls_at_1000_per_second_fires_every_window(tls_server, tmp_path, engine):
     d, summary = run(tls_server.url, tmp_path, "--engine", engine)
     c = d["counts"]
-    assert c["planned"] == c["scheduled"] == 10_000 and c["succeeded"] == 10_000, (c, d["errors"])
-    windows = [w["started"] + w["canceled"] for w in d["series"][:5]]
+    assert c["planned"] == c["scheduled"] == 2000 and c["succeeded"] == 2000, (c, d["errors"])
+    windows = [w["started"] + w["canceled"] for w in d["series"][:2]]
     # Every window fired its slots (give or take the few a 4 ms batch launches early), none in a burst.
-    assert all(abs(n - 2000) <= 20 for n in windows), windows
+    assert all(abs(n - 1000) <= 10 for n in windows), windows
     assert all(w["canceled"] == 0 for w in d["series"][1:])
     opened = d["target_counters"]["connections_opened"]
     assert opened < (100 if engine == "lean" else 1000), opened  # not one per call
     phases = d["phases_ms"]
     assert phases["connect"]["calls"] == opened if engine == "lean" else phases["connect"]["calls"] <= opened
-    assert phases["ttfb"]["calls"] == 10_000
+    assert phases["ttfb"]["calls"] == 2000
     assert "connect" in summary and "ttfb" in summary  # the phases in the summary table
 
 
 def test_a_warm_pool_leaves_no_connecting_in_the_measured_run(tls_server, tmp_path):
     d, _ = run(tls_server.url, tmp_path, "--warm", "32")
     counters = d["target_counters"]
-    assert counters["connections_warmed"] == 32 and d["counts"]["succeeded"] == 10_000
+    assert counters["connections_warmed"] == 32 and d["counts"]["succeeded"] == 2000
     during = counters["connections_opened"] - counters["connections_warmed"]
     assert d["phases_ms"].get("connect", {"calls": 0})["calls"] == during <= 8
     assert "wait" not in d["phases_ms"] or d["phases_ms"]["wait"]["calls"] <= 8
