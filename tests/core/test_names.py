@@ -113,7 +113,7 @@ def _named(ctx):
 
 
 def test_a_target_names_its_calls_in_process():
-    report = hire("w", _named).work_sync(500, 1.0)
+    report = hire("w", _named).work_sync(1000, 0.5)
     rows = {n.name: n.calls for n in report.names}
     assert rows == {"item 0": 167, "item 1": 167, "item 2": 166}
     d = to_dict(report)
@@ -126,7 +126,7 @@ def _unique(ctx):
 
 
 def test_unbounded_names_are_bounded_and_the_report_says_so():
-    report = hire("w", _unique, _offer(max_names=10)).work_sync(1000, 1.0)
+    report = hire("w", _unique, _offer(max_names=10)).work_sync(2000, 0.5)
     assert len(report.names) <= 11
     assert sum(n.calls for n in report.names) == 1000
     assert any("counted under 'other'" in w for w in warnings(report))

@@ -77,7 +77,7 @@ def test_slow_target_with_overtime_2_cancels_most(kind):
 
 @pytest.mark.parametrize("target", [async_noop, sync_noop])
 def test_sync_and_async_targets(target):
-    report = pf.work(100, 1, target)
+    report = pf.work(200, 0.5, target)
     assert report.counts.succeeded == report.counts.scheduled == 100
     assert report.service.total == 100 and report.lag.total == 100
 
@@ -143,7 +143,7 @@ class Recorder:
 
 def test_gossips_before_equals_after_and_stop_called_once():
     a, b = Recorder(), Recorder()
-    r = pf.work(200, 1, async_noop, with_gossips(a, b))
+    r = pf.work(400, 0.5, async_noop, with_gossips(a, b))
     for rec in (a, b):
         before = [g for g in rec.seen if g.when is When.BEFORE_TARGET]
         after = [g for g in rec.seen if g.when is When.AFTER_TARGET]
@@ -251,7 +251,7 @@ def test_config_is_a_public_copy_and_str_is_the_ident():
 
 def test_farm_runs_workers_in_parallel_and_merges():
     workers = [hire(f"w{i}", async_noop, with_overtime(5)) for i in range(3)]
-    r = pf.farm(50, 1, workers, processes=False)
+    r = pf.farm(100, 0.5, workers, processes=False)
     assert r.counts.succeeded == 150 and balanced(r)
     assert r.overtime == 5  # per worker, as on the farm path: not a sum
     assert [w.counts.succeeded for w in r.workers] == [50, 50, 50]
@@ -280,9 +280,9 @@ def test_farm_first_error_cancels_all_and_is_raised_as_itself():
 
 
 def test_force_runs_amount_identical_workers():
-    r = pf.force(40, 1, async_noop, processes=False)(3)
+    r = pf.force(80, 0.5, async_noop, processes=False)(3)
     assert r.counts.succeeded == 120 and len(r.workers) == 3
-    assert r.requested_rps == 120
+    assert r.requested_rps == 240
 
 
 def test_blocking_call_inside_a_running_loop_says_what_to_do():

@@ -94,11 +94,11 @@ def test_a_slow_callback_does_not_stall_the_load_and_still_sees_every_event():
 
 def test_rate_mode_ends_when_the_feed_runs_dry_or_cycles_on():
     w = pf.hire("r", pf.inline(lambda ctx: ctx.item.id), pf.with_items(items(50)))
-    r = w.work_sync(100, 2.0)
+    r = w.work_sync(200, 1.0)
     assert r.counts.succeeded == 50 and r.counts.planned == r.counts.scheduled == 50
     assert any("ran dry" in n for n in r.notes) and r.stopped_early
     w = pf.hire("r", pf.inline(lambda ctx: ctx.item.id), pf.with_items(items(50), feed_cycle=True))
-    r = w.work_sync(100, 1.0)
+    r = w.work_sync(200, 0.5)
     assert r.counts.succeeded == r.counts.planned == 100 and not any("ran dry" in n for n in r.notes)
 
 
