@@ -52,8 +52,22 @@ def test_farm_report_refuses_what_is_not_a_report(tmp_path):
 
 
 @pytest.mark.slow
+def _windows(port, token):
+    """The merged windows a running farm serves (none while it is not up yet)."""
+    import json
+    import urllib.request
+
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/windows", headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as r:
+            return json.loads(r.read())
+    except OSError:
+        return []
+
+
 def test_the_live_page_draws_its_charts_from_a_running_farm(tmp_path):
     import json
+    import signal
     import socket
     import time
 
@@ -61,12 +75,14 @@ def test_the_live_page_draws_its_charts_from_a_running_farm(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     p = subprocess.Popen(
-        [*FARM, "run", "sleep", "--param", "ms=2", "--rps", "200", "-d", "5s", "-p", "2", "--http",
+        [*FARM, "run", "sleep", "--param", "ms=2", "--rps", "200", "-d", "60s", "-p", "2", "--http",
          f"127.0.0.1:{port}", "--http-token", "tok", "-q"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        time.sleep(3.5)  # a few windows in
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and len(_windows(port, "tok")) < 2:  # a few windows in
+            time.sleep(0.2)
         errors, value = inspect(
             f"http://127.0.0.1:{port}/#token=tok",
             """JSON.stringify({ charts: document.body.getAttribute("data-charts"),
@@ -77,6 +93,7 @@ def test_the_live_page_draws_its_charts_from_a_running_farm(tmp_path):
             settle=1.5,
         )
     finally:
+        p.send_signal(signal.SIGINT)  # the page was read while it ran; now the run may end
         p.wait(60)
     seen = json.loads(value)
     assert errors == [], errors
